@@ -1,0 +1,38 @@
+# Thin targets. `make demo` and `make test` set everything up themselves.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test lint typecheck pytest docs bench bench-quick clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/tiktok-async demo
+
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check tiktok_async tests benchmarks
+
+typecheck: $(STAMP)
+	$(PY) -m mypy tiktok_async tests/typing_examples
+
+pytest: $(STAMP)
+	PYTHONASYNCIODEBUG=1 $(PY) -m pytest -W error -q
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run
+
+bench-quick: $(STAMP)
+	$(PY) -m benchmarks.run --quick
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache demo-out build *.egg-info
