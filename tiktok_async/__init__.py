@@ -1,7 +1,45 @@
 """tiktok_async: a fast, dependable asyncio client for the hosted TikTok data API."""
 
+from ._exceptions import (
+    APIStatusError,
+    BadRequestError,
+    ClientStateError,
+    ConnectError,
+    DecodeError,
+    ForbiddenError,
+    InvalidInputError,
+    MissingRouteError,
+    NotFoundError,
+    QuotaExceededError,
+    RateLimitedError,
+    RequestTimeoutError,
+    ServerError,
+    TikTokError,
+    TransportError,
+    TruncatedBodyError,
+)
+from ._inputs import VideoRef, parse_handle, parse_video
 from ._version import __version__
 
 __all__ = [
+    "APIStatusError",
+    "BadRequestError",
+    "ClientStateError",
+    "ConnectError",
+    "DecodeError",
+    "ForbiddenError",
+    "InvalidInputError",
+    "MissingRouteError",
+    "NotFoundError",
+    "QuotaExceededError",
+    "RateLimitedError",
+    "RequestTimeoutError",
+    "ServerError",
+    "TikTokError",
+    "TransportError",
+    "TruncatedBodyError",
+    "VideoRef",
     "__version__",
+    "parse_handle",
+    "parse_video",
 ]
