@@ -1,0 +1,312 @@
+"""A bounded worker pool over a lazy input: `bounded_map`.
+
+`bounded_map(items, worker, concurrency=C)` runs `worker` on every item with C worker
+tasks and yields `(item, result)` pairs. It is what bulk enrichment stands on, so it
+keeps three promises whatever the input's length:
+
+- **Lazy.** Items are pulled from the (sync or async) iterable only when a worker is
+  free to take one *and* fewer than `window` items are taken but not yet yielded. An
+  infinite generator is fine; the input is never read more than `window` ahead.
+- **Bounded.** `window` bounds everything held at once: items in flight, finished
+  results not yet consumed (backpressure: a slow consumer stops the workers), the
+  reorder buffer of `ordered=True`, and duplicates waiting for their key's answer.
+  The dedupe memory of finished keys is an LRU of `dedupe_memory` entries.
+- **Clean.** An exception raised by `worker` (or `key`, or by the input iterable) is
+  an abort, not a per-item error: every other task is cancelled and awaited, then the
+  exception propagates to the consumer. Per-item failures must be returned as values.
+  Closing the iterator (`aclose()`, a `break` inside `contextlib.aclosing`, cancelling
+  the consuming task, or garbage collection) cancels the work and awaits it; an async
+  input iterator left unfinished is closed too (`aclose()`), so its own clean-up runs
+  now rather than in the garbage collector.
+
+Deduplication (`key=`): items whose keys are equal run `worker` once; every duplicate
+still gets its own `(item, result)` pair, at once if the key finished recently, or
+when the running call for that key finishes. A duplicate whose key fell out of the
+LRU (more than `dedupe_memory` distinct keys ago) runs `worker` again; a key in flight
+is always shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict, deque
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Hashable,
+    Iterable,
+    Iterator,
+)
+from typing import Generic, TypeVar
+
+__all__ = ["DEFAULT_DEDUPE_MEMORY", "bounded_map"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Finished keys remembered for dedupe. Each entry holds a result, so this is also a
+#: memory budget: at ~2 KB per decoded profile, 10,000 entries is ~20 MB.
+DEFAULT_DEDUPE_MEMORY = 10_000
+
+_EXHAUSTED = object()
+
+
+def bounded_map(
+    items: Iterable[T] | AsyncIterable[T],
+    worker: Callable[[T], Awaitable[R]],
+    *,
+    concurrency: int,
+    ordered: bool = False,
+    key: Callable[[T], Hashable] | None = None,
+    window: int | None = None,
+    dedupe_memory: int = DEFAULT_DEDUPE_MEMORY,
+) -> AsyncGenerator[tuple[T, R], None]:
+    """Run `worker` over `items` with `concurrency` tasks; yield `(item, result)` pairs.
+
+    Pairs come in completion order, or in input order with `ordered=True`. `window`
+    is the most items taken from the input and not yet yielded (default: 2 x
+    `concurrency`, or 4 x when ordered); it bounds read-ahead, buffered results and the
+    reorder buffer. See the module docstring for dedupe (`key`), errors and closing.
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    if window is None:
+        window = concurrency * (4 if ordered else 2)
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    if dedupe_memory < 0:
+        raise ValueError(f"dedupe_memory must be >= 0, got {dedupe_memory}")
+    pool = _Pool(items, worker, min(concurrency, window), window, ordered, key, dedupe_memory)
+    return pool.results()
+
+
+class _Pool(Generic[T, R]):
+    """The shared state of one `bounded_map` run: workers produce, `results` consumes."""
+
+    def __init__(
+        self,
+        items: Iterable[T] | AsyncIterable[T],
+        worker: Callable[[T], Awaitable[R]],
+        concurrency: int,
+        window: int,
+        ordered: bool,
+        key: Callable[[T], Hashable] | None,
+        dedupe_memory: int,
+    ) -> None:
+        self._items = items
+        self._sync_it: Iterator[T] | None = None
+        self._async_it: AsyncIterator[T] | None = None
+        self._pull_lock: asyncio.Lock | None = None
+        self._worker = worker
+        self._concurrency = concurrency
+        self._window = window
+        self._ordered = ordered
+        self._key = key
+        self._memory = dedupe_memory
+        self._taken = 0  # items pulled from the input; also the next sequence number
+        self._pending = 0  # slots reserved or items taken, not yet yielded
+        self._next_seq = 0  # ordered: the sequence number to yield next
+        self._exhausted = False
+        self._ready: deque[tuple[T, R]] = deque()
+        self._reorder: dict[int, tuple[T, R]] = {}
+        self._inflight: dict[Hashable, list[tuple[int, T]]] = {}
+        self._finished: OrderedDict[Hashable, R] = OrderedDict()
+        self._error: BaseException | None = None
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._consumer: asyncio.Future[None] | None = None
+        self._space: deque[asyncio.Future[None]] = deque()
+
+    # -- the consumer -------------------------------------------------------------
+
+    async def results(self) -> AsyncGenerator[tuple[T, R], None]:
+        """Start the workers; yield finished pairs until the input is done."""
+        self._start()
+        take = self._take_ordered if self._ordered else self._take_ready
+        try:
+            while True:
+                pair = take()
+                if pair is not None:
+                    yield pair
+                elif self._error is not None:
+                    raise self._error
+                elif self._exhausted and self._pending == 0:
+                    return
+                else:
+                    await self._wait_for_result()
+        finally:
+            await self._stop()
+
+    def _take_ready(self) -> tuple[T, R] | None:
+        if not self._ready or self._error is not None:
+            return None
+        self._release_slot()
+        return self._ready.popleft()
+
+    def _take_ordered(self) -> tuple[T, R] | None:
+        if self._error is not None:
+            return None
+        pair = self._reorder.pop(self._next_seq, None)
+        if pair is not None:
+            self._next_seq += 1
+            self._release_slot()
+        return pair
+
+    async def _wait_for_result(self) -> None:
+        self._consumer = asyncio.get_running_loop().create_future()
+        try:
+            await self._consumer
+        finally:
+            self._consumer = None
+
+    def _wake_consumer(self) -> None:
+        fut = self._consumer
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    # -- workers --------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if isinstance(self._items, AsyncIterable):
+            self._async_it = aiter(self._items)
+            self._pull_lock = asyncio.Lock()
+        else:
+            self._sync_it = iter(self._items)
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._run_worker()) for _ in range(self._concurrency)]
+
+    async def _run_worker(self) -> None:
+        try:
+            while True:
+                if self._pending >= self._window:
+                    await self._wait_for_space()
+                    continue
+                self._pending += 1  # reserve the slot before an async pull can yield
+                item = await self._pull() if self._async_it is not None else self._pull_sync()
+                if item is _EXHAUSTED:
+                    self._pending -= 1
+                    self._wake_consumer()
+                    return
+                # No suspension since the pull returned, so sequence numbers follow input order.
+                seq = self._taken
+                self._taken = seq + 1
+                await self._process(seq, item)  # type: ignore[arg-type]
+        except asyncio.CancelledError as exc:
+            if not self._stopping:  # cancelled by someone else: do not leave the map hanging
+                self._fail(exc)
+            raise
+        except BaseException as exc:  # any exception from worker, key or input aborts the map
+            self._fail(exc)
+
+    def _pull_sync(self) -> object:
+        assert self._sync_it is not None
+        if self._exhausted:
+            return _EXHAUSTED
+        try:
+            item = next(self._sync_it)
+        except StopIteration:
+            self._exhausted = True
+            return _EXHAUSTED
+        return item
+
+    async def _pull(self) -> object:
+        assert self._async_it is not None
+        assert self._pull_lock is not None
+        async with self._pull_lock:
+            if self._exhausted:
+                return _EXHAUSTED
+            try:
+                item = await anext(self._async_it)
+            except StopAsyncIteration:
+                self._exhausted = True
+                return _EXHAUSTED
+            return item
+
+    async def _process(self, seq: int, item: T) -> None:
+        if self._key is None:
+            self._emit(seq, item, await self._worker(item))
+            return
+        k = self._key(item)
+        if k in self._finished:
+            self._finished.move_to_end(k)
+            self._emit(seq, item, self._finished[k])
+            return
+        waiting = self._inflight.get(k)
+        if waiting is not None:
+            waiting.append((seq, item))
+            return
+        self._inflight[k] = []
+        result = await self._worker(item)
+        self._emit(seq, item, result)
+        for dup_seq, dup in self._inflight.pop(k):
+            self._emit(dup_seq, dup, result)
+        self._remember(k, result)
+
+    def _remember(self, k: Hashable, result: R) -> None:
+        if self._memory == 0:
+            return
+        self._finished[k] = result
+        if len(self._finished) > self._memory:
+            self._finished.popitem(last=False)
+
+    def _emit(self, seq: int, item: T, result: R) -> None:
+        if self._ordered:
+            self._reorder[seq] = (item, result)
+            if seq != self._next_seq:
+                return
+        else:
+            self._ready.append((item, result))
+        self._wake_consumer()
+
+    # -- backpressure ---------------------------------------------------------------
+
+    async def _wait_for_space(self) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._space.append(fut)
+        await fut
+
+    def _release_slot(self) -> None:
+        self._pending -= 1
+        space = self._space
+        while space:
+            fut = space.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
+    # -- stopping -------------------------------------------------------------------
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+        self._cancel_workers()
+        self._wake_consumer()
+
+    def _cancel_workers(self) -> None:
+        self._stopping = True
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+
+    async def _stop(self) -> None:
+        self._cancel_workers()
+        running = [task for task in self._tasks if not task.done()]
+        cancelled = False
+        while running:
+            try:
+                await asyncio.wait(running)
+            except asyncio.CancelledError:  # cancelled again while cleaning up: finish first
+                cancelled = True
+            running = [task for task in running if not task.done()]
+        self._tasks = []
+        if cancelled:
+            raise asyncio.CancelledError
+        it = self._async_it
+        if it is not None and not self._exhausted:
+            aclose = getattr(it, "aclose", None)
+            if aclose is not None:
+                await aclose()
