@@ -19,6 +19,7 @@ from ._exceptions import (
     TruncatedBodyError,
 )
 from ._inputs import VideoRef, parse_handle, parse_video
+from ._models import Music, User, UserProfile, UserStats, Video, VideoStats
 from ._version import __version__
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "ForbiddenError",
     "InvalidInputError",
     "MissingRouteError",
+    "Music",
     "NotFoundError",
     "QuotaExceededError",
     "RateLimitedError",
@@ -38,7 +40,12 @@ __all__ = [
     "TikTokError",
     "TransportError",
     "TruncatedBodyError",
+    "User",
+    "UserProfile",
+    "UserStats",
+    "Video",
     "VideoRef",
+    "VideoStats",
     "__version__",
     "parse_handle",
     "parse_video",

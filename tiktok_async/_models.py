@@ -1,0 +1,250 @@
+"""The API's answers as msgspec Structs, their decoders, and JSON encoding helpers.
+
+The only module that imports msgspec. Attributes are snake_case and map to the wire
+names (`follower_count` <- `followerCount`; `id_dup` stays `id_dup`).
+
+Decoding is lenient where the API is known to wobble and strict where it matters:
+
+- unknown fields are ignored (the API may add some);
+- optional text that is `null` or missing becomes `None`;
+- counts are Python ints: unbounded, and negative where the API wraps them
+  (`heart` is `heartCount` wrapped to a signed 32-bit integer);
+- the decoders run in msgspec's lax mode (`strict=False`), which is what turns
+  `createTime` (epoch seconds as a string or a number, or RFC 3339) into an aware UTC
+  datetime in C, at no cost; it also accepts counts sent as digit strings. Datetimes
+  must carry a time zone: a naive one would compare wrongly downstream.
+
+A body that does not fit raises `DecodeError` naming the field path.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Protocol, TypeVar
+
+import msgspec
+
+from ._exceptions import DecodeError
+
+__all__ = [
+    "JsonLinesWriter",
+    "Music",
+    "User",
+    "UserProfile",
+    "UserStats",
+    "Video",
+    "VideoStats",
+    "decode_json",
+    "decode_user_profile",
+    "decode_video",
+    "encode_json",
+    "to_builtins",
+]
+
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+# rename and gc are inherited; frozen and kw_only are repeated on each model because
+# type checkers read them per class.
+# gc=False: these Structs only hold scalars and other frozen Structs, so they cannot
+# form reference cycles; leaving them out of the garbage collector makes bulk runs cheaper.
+class _Model(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False):
+    """Shared configuration of every model."""
+
+
+class User(_Model, frozen=True, kw_only=True):
+    """A TikTok account (`user` in a profile, `author` in a video)."""
+
+    id: str
+    nickname: str | None = None
+    id_dup: str | None = msgspec.field(default=None, name="id_dup")
+    sec_uid: str | None = None
+    profile_bio: str | None = None
+    profile_picture_url: str | None = None
+    is_verified: bool = False
+    is_private_account: bool = False
+    created_at: AwareDatetime | None = None
+    updated_at: AwareDatetime | None = None
+
+
+class UserStats(_Model, frozen=True, kw_only=True):
+    """An account's counters. `heart` is `heart_count` wrapped to 32 bits (may be negative)."""
+
+    digg_count: int
+    follower_count: int
+    following_count: int
+    friend_count: int
+    heart_count: int
+    heart: int
+    video_count: int
+
+
+class UserProfile(_Model, frozen=True, kw_only=True):
+    """The answer to `GET user/{handle}`."""
+
+    user: User
+    stats: UserStats
+
+
+class Music(_Model, frozen=True, kw_only=True):
+    """The sound of a video."""
+
+    id: str
+    title: str | None = None
+    author_name: str | None = None
+    album: str | None = None
+    duration: int = 0
+    original: bool = False
+    private: bool = False
+    created_at: AwareDatetime | None = None
+    updated_at: AwareDatetime | None = None
+
+
+class VideoStats(_Model, frozen=True, kw_only=True):
+    """A video's counters."""
+
+    digg_count: int
+    collect_count: int
+    comment_count: int
+    play_count: int
+    repost_count: int
+    share_count: int
+
+
+class Video(_Model, frozen=True, kw_only=True):
+    """The answer to `GET video/{handle}/{videoId}`.
+
+    `create_time` is an aware UTC datetime; `duration` is in seconds (0 for photo posts).
+    """
+
+    id: str
+    description: str | None = None
+    create_time: AwareDatetime
+    duration: int
+    music: Music | None = None
+    stats: VideoStats
+    author: User
+    author_stats: UserStats
+
+
+_T = TypeVar("_T")
+
+_USER_PROFILE_DECODER = msgspec.json.Decoder(UserProfile, strict=False)
+_VIDEO_DECODER = msgspec.json.Decoder(Video, strict=False)
+_ANY_DECODER = msgspec.json.Decoder()
+_ENCODER = msgspec.json.Encoder()
+# msgspec's messages end in " - at `$.stats.followerCount`".
+_PATH_IN_MESSAGE = re.compile(r" - at `(\$[^`]*)`$")
+_MISSING_FIELD = re.compile(r"^Object missing required field `([^`]+)`")
+
+
+def decode_user_profile(body: bytes) -> UserProfile:
+    """Decode a `user/{handle}` body, or raise `DecodeError` naming the field path."""
+    return _decode(_USER_PROFILE_DECODER, body)
+
+
+def decode_video(body: bytes) -> Video:
+    """Decode a `video/{handle}/{videoId}` body, or raise `DecodeError` naming the field path."""
+    return _decode(_VIDEO_DECODER, body)
+
+
+def decode_json(data: bytes | str) -> Any:
+    """Decode any JSON document into builtins, or raise `DecodeError`."""
+    return _decode(_ANY_DECODER, data)
+
+
+def _decode(decoder: msgspec.json.Decoder[_T], body: bytes | str) -> _T:
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise _schema_error(decoder, str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"the body is not valid JSON: {exc}") from None
+
+
+def _schema_error(decoder: msgspec.json.Decoder[Any], detail: str) -> DecodeError:
+    path_match = _PATH_IN_MESSAGE.search(detail)
+    path = path_match.group(1) if path_match else "$"
+    missing = _MISSING_FIELD.match(detail)
+    if missing:
+        path = f"{path}.{missing.group(1)}"
+    name = getattr(decoder.type, "__name__", "expected")
+    return DecodeError(f"the body does not fit the {name} schema: {detail}", path=path)
+
+
+# --- encoding -------------------------------------------------------------------------
+
+# For each model, the fields holding another model: the only ones that need recursion.
+_NESTED_FIELDS: dict[type[_Model], tuple[str, ...]] = {
+    UserProfile: ("user", "stats"),
+    Video: ("music", "stats", "author", "author_stats"),
+}
+
+
+def _snake_value(value: Any) -> Any:
+    """`value` with every model turned into a dict keyed by attribute (snake_case) name."""
+    if isinstance(value, _Model):
+        return _snake_dict(value)
+    if isinstance(value, dict):
+        return {key: _snake_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_snake_value(item) for item in value]
+    return value
+
+
+def _snake_dict(model: _Model) -> dict[str, Any]:
+    fields = msgspec.structs.asdict(model)
+    for name in _NESTED_FIELDS.get(type(model), ()):
+        nested = fields[name]
+        if nested is not None:
+            fields[name] = _snake_dict(nested)
+    return fields
+
+
+def to_builtins(value: Any) -> Any:
+    """`value` as JSON-ready builtins: models become dicts with snake_case keys and
+    datetimes RFC 3339 strings (`2023-11-14T22:13:20Z`). Dicts, lists and tuples holding
+    models are converted too."""
+    return msgspec.to_builtins(_snake_value(value))
+
+
+def encode_json(value: Any) -> bytes:
+    """`value` as compact JSON bytes, with the same shape as `to_builtins(value)`."""
+    return _ENCODER.encode(_snake_value(value))
+
+
+class _BinaryWriter(Protocol):
+    def write(self, data: bytes | bytearray, /) -> object: ...
+
+
+class JsonLinesWriter:
+    """Writes one compact JSON document plus a newline per `write` call.
+
+    Encodes into a buffer that is reused from line to line, then hands it to
+    `sink.write` in a single call (a whole line at once, never part of one). The sink
+    must be done with the buffer when `write` returns: a file is; an asyncio
+    transport, which may keep a reference, is not (use `encode_line` there).
+    """
+
+    def __init__(self, sink: _BinaryWriter) -> None:
+        self._sink = sink
+        self._buffer = bytearray(1024)
+
+    def encode_line(self, value: Any) -> bytes:
+        """The line `write` would write, as bytes."""
+        return bytes(self._encode_line(value))
+
+    def write(self, value: Any) -> int:
+        """Encode `value` (shaped as `to_builtins` shapes it) and write it as one line.
+
+        Returns the number of bytes written.
+        """
+        line = self._encode_line(value)
+        self._sink.write(line)
+        return len(line)
+
+    def _encode_line(self, value: Any) -> bytearray:
+        _ENCODER.encode_into(_snake_value(value), self._buffer)
+        self._buffer.extend(b"\n")
+        return self._buffer
