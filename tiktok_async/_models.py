@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar, get_args
 
 import msgspec
 
@@ -175,31 +175,42 @@ def _schema_error(decoder: msgspec.json.Decoder[Any], detail: str) -> DecodeErro
 
 # --- encoding -------------------------------------------------------------------------
 
-# For each model, the fields holding another model: the only ones that need recursion.
-_NESTED_FIELDS: dict[type[_Model], tuple[str, ...]] = {
-    UserProfile: ("user", "stats"),
-    Video: ("music", "stats", "author", "author_stats"),
+def _output_type(model: type[_Model]) -> type[msgspec.Struct]:
+    """A twin of `model` keyed by attribute names, for snake_case output.
+
+    `msgspec.convert(..., from_attributes=True)` fills it in C, which is about twice as
+    fast as building dicts in Python. Scalars are typed `Any` so they pass through as
+    they are; nested models get their own twins.
+    """
+    fields = []
+    for field in msgspec.structs.fields(model):
+        nested = _nested_model(field.type)
+        field_type = Any if nested is None else _output_type(nested) | None
+        fields.append((field.name, field_type))
+    return msgspec.defstruct(f"{model.__name__}Output", fields, kw_only=True, gc=False)
+
+
+def _nested_model(field_type: Any) -> type[_Model] | None:
+    for candidate in (field_type, *get_args(field_type)):
+        if isinstance(candidate, type) and issubclass(candidate, _Model):
+            return candidate
+    return None
+
+
+_OUTPUT_TYPES: dict[type[_Model], Any] = {
+    model: _output_type(model) for model in (UserProfile, Video, User, UserStats, Music, VideoStats)
 }
 
 
 def _snake_value(value: Any) -> Any:
-    """`value` with every model turned into a dict keyed by attribute (snake_case) name."""
+    """`value` with every model turned into its snake_case-keyed twin."""
     if isinstance(value, _Model):
-        return _snake_dict(value)
+        return msgspec.convert(value, _OUTPUT_TYPES[type(value)], from_attributes=True)
     if isinstance(value, dict):
         return {key: _snake_value(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_snake_value(item) for item in value]
     return value
-
-
-def _snake_dict(model: _Model) -> dict[str, Any]:
-    fields = msgspec.structs.asdict(model)
-    for name in _NESTED_FIELDS.get(type(model), ()):
-        nested = fields[name]
-        if nested is not None:
-            fields[name] = _snake_dict(nested)
-    return fields
 
 
 def to_builtins(value: Any) -> Any:
