@@ -20,7 +20,7 @@ demo: $(STAMP)
 test: lint typecheck pytest
 
 lint: $(STAMP)
-	$(PY) -m ruff check tiktok_async tests benchmarks
+	$(PY) -m ruff check tiktok_async tests benchmarks scripts
 
 typecheck: $(STAMP)
 	$(PY) -m mypy tiktok_async tests/typing_examples

@@ -1,0 +1,105 @@
+"""Progress and the end-of-run summary of a bulk command, on stderr (rich is imported only here).
+
+The bar is shown only when stderr is a terminal and `--quiet` is not given; the summary is
+always printed, as a few plain lines a log file can keep.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+@dataclass
+class RunCounts:
+    """What a bulk run did, counted per input."""
+
+    done: int = 0
+    not_found: int = 0
+    failed: int = 0
+    invalid: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    retries: int = 0
+    throttled: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def answered(self) -> int:
+        """Inputs that reached an end this run (output or errors file)."""
+        return self.done + self.not_found + self.failed + self.invalid + self.duplicates
+
+    def elapsed(self) -> float:
+        """Seconds since the run started."""
+        return time.monotonic() - self.started
+
+    def rate(self) -> float:
+        """Inputs answered per second so far."""
+        return self.answered / max(self.elapsed(), 1e-9)
+
+    def summary_lines(self) -> list[str]:
+        """The summary printed at the end of a run."""
+        return [
+            f"done {self.done}, not found {self.not_found}, failed {self.failed}, "
+            f"invalid {self.invalid}, duplicates {self.duplicates}, "
+            f"skipped (already done) {self.skipped}",
+            f"retries {self.retries}, 429s {self.throttled}, "
+            f"rate {self.rate():.1f}/s, elapsed {self.elapsed():.1f}s",
+        ]
+
+
+class ProgressDisplay:
+    """A live bar on stderr (done, not found, failed, live rate, ETA) when it is a terminal."""
+
+    def __init__(self, counts: RunCounts, *, total: int | None, enabled: bool,
+                 stream: TextIO | None = None) -> None:
+        self._counts = counts
+        self._stream = stream if stream is not None else sys.stderr
+        self._console = Console(file=self._stream, stderr=stream is None)
+        self._live = enabled and self._console.is_terminal
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=self._console, transient=False, disable=not self._live,
+        )
+        self._task: TaskID = self._progress.add_task("enriching", total=total, detail="")
+
+    def __enter__(self) -> ProgressDisplay:
+        self._progress.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.refresh()
+        self._progress.stop()
+
+    def refresh(self) -> None:
+        """Redraw from the counts (cheap: rich throttles the actual drawing)."""
+        if not self._live:
+            return
+        counts = self._counts
+        detail = (f"ok {counts.done} · 404 {counts.not_found} · failed {counts.failed} · "
+                  f"invalid {counts.invalid} · {counts.rate():.0f}/s")
+        self._progress.update(self._task, completed=counts.answered + counts.skipped,
+                              detail=detail)
+
+    def print_summary(self, title: str) -> None:
+        """Print the end-of-run summary, whatever the terminal."""
+        print(title, file=self._stream)
+        for line in self._counts.summary_lines():
+            print("  " + line, file=self._stream)
+        self._stream.flush()
