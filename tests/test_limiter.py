@@ -1,0 +1,188 @@
+"""The client-side token bucket, judged on a virtual clock (exact, no sleeping)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import pytest
+
+from tiktok_async._limiter import RateLimiter
+
+Runner = Callable[[Coroutine[Any, Any, Any]], Any]
+
+
+def worst_window(times: Sequence[float], width: float = 1.0) -> int:
+    """Most events in any closed window `width` long."""
+    ordered = sorted(times)
+    worst, start = 0, 0
+    for end, t in enumerate(ordered):
+        while t - ordered[start] > width:
+            start += 1
+        worst = max(worst, end - start + 1)
+    return worst
+
+
+async def acquire_times(limiter: RateLimiter, count: int, tasks: int = 16) -> list[float]:
+    """Loop times at which `count` acquires, spread over `tasks` tasks, got through."""
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+    remaining = [count]
+
+    async def worker() -> None:
+        while remaining[0] > 0:
+            remaining[0] -= 1
+            await limiter.acquire()
+            times.append(loop.time())
+
+    await asyncio.gather(*(worker() for _ in range(tasks)))
+    return times
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst"), [(20, 1), (50, 1), (10, 5), (100, 20), (2.5, 1), (1000, 10)]
+)
+def test_worst_second_holds_at_most_rate_plus_burst(
+    rate: float, burst: int, run_virtual: Runner
+) -> None:
+    async def scenario() -> list[float]:
+        return await acquire_times(RateLimiter(rate, burst), count=int(rate * 4) + burst)
+
+    times = run_virtual(scenario())
+    assert worst_window(times) <= int(rate + burst)
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(20, 1), (50, 1), (10, 5), (1000, 10)])
+def test_mean_rate_reaches_the_rate(rate: float, burst: int, run_virtual: Runner) -> None:
+    async def scenario() -> list[float]:
+        return await acquire_times(RateLimiter(rate, burst), count=int(rate * 4) + burst)
+
+    times = sorted(run_virtual(scenario()))
+    steady = times[burst:]  # after the initial burst, the bucket refills at `rate`
+    mean = (len(steady) - 1) / (steady[-1] - steady[0])
+    assert mean >= 0.97 * rate
+
+
+def test_bucket_starts_full_so_burst_goes_at_once(run_virtual: Runner) -> None:
+    async def scenario() -> list[float]:
+        return await acquire_times(RateLimiter(rate=1, burst=5), count=6)
+
+    times = sorted(run_virtual(scenario()))
+    assert times[:5] == pytest.approx([0.0] * 5, abs=1e-6)
+    assert times[5] == pytest.approx(0.5)  # the half token of slack, then 1 a second
+
+
+def test_no_rate_means_no_wait(run_virtual: Runner) -> None:
+    async def scenario() -> list[float]:
+        return await acquire_times(RateLimiter(None), count=1000)
+
+    assert max(run_virtual(scenario())) < 1e-3
+
+
+def test_set_rate_reschedules_tasks_already_waiting(run_virtual: Runner) -> None:
+    async def scenario() -> list[float]:
+        limiter = RateLimiter(rate=1, burst=1)
+        job = asyncio.ensure_future(acquire_times(limiter, count=21, tasks=21))
+        await asyncio.sleep(0.1)  # one went through; twenty wait at 1/s
+        limiter.set_rate(100)
+        return await job
+
+    times = sorted(run_virtual(scenario()))
+    assert times[-1] < 0.5  # at 1/s the last would have gone at ~20 s
+
+
+def test_set_rate_down_slows_tasks_already_waiting(run_virtual: Runner) -> None:
+    async def scenario() -> list[float]:
+        limiter = RateLimiter(rate=100, burst=1)
+        job = asyncio.ensure_future(acquire_times(limiter, count=11, tasks=11))
+        await asyncio.sleep(0)
+        limiter.set_rate(1)
+        return await job
+
+    times = sorted(run_virtual(scenario()))
+    assert times[-1] == pytest.approx(9.5, abs=0.01)  # 0, then 0.5 (slack), then 1 a second
+    assert worst_window(times) <= 2
+
+
+def test_set_rate_none_releases_waiters_and_set_rate_from_none_starts_limiting(
+    run_virtual: Runner,
+) -> None:
+    async def scenario() -> tuple[list[float], list[float]]:
+        limiter = RateLimiter(rate=1, burst=1)
+        job = asyncio.ensure_future(acquire_times(limiter, count=10, tasks=10))
+        await asyncio.sleep(0.1)
+        limiter.set_rate(None)
+        released = await job
+        limiter.set_rate(10)
+        limited = await acquire_times(limiter, count=21)
+        return released, limited
+
+    released, limited = run_virtual(scenario())
+    assert max(released) == pytest.approx(0.1)
+    assert worst_window(limited) <= 11
+
+
+def test_throttle_holds_every_acquire_for_the_pause(run_virtual: Runner) -> None:
+    async def scenario() -> list[float]:
+        limiter = RateLimiter(None)
+        await limiter.acquire()
+        limiter.on_throttled(2.0)
+        assert limiter.cooling_down
+        return await acquire_times(limiter, count=5)
+
+    assert run_virtual(scenario()) == pytest.approx([2.0] * 5)
+
+
+def test_throttle_extends_a_running_cooldown_but_never_shortens_it(run_virtual: Runner) -> None:
+    async def scenario() -> tuple[float, float]:
+        limiter = RateLimiter(None)
+        limiter.on_throttled(3.0)
+        limiter.on_throttled(1.0)
+        loop = asyncio.get_running_loop()
+        await limiter.acquire()
+        first = loop.time()
+        limiter.on_throttled(1.0)
+        waiter = asyncio.ensure_future(limiter.acquire())
+        await asyncio.sleep(0.5)
+        limiter.on_throttled(2.0)  # extends the running pause to 5.5
+        await waiter
+        return first, loop.time()
+
+    assert run_virtual(scenario()) == pytest.approx((3.0, 5.5))
+
+
+@pytest.mark.parametrize(("rate", "expected"), [(None, 0.5), (20, 0.05), (2, 0.5)])
+def test_default_pause_is_the_bucket_refill_time(
+    rate: float | None, expected: float, run_virtual: Runner
+) -> None:
+    async def scenario() -> float:
+        limiter = RateLimiter(rate, burst=1)
+        limiter.on_throttled()
+        await limiter.acquire()
+        return asyncio.get_running_loop().time()
+
+    assert run_virtual(scenario()) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("rate", [0, -1, float("inf"), float("nan"), "10", True])
+def test_bad_rate_is_refused(rate: object) -> None:
+    with pytest.raises(ValueError, match="rate"):
+        RateLimiter(rate, 1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("burst", [0, -1, 1.5, True])
+def test_bad_burst_is_refused(burst: object) -> None:
+    with pytest.raises(ValueError, match="burst"):
+        RateLimiter(10, burst)  # type: ignore[arg-type]
+
+
+async def test_real_clock_mean_rate_survives_late_timer_wakeups() -> None:
+    """On a real loop, timers fire up to ~1 ms late; burst=1 must still reach 97 % of rate."""
+    limiter = RateLimiter(rate=100, burst=1)
+    start = time.perf_counter()
+    times = await acquire_times(limiter, count=151)
+    elapsed = time.perf_counter() - start
+    assert 150 / elapsed >= 0.97 * 100
+    assert worst_window(times) <= 101

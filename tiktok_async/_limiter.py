@@ -1,0 +1,159 @@
+"""Client-side rate limit: API Gateway's token bucket, built on aiolimiter.
+
+API Gateway throttles each key with a token bucket: the bucket holds at most `burst`
+tokens, starts full and refills at `rate` tokens a second; a request takes one token or
+gets 429. Any window of T seconds therefore holds at most `rate * T + burst` requests.
+
+aiolimiter's `AsyncLimiter(max_rate, time_period)` is a leaky bucket (a meter): each
+acquire pours one unit in, the bucket leaks `max_rate / time_period` units a second, and
+an acquire waits while the bucket would overflow `max_rate`. With capacity `burst` and a
+leak of `rate` a second that is the same envelope as the token bucket (an empty meter is
+a full token bucket). Two honest details:
+
+- The bucket here is `burst + 0.5` deep, not `burst`. asyncio wakes timers up to about a
+  millisecond late; with a bucket exactly one deep (`burst=1`) the meter runs dry during
+  that lateness and the lost drain is never made up (aiolimiter's `AsyncLimiter(1, 1/r)`
+  measured 5 % under `r` at 200/s). Half a token of slack absorbs the lateness and can
+  never let a whole extra request through a window whose `rate * T` is a whole number:
+  the bound is `floor(rate * T + burst + 0.5)` requests in any T-second window.
+- `burst=1` (the default) is the smooth schedule: one request every `1 / rate` seconds.
+  Above a few hundred requests a second, give a larger burst (about `rate / 100`), or
+  timer lateness, not the limiter, caps the rate.
+
+A 429 slows the whole client: `on_throttled(pause)` starts a shared cool-down, and every
+`acquire()` waits it out before taking a token, so the tasks that did not get the 429 do
+not keep hammering the exhausted bucket. `rate=None` means no client-side rate limit (the
+cool-down still applies). `set_rate()` changes the rate at any time, also while tasks wait
+(the adaptive mode drives it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from aiolimiter import AsyncLimiter
+
+__all__ = ["RateLimiter"]
+
+# Extra depth of the leaky bucket, in requests; see the module docstring.
+_SLACK = 0.5
+# Cool-down after a 429 when the caller gives none and there is no rate to derive it from.
+_DEFAULT_PAUSE = 0.5
+# A rate so high it lets every waiting task through at once (used to drop the limit).
+_UNLIMITED = 1e9
+
+
+class RateLimiter:
+    """API Gateway's token bucket (`rate` a second, `burst` deep, starts full) for one client.
+
+    `acquire()` before every attempt; it returns when a token is free and no 429
+    cool-down is running. Make it inside the running event loop.
+    """
+
+    __slots__ = ("_bucket", "_burst", "_rate", "_resume_at")
+
+    def __init__(self, rate: float | None = None, burst: int = 1) -> None:
+        _check_burst(burst)
+        self._burst = burst
+        self._rate = _checked_rate(rate)
+        self._bucket = None if self._rate is None else _new_bucket(self._rate, burst)
+        self._resume_at = 0.0  # loop time until which the 429 cool-down runs; 0 = none
+
+    @property
+    def rate(self) -> float | None:
+        """Requests a second, or None for no client-side limit."""
+        return self._rate
+
+    @property
+    def burst(self) -> int:
+        """Requests that may go at once after an idle spell (the token bucket's size)."""
+        return self._burst
+
+    @property
+    def cooling_down(self) -> bool:
+        """True while a 429 cool-down holds every acquire back."""
+        return self._resume_at > asyncio.get_running_loop().time()
+
+    async def acquire(self) -> None:
+        """Wait out any 429 cool-down, then take one token (returns at once when free)."""
+        if self._resume_at:
+            await self._wait_cooldown()
+        bucket = self._bucket
+        if bucket is not None:
+            await bucket.acquire()
+
+    def set_rate(self, rate: float | None) -> None:
+        """Change the rate now; tasks already waiting are rescheduled at the new rate."""
+        rate = _checked_rate(rate)
+        if rate == self._rate:
+            return
+        self._rate = rate
+        bucket = self._bucket
+        if bucket is None:
+            self._bucket = None if rate is None else _new_bucket(rate, self._burst)
+        elif rate is None:
+            _retune(bucket, bucket.max_rate, _UNLIMITED)  # release the tasks still waiting
+            self._bucket = None
+        else:
+            _retune(bucket, bucket.max_rate, rate)
+
+    def on_throttled(self, pause: float | None = None) -> None:
+        """A 429 came back: hold every acquire for `pause` seconds from now.
+
+        Without `pause`, the time the bucket needs to refill (`burst / rate`), or half a
+        second when there is no rate. A running cool-down is extended, never shortened.
+        """
+        if pause is None:
+            pause = _DEFAULT_PAUSE if self._rate is None else self._burst / self._rate
+        if pause > 0:
+            resume_at = asyncio.get_running_loop().time() + pause
+            self._resume_at = max(self._resume_at, resume_at)
+
+    def on_success(self) -> None:
+        """An attempt got an answer that was not a 429 (a hook for the adaptive mode)."""
+
+    async def _wait_cooldown(self) -> None:
+        loop = asyncio.get_running_loop()
+        # Not an Event: the deadline can move later while we sleep, so sleep and re-check.
+        while (delay := self._resume_at - loop.time()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(delay)
+        self._resume_at = 0.0
+
+    def __repr__(self) -> str:
+        return f"RateLimiter(rate={self._rate!r}, burst={self._burst!r})"
+
+
+def _check_burst(burst: int) -> None:
+    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+        raise ValueError(f"burst must be a whole number >= 1, not {burst!r}")
+
+
+def _checked_rate(rate: float | None) -> float | None:
+    if rate is None:
+        return None
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+        raise ValueError(f"rate must be a number of requests a second or None, not {rate!r}")
+    if not (math.isfinite(rate) and rate > 0):
+        raise ValueError(f"rate must be a positive, finite number, not {rate!r}")
+    return float(rate)
+
+
+def _new_bucket(rate: float, burst: int) -> AsyncLimiter:
+    capacity = burst + _SLACK
+    return AsyncLimiter(capacity, capacity / rate)
+
+
+def _retune(bucket: AsyncLimiter, capacity: float, rate: float) -> None:
+    """Give a live bucket a new leak rate, keeping its level and its queue of waiters.
+
+    aiolimiter has no public way to change the rate (mjpieters/aiolimiter#98): it caches
+    `max_rate / time_period` in `_rate_per_sec`, and only `_wake_next()` re-arms the timer
+    of the waiting tasks. Both private names are used here and only here;
+    tests/test_limiter.py pins the behaviour.
+    """
+    bucket.has_capacity(0)  # drain the level up to now at the old rate
+    bucket.max_rate = capacity
+    bucket.time_period = capacity / rate
+    bucket._rate_per_sec = rate
+    bucket._wake_next()
