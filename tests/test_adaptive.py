@@ -1,0 +1,129 @@
+"""AdaptiveRate: slow start, one cut per overshoot, measuring the quota, and a simulation."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tiktok_async._adaptive import AdaptiveRate
+
+
+def load_simulation() -> ModuleType:
+    """benchmarks/adaptive_sim.py holds the simulator; import it by path."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "adaptive_sim.py"
+    spec = importlib.util.spec_from_file_location("adaptive_sim", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+sim = load_simulation()
+
+
+@pytest.mark.parametrize("rtt", [0.01, 0.05])
+@pytest.mark.parametrize("quota", [5, 50, 500])
+def test_finds_an_untold_quota_in_a_minute(quota: int, rtt: float) -> None:
+    """>= 90% of Q in 200s and <= 3% 429s over 60 simulated seconds, from 10/s."""
+    result = sim.simulate(quota, seconds=60, initial=10, rtt=rtt)
+    assert result.ok_rate_share >= 0.90
+    assert result.throttled_share <= 0.03
+
+
+@pytest.mark.parametrize("quota", [50, 500])
+def test_slower_round_trips_still_meet_the_target(quota: int) -> None:
+    result = sim.simulate(quota, seconds=60, initial=10, rtt=0.2, seed=3)
+    assert result.ok_rate_share >= 0.90
+    assert result.throttled_share <= 0.03
+
+
+def test_holds_just_below_the_quota_for_long_runs() -> None:
+    result = sim.simulate(200, seconds=600, initial=10, rtt=0.05)
+    assert result.ok_rate_share >= 0.95
+    assert result.throttled_share <= 0.01
+
+
+def test_never_exceeds_max_rate() -> None:
+    result = sim.simulate(500, seconds=30, initial=10, max_rate=120)
+    assert result.final_rate <= 120
+    assert result.throttled == 0
+    assert result.ok == pytest.approx(120 * 30, rel=0.05)  # less the climb from 10/s
+
+
+def answer_steadily(control: AdaptiveRate, start: float, end: float, per_s: int) -> float:
+    """200s at `per_s` a second from `start` to `end`; returns the last rate."""
+    for i in range(1, round((end - start) * per_s) + 1):
+        control.on_success(start + i / per_s)
+    return control.rate
+
+
+def test_slow_start_doubles_every_half_second() -> None:
+    control = AdaptiveRate(10)
+    control.on_success(0.0)
+    assert answer_steadily(control, 0.0, 0.5, 100) == pytest.approx(20)
+    assert answer_steadily(control, 0.5, 1.5, 100) == pytest.approx(80)
+    assert control.slow_start
+
+
+def test_does_not_raise_a_rate_the_caller_does_not_use() -> None:
+    control = AdaptiveRate(100)
+    control.on_success(0.0)
+    answer_steadily(control, 0.0, 3.0, 10)  # answers at 10/s: the caller sends less
+    assert control.rate < 100 * 2**3
+
+
+def test_a_burst_of_429s_from_one_overshoot_cuts_once() -> None:
+    control = AdaptiveRate(100)
+    rates = [control.on_throttled(1.0 + i * 0.001) for i in range(50)]
+    assert rates == [25.0] * 50
+    assert not control.slow_start
+
+
+def test_measures_the_quota_while_still_throttled() -> None:
+    """Above the quota the 200s come at the quota's rate: the rate is set from it."""
+    control = AdaptiveRate(400)
+    control.on_throttled(0.0)  # cut to 100/s, still above a quota of 40/s
+    t = 0.0
+    for _ in range(20):  # 200s at exactly 40/s, 429s in between
+        t += 0.025
+        control.on_success(t)
+        control.on_throttled(t + 0.01)
+    assert control.estimate == pytest.approx(40, rel=0.05)
+    assert control.rate == pytest.approx(0.95 * 40, rel=0.05)
+
+
+def test_clean_answers_end_the_episode_and_hold_then_probe() -> None:
+    control = AdaptiveRate(400, probe_after=10)
+    control.on_throttled(0.0)
+    t = 0.3
+    for _ in range(8):
+        t += 0.01
+        control.on_success(t)
+    held = control.rate
+    assert held == 100
+    control.on_success(t + 0.5)
+    assert control.rate == held  # holding; a cut on a guess probes after 1 s
+    assert held < answer_steadily(control, t + 0.5, t + 3.5, 200) < 1.2 * held
+
+
+def test_stays_within_min_and_max() -> None:
+    control = AdaptiveRate(10, min_rate=4, max_rate=12)
+    control.on_success(0.0)
+    assert answer_steadily(control, 0.0, 2.0, 50) == 12
+    assert control.on_throttled(5.1) == 4
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"min_rate": 0}, "min_rate"),
+    ({"min_rate": 5, "max_rate": 1}, "max_rate"),
+])
+def test_rejects_bad_limits(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        AdaptiveRate(10, **kwargs)
