@@ -1,0 +1,293 @@
+"""The aiohttp transport: exact answers shaped with aioresponses, broken ones from a raw socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import pytest
+from aioresponses import aioresponses as MockHTTP
+from yarl import URL
+
+from tiktok_async._exceptions import (
+    ClientStateError,
+    ConnectError,
+    RequestTimeoutError,
+    TikTokError,
+    TransportError,
+    TruncatedBodyError,
+)
+from tiktok_async._transport import MAX_BODY_BYTES, Secret, Transport
+
+BASE = "https://api.example.test/dev/tiktok"
+KEY = "sk-test-key-0123456789"
+
+
+def make_transport(
+    base: str = BASE, *, timeout: float = 5.0, session: aiohttp.ClientSession | None = None
+) -> Transport:
+    return Transport(
+        base,
+        Secret(KEY),
+        pool_size=8,
+        timeout=timeout,
+        connect_timeout=1.0,
+        user_agent="tiktok-async/test",
+        session=session,
+    )
+
+
+@pytest.fixture
+async def transport() -> AsyncIterator[Transport]:
+    t = make_transport()
+    t.open()
+    yield t
+    await t.aclose()
+
+
+async def test_answer_comes_back_whole_with_headers_and_request_id(
+    transport: Transport, mock_http: MockHTTP
+) -> None:
+    mock_http.get(
+        f"{BASE}/user/someone",
+        status=404,
+        body=b'{"message":"User not found"}',
+        headers={"x-amzn-RequestId": "req-1"},
+    )
+    answer = await transport.get("user/someone")
+    assert (answer.status, answer.body, answer.request_id) == (
+        404,
+        b'{"message":"User not found"}',
+        "req-1",
+    )
+    assert answer.headers["X-AMZN-REQUESTID"] == "req-1"  # case-insensitive
+
+
+async def test_key_and_user_agent_go_with_the_request(
+    transport: Transport, mock_http: MockHTTP
+) -> None:
+    mock_http.get(f"{BASE}/user/someone", body=b"{}")
+    await transport.get("user/someone")
+    [call] = next(iter(mock_http.requests.values()))
+    headers = call.kwargs["headers"]
+    assert headers["x-api-key"] == KEY
+    assert headers["User-Agent"] == "tiktok-async/test"
+    assert call.kwargs["allow_redirects"] is False
+
+
+async def test_body_announced_over_the_cap_is_refused_unread(
+    transport: Transport, mock_http: MockHTTP
+) -> None:
+    mock_http.get(
+        f"{BASE}/user/big", body=b"{}", headers={"Content-Length": str(MAX_BODY_BYTES + 1)}
+    )
+    with pytest.raises(TikTokError, match="too large") as caught:
+        await transport.get("user/big")
+    assert not isinstance(caught.value, TransportError)  # not retryable
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        (aiohttp.ServerDisconnectedError(), ConnectError),
+        (aiohttp.ClientOSError(104, "Connection reset by peer"), ConnectError),
+        (ConnectionRefusedError(111, "Connection refused"), ConnectError),
+        (asyncio.TimeoutError(), RequestTimeoutError),
+        (aiohttp.ServerTimeoutError("read timeout"), RequestTimeoutError),
+        (aiohttp.ClientPayloadError("Response payload is not completed"), TruncatedBodyError),
+        (aiohttp.ClientError("something else"), TransportError),
+    ],
+    ids=lambda value: type(value).__name__,
+)
+async def test_aiohttp_errors_become_ours(
+    transport: Transport,
+    mock_http: MockHTTP,
+    raised: Exception,
+    expected: type[TransportError],
+) -> None:
+    mock_http.get(f"{BASE}/user/someone", exception=raised)
+    with pytest.raises(expected) as caught:
+        await transport.get("user/someone")
+    assert type(caught.value) is expected
+    assert caught.value.__cause__ is raised
+
+
+async def test_get_before_open_is_a_state_error() -> None:
+    with pytest.raises(ClientStateError):
+        await make_transport().get("user/someone")
+
+
+async def test_repr_hides_the_key() -> None:
+    t = make_transport()
+    assert KEY not in repr(t)
+    assert repr(Secret(KEY)) == str(Secret(KEY)) == "***"
+
+
+# --- against a raw socket: answers aiohttp must fail to read ----------------------------
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
+    """Start a TCP server running `handler` per connection; returns its base URL."""
+    servers: list[asyncio.Server] = []
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def start(handler: Handler) -> str:
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            tasks.add(task)
+            try:
+                await reader.readuntil(b"\r\n\r\n")
+                await handler(reader, writer)
+            finally:
+                writer.close()
+                tasks.discard(task)
+
+        server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+        servers.append(server)
+        port = server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/dev/tiktok"
+
+    yield start
+    for task in list(tasks):
+        task.cancel()
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+async def fetch_from(base: str, path: str = "user/someone", timeout: float = 5.0) -> None:
+    t = make_transport(base, timeout=timeout)
+    t.open()
+    try:
+        await t.get(path)
+    finally:
+        await t.aclose()
+
+
+async def test_body_shorter_than_announced_is_truncated(
+    raw_server: Callable[[Handler], Awaitable[str]],
+) -> None:
+    async def half_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"user":')
+        await writer.drain()
+
+    with pytest.raises(TruncatedBodyError):
+        await fetch_from(await raw_server(half_answer))
+
+
+def chunked(body: bytes, piece: int = 1 << 20) -> bytes:
+    frames = [
+        b"%x\r\n%s\r\n" % (len(body[i : i + piece]), body[i : i + piece])
+        for i in range(0, len(body), piece)
+    ]
+    return (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"".join(frames) + b"0\r\n\r\n"
+    )
+
+
+async def test_chunked_body_over_the_cap_is_refused(
+    raw_server: Callable[[Handler], Awaitable[str]],
+) -> None:
+    async def huge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(chunked(b"x" * (MAX_BODY_BYTES + 1)))
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+
+    with pytest.raises(TikTokError, match="too large") as caught:
+        await fetch_from(await raw_server(huge))
+    assert not isinstance(caught.value, TransportError)  # not retryable
+
+
+async def test_chunked_body_at_the_cap_is_read(
+    raw_server: Callable[[Handler], Awaitable[str]],
+) -> None:
+    async def full(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(chunked(b"x" * MAX_BODY_BYTES))
+        await writer.drain()
+
+    t = make_transport(await raw_server(full))
+    t.open()
+    try:
+        assert len((await t.get("user/big")).body) == MAX_BODY_BYTES
+    finally:
+        await t.aclose()
+
+
+async def test_connection_closed_before_an_answer_is_a_connect_error(
+    raw_server: Callable[[Handler], Awaitable[str]],
+) -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        return None
+
+    with pytest.raises(ConnectError):
+        await fetch_from(await raw_server(hang_up))
+
+
+async def test_no_answer_in_time_is_a_timeout(
+    raw_server: Callable[[Handler], Awaitable[str]],
+) -> None:
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(10)
+
+    with pytest.raises(RequestTimeoutError):
+        await fetch_from(await raw_server(stall), timeout=0.2)
+
+
+async def test_refused_connection_is_a_connect_error() -> None:
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    with pytest.raises(ConnectError):
+        await fetch_from(f"http://127.0.0.1:{port}/dev/tiktok")
+
+
+async def test_encoded_path_is_sent_as_is(
+    raw_server: Callable[[Handler], Awaitable[str]],
+) -> None:
+    seen: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+
+    async def capture(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readuntil(b"\r\n\r\n"))
+        await record(reader, writer)
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await capture(reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        await fetch_from(f"http://127.0.0.1:{port}/dev/tiktok/", "user/%2E%2E")
+    finally:
+        server.close()
+        await server.wait_closed()
+    request_line = seen[0].split(b"\r\n")[0]
+    assert request_line == b"GET /dev/tiktok/user/%2E%2E HTTP/1.1"
+    assert URL("http://x/user/%2E%2E", encoded=True).raw_path == "/user/%2E%2E"
+
+
+async def test_lent_session_gets_our_headers_and_is_not_closed(
+    mock_http: MockHTTP,
+) -> None:
+    mock_http.get(f"{BASE}/user/someone", body=b"{}")
+    async with aiohttp.ClientSession() as session:
+        t = make_transport(session=session)
+        t.open()
+        await t.get("user/someone")
+        await t.aclose()
+        assert not session.closed
+    [call] = next(iter(mock_http.requests.values()))
+    assert call.kwargs["headers"]["x-api-key"] == KEY
