@@ -215,15 +215,15 @@ def test_cancelling_during_a_backoff_stops_at_once(run_virtual: Runner) -> None:
 
 
 def test_before_sleep_sees_error_attempt_and_wait(run_virtual: Runner) -> None:
-    seen: list[tuple[TikTokError, int, float]] = []
+    seen: list[tuple[str, TikTokError, int, float]] = []
     errors = [RateLimitedError("Too Many Requests", retry_after=2.0), server_error()]
 
     async def scenario() -> tuple[object, int]:
-        retrier = Retrier(NO_JITTER, lambda e, n, w: seen.append((e, n, w)))
-        return await retrier.call(Script(*errors))
+        retrier = Retrier(NO_JITTER, lambda label, e, n, w: seen.append((label, e, n, w)))
+        return await retrier.call(Script(*errors), "user/someone")
 
     assert run_virtual(scenario()) == ("ok", 3)
-    assert seen == [(errors[0], 1, 2.0), (errors[1], 2, 1.0)]
+    assert seen == [("user/someone", errors[0], 1, 2.0), ("user/someone", errors[1], 2, 1.0)]
 
 
 def test_first_attempt_touches_no_tenacity_object(

@@ -36,6 +36,7 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, wait_exponential_jitter
@@ -50,8 +51,9 @@ __all__ = ["Retrier", "RetryPolicy"]
 
 T = TypeVar("T")
 
-#: Called before each backoff sleep: (the error, the attempt that failed (1-based), the wait).
-BeforeSleep = Callable[[TikTokError, int, float], None]
+#: Called before each backoff sleep: (the call's label, the error, the attempt that failed
+#: (1-based), the wait in seconds).
+BeforeSleep = Callable[[str, TikTokError, int, float], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +108,6 @@ class Retrier:
         self._template = AsyncRetrying(
             wait=_PolicyWait(policy),
             retry=_RetryWhen(self),
-            before_sleep=self._announce,
             reraise=True,
         )
 
@@ -115,11 +116,12 @@ class Retrier:
         """The policy this retrier applies."""
         return self._policy
 
-    async def call(self, attempt: Callable[[], Awaitable[T]]) -> tuple[T, int]:
+    async def call(self, attempt: Callable[[], Awaitable[T]], label: str = "") -> tuple[T, int]:
         """`(value, attempts)` of `attempt()` retried under the policy.
 
         Raises the last error, with `.attempts` set, when it is not retryable or the
-        policy stops. Cancellation is never retried.
+        policy stops. Cancellation is never retried. `label` (the path) goes to
+        `before_sleep`.
         """
         started = asyncio.get_running_loop().time()
         try:
@@ -128,7 +130,7 @@ class Retrier:
             if not self.should_retry(exc, 1):
                 raise
             first = exc
-        return await self._retry(attempt, first, started)
+        return await self._retry(attempt, first, started, label)
 
     def should_retry(self, exc: BaseException, attempt_number: int) -> bool:
         """Whether attempt `attempt_number`, which raised `exc`, earns another attempt."""
@@ -139,7 +141,7 @@ class Retrier:
         return True
 
     async def _retry(
-        self, attempt: Callable[[], Awaitable[T]], first: TikTokError, started: float
+        self, attempt: Callable[[], Awaitable[T]], first: TikTokError, started: float, label: str
     ) -> tuple[T, int]:
         calls = 1
         replay: TikTokError | None = first
@@ -155,17 +157,18 @@ class Retrier:
         deadline = started + self._policy.total_timeout
         stop = stop_after_attempt(self._policy.max_attempts) | _StopAtDeadline(deadline)
         try:
-            value: T = await self._template.copy(stop=stop)(next_attempt)
+            retrying = self._template.copy(stop=stop, before_sleep=partial(self._announce, label))
+            value: T = await retrying(next_attempt)
         except TikTokError as exc:
             exc.attempts = calls
             raise
         return value, calls
 
-    def _announce(self, state: RetryCallState) -> None:
+    def _announce(self, label: str, state: RetryCallState) -> None:
         if self._before_sleep is not None:
             error = _failure(state)
             if isinstance(error, TikTokError):
-                self._before_sleep(error, state.attempt_number, state.upcoming_sleep)
+                self._before_sleep(label, error, state.attempt_number, state.upcoming_sleep)
 
 
 def _failure(state: RetryCallState) -> BaseException | None:

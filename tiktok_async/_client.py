@@ -1,0 +1,346 @@
+"""`TikTokClient`: lifecycle, the three lookups, and the one path every request takes.
+
+One request is one call of `_fetch(path, decode)`:
+
+    parse input  ->  retrier.call(attempt)          (first attempt direct, tenacity after)
+                       attempt = semaphore slot -> rate token -> GET -> release
+                                 -> stats -> decipher_response -> decode
+
+The concurrency slot and the rate token are held around one attempt only: a retry that
+is backing off holds neither. A 429 that is retried starts a cool-down every other task
+waits out too (`RateLimiter.on_throttled`), for as long as the retrying task waits.
+
+Lifecycle as httpx has it: a client is unopened until `async with` opens it (the aiohttp
+session is made there, inside the running loop), open until `aclose()` (idempotent), and
+closed for good after: using it then, or before opening, or opening it twice, raises
+`ClientStateError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, TypeVar
+
+import aiohttp
+from yarl import URL
+
+from ._exceptions import ClientStateError, RateLimitedError, TikTokError
+from ._inputs import VideoRef, make_video_ref, parse_handle, parse_video, user_path, video_path
+from ._limiter import RateLimiter
+from ._models import UserProfile, Video, decode_user_profile, decode_video
+from ._protocol import decipher_response, retry_cause
+from ._retry import Retrier, RetryPolicy
+from ._stats import ClientStats, StatsRecorder
+from ._transport import Secret, Transport
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from ._bulk import Result
+
+__all__ = ["API_KEY_ENV", "BASE_URL_ENV", "ClientHooks", "TikTokClient"]
+
+T = TypeVar("T")
+
+API_KEY_ENV = "TIKTOK_API_KEY"
+BASE_URL_ENV = "TIKTOK_API_BASE_URL"
+USER_AGENT = f"tiktok-async/{__version__}"
+
+_log = logging.getLogger("tiktok_async")
+_UNOPENED, _OPEN, _CLOSED = "unopened", "open", "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientHooks:
+    """Callables for a caller's own metrics; each is optional and called synchronously.
+
+    - `on_request(path)`: an attempt is about to be sent (after its slot and token).
+    - `on_response(path, status, seconds)`: an attempt got a whole answer.
+    - `on_error(path, error)`: an attempt got no usable answer (connection, timeout, ...).
+    - `on_retry(path, error, attempt, wait)`: attempt number `attempt` failed with `error`;
+      the next starts after `wait` seconds.
+
+    An exception raised by a hook propagates into the call that triggered it.
+    """
+
+    on_request: Callable[[str], None] | None = None
+    on_response: Callable[[str, int, float], None] | None = None
+    on_error: Callable[[str, TikTokError], None] | None = None
+    on_retry: Callable[[str, TikTokError, int, float], None] | None = None
+
+
+class TikTokClient:
+    """Asyncio client of the hosted TikTok data API.
+
+    ```
+    async with TikTokClient() as client:     # TIKTOK_API_KEY, TIKTOK_API_BASE_URL
+        profile = await client.get_user("@some.handle")
+    ```
+
+    - `api_key`, `base_url`: default to the environment variables `TIKTOK_API_KEY` and
+      `TIKTOK_API_BASE_URL` (`https://<id>.execute-api.<region>.amazonaws.com/dev/tiktok`).
+      A missing one is a `ValueError` here, naming the variable. The key is shown nowhere.
+    - `rate`, `burst`: client-side token bucket, requests a second and bucket size
+      (see `_limiter`); `rate=None` (default) sets no client-side limit.
+    - `concurrency`: most attempts in flight (also the connection pool's size). 64.
+    - `timeout`: seconds for one attempt, answer included (35: API Gateway gives up at
+      29 s); `connect_timeout`: seconds to connect (10).
+    - `retry`: a `RetryPolicy` (default: up to 6 attempts, backoff from 0.5 s, at most
+      60 s a call); `RetryPolicy.testing()` for tests, `RetryPolicy.never()` for none.
+    - `session`: an `aiohttp.ClientSession` to use instead of making one; never closed here.
+    - `hooks`: `ClientHooks` for your own metrics.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        rate: float | None = None,
+        burst: int = 1,
+        concurrency: int = 64,
+        timeout: float = 35.0,
+        connect_timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+        session: aiohttp.ClientSession | None = None,
+        hooks: ClientHooks | None = None,
+    ) -> None:
+        secret = _resolve_key(api_key)
+        del api_key  # from here on only the Secret holds it (not even this frame's locals)
+        self._base_url = _resolve_base_url(base_url)
+        _check_limits(concurrency, timeout, connect_timeout)
+        RateLimiter(rate, burst)  # validates rate and burst now, not at open
+        self._rate, self._burst, self._concurrency = rate, burst, concurrency
+        self._transport = Transport(
+            self._base_url,
+            secret,
+            pool_size=concurrency,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            user_agent=USER_AGENT,
+            session=session,
+        )
+        self._retrier = Retrier(retry or RetryPolicy(), self._before_retry)
+        self._hooks = hooks
+        self._stats = StatsRecorder()
+        self._state = _UNOPENED
+        self._limiter: RateLimiter | None = None
+        self._slots: asyncio.Semaphore | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._state != _UNOPENED:
+            raise ClientStateError(f"cannot open a client that is {self._state}: make a new one")
+        self._limiter = RateLimiter(self._rate, self._burst)
+        self._slots = asyncio.Semaphore(self._concurrency)
+        self._transport.open()
+        self._state = _OPEN
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the client and its own session (a lent one stays open). Idempotent."""
+        if self._state == _OPEN:
+            self._state = _CLOSED
+            await self._transport.aclose()
+        self._state = _CLOSED
+
+    @property
+    def is_closed(self) -> bool:
+        """True once `aclose()` ran (or the `async with` block ended)."""
+        return self._state == _CLOSED
+
+    # --- the lookups ---------------------------------------------------------------------
+
+    async def get_user(self, handle: str) -> UserProfile:
+        """The profile of `handle` (with or without '@', or a profile URL)."""
+        value, _ = await self._fetch(user_path(parse_handle(handle)), decode_user_profile)
+        return value
+
+    async def get_video(self, handle: str, video_id: str | int) -> Video:
+        """The video `video_id` posted by `handle`."""
+        value, _ = await self._fetch_video(make_video_ref(handle, video_id))
+        return value
+
+    async def get_video_by_url(self, url: str) -> Video:
+        """The video a TikTok URL points at (`https://www.tiktok.com/@h/video/ID` and kin)."""
+        value, _ = await self._fetch_video(parse_video(url))
+        return value
+
+    def fetch_users(
+        self,
+        handles: Iterable[object] | AsyncIterable[object],
+        *,
+        ordered: bool = False,
+        dedupe: bool = True,
+    ) -> AsyncIterator[Result[UserProfile]]:
+        """One `Result` per handle, fetched `concurrency` at a time; see `_bulk`."""
+        from ._bulk import fetch_users
+
+        return fetch_users(self, handles, ordered=ordered, dedupe=dedupe)
+
+    def fetch_videos(
+        self,
+        items: Iterable[object] | AsyncIterable[object],
+        *,
+        ordered: bool = False,
+        dedupe: bool = True,
+    ) -> AsyncIterator[Result[Video]]:
+        """One `Result` per video URL, `"handle,videoId"` line or pair; see `_bulk`."""
+        from ._bulk import fetch_videos
+
+        return fetch_videos(self, items, ordered=ordered, dedupe=dedupe)
+
+    # --- for the bulk layer ------------------------------------------------------------
+
+    async def _fetch_user(self, handle: str) -> tuple[UserProfile, int]:
+        """`(profile, attempts)` for a handle `parse_handle` already returned."""
+        return await self._fetch(user_path(handle), decode_user_profile)
+
+    async def _fetch_video(self, ref: VideoRef) -> tuple[Video, int]:
+        """`(video, attempts)` for a validated `VideoRef`."""
+        return await self._fetch(video_path(ref), decode_video)
+
+    async def _fetch(self, path: str, decode: Callable[[bytes], T]) -> tuple[T, int]:
+        """`(value, attempts)` for one GET of `path`, retried under the policy.
+
+        Raises a `TikTokError` with `.attempts` set. `path` is relative to the base URL and
+        already percent-encoded (`user_path`, `video_path`).
+        """
+        if self._state != _OPEN:
+            raise self._state_error()
+        return await self._retrier.call(lambda: self._attempt(path, decode), path)
+
+    async def _attempt(self, path: str, decode: Callable[[bytes], T]) -> T:
+        limiter, slots, stats, hooks = self._limiter, self._slots, self._stats, self._hooks
+        if limiter is None or slots is None:
+            raise self._state_error()
+        async with slots:
+            await limiter.acquire()
+            if hooks is not None and hooks.on_request is not None:
+                hooks.on_request(path)
+            stats.sent()
+            started = time.perf_counter()
+            try:
+                answer = await self._transport.get(path)
+            except TikTokError as exc:
+                self._on_error(path, exc)
+                raise
+        seconds = time.perf_counter() - started
+        status = answer.status
+        stats.answered(status, seconds)
+        _log.debug("GET %s -> %d in %.1f ms", path, status, seconds * 1e3)
+        if hooks is not None and hooks.on_response is not None:
+            hooks.on_response(path, status, seconds)
+        if status != 429:
+            limiter.on_success()
+        return decipher_response(status, answer.headers, answer.body, decode)
+
+    def _on_error(self, path: str, error: TikTokError) -> None:
+        self._stats.failed(retry_cause(error) or "other")
+        _log.debug("GET %s -> %s", path, error)
+        hooks = self._hooks
+        if hooks is not None and hooks.on_error is not None:
+            hooks.on_error(path, error)
+
+    def _before_retry(self, path: str, error: TikTokError, attempt: int, wait: float) -> None:
+        self._stats.retried(retry_cause(error) or "other")
+        if isinstance(error, RateLimitedError) and self._limiter is not None:
+            self._limiter.on_throttled(wait)
+        _log.warning(
+            "GET %s: attempt %d failed (%s); retrying in %.2f s", path, attempt, error, wait
+        )
+        hooks = self._hooks
+        if hooks is not None and hooks.on_retry is not None:
+            hooks.on_retry(path, error, attempt, wait)
+
+    # --- limits and observability ----------------------------------------------------
+
+    @property
+    def concurrency(self) -> int:
+        """Most attempts in flight at once."""
+        return self._concurrency
+
+    @property
+    def rate(self) -> float | None:
+        """The client-side rate limit in requests a second, or None."""
+        return self._rate
+
+    def set_rate(self, rate: float | None) -> None:
+        """Change the client-side rate now (None: no limit); waiting tasks follow it."""
+        if self._limiter is not None:
+            self._limiter.set_rate(rate)
+        else:
+            RateLimiter(rate, self._burst)  # validate
+        self._rate = rate
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy in force."""
+        return self._retrier.policy
+
+    @property
+    def stats(self) -> ClientStats:
+        """Counts and latency percentiles since the client was made (a snapshot)."""
+        return self._stats.snapshot()
+
+    def _state_error(self) -> ClientStateError:
+        if self._state == _UNOPENED:
+            return ClientStateError(
+                "the client is not open: use `async with TikTokClient(...) as client:`"
+            )
+        return ClientStateError("the client is closed: make a new one")
+
+    def __repr__(self) -> str:
+        return (
+            f"TikTokClient(base_url={self._base_url!r}, api_key=***, state={self._state!r}, "
+            f"rate={self._rate!r}, burst={self._burst!r}, concurrency={self._concurrency!r})"
+        )
+
+
+def _resolve_key(api_key: str | None) -> Secret:
+    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+    if not key:
+        raise ValueError(f"no API key: pass api_key=... or set the {API_KEY_ENV} variable")
+    return Secret(key)
+
+
+def _resolve_base_url(base_url: str | None) -> str:
+    text = base_url if base_url is not None else os.environ.get(BASE_URL_ENV)
+    if not text:
+        raise ValueError(
+            f"no base URL: pass base_url=... or set the {BASE_URL_ENV} variable "
+            "(https://<id>.execute-api.<region>.amazonaws.com/<stage>/tiktok)"
+        )
+    try:
+        url = URL(text)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"base URL {text!r} is not a URL") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"base URL {text!r} must be an absolute http(s) URL")
+    if url.query_string or url.fragment:
+        raise ValueError(f"base URL {text!r} must not carry a query or a fragment")
+    return text.rstrip("/")
+
+
+def _check_limits(concurrency: int, timeout: float, connect_timeout: float) -> None:
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"concurrency must be a whole number >= 1, not {concurrency!r}")
+    for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
+        if not value > 0:
+            raise ValueError(f"{name} must be a number of seconds > 0, not {value!r}")
