@@ -1,0 +1,275 @@
+"""CLI files: every input format, JSONL and CSV outputs, resume and torn-line repair."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tiktok_async._files import (
+    InputFormatError,
+    InputLine,
+    KeySet,
+    OutputFiles,
+    default_errors_path,
+    flatten,
+    read_inputs,
+)
+
+RECORD = {"user": {"id": "1", "nickname": "Ann\nLee", "verified": True},
+          "stats": {"follower_count": 12, "tags": ["a", "b"]}}
+COLUMNS = ["user.id", "user.nickname", "user.verified", "stats.follower_count", "stats.tags"]
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def texts(lines: list[InputLine]) -> list[str]:
+    return [line.text for line in lines]
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        return list(csv.reader(f))
+
+
+def lines_of(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+
+
+# -- inputs ----------------------------------------------------------------------------
+
+
+def test_text_input_skips_blanks_and_comments_and_strips_bom_and_crlf(tmp_path: Path) -> None:
+    path = write(tmp_path / "in.txt", b"\xef\xbb\xbf@ann\r\n\r\n# a comment\r\n  bob  \r\ncat")
+    got = list(read_inputs(path))
+    assert got == [InputLine(1, "@ann"), InputLine(4, "bob"), InputLine(5, "cat")]
+
+
+def test_invalid_utf8_is_replaced_and_flagged_not_fatal(tmp_path: Path) -> None:
+    path = write(tmp_path / "in.txt", b"ok\n\xff\xfe\x00garbage\x80\nnext\n")
+    got = list(read_inputs(path))
+    assert texts(got) == ["ok", "\ufffd\ufffd\x00garbage\ufffd", "next"]
+    assert [line.problem for line in got] == [None, "not valid UTF-8", None]
+
+
+def test_a_long_line_is_cut_and_flagged_and_the_next_line_is_intact(tmp_path: Path) -> None:
+    path = write(tmp_path / "in.txt", b"a\n" + b"x" * 10_000 + b"\nb\n")
+    got = list(read_inputs(path, max_line_bytes=4096))
+    assert texts(got) == ["a", "x" * 4096, "b"]
+    assert got[1].problem == "line longer than 4096 bytes"
+    assert [line.line_no for line in got] == [1, 2, 3]
+
+
+def test_csv_input_reads_the_named_column(tmp_path: Path) -> None:
+    data = b'id,handle,note\r\n1,@ann,"multi\nline"\r\n2,,x\r\n\r\n3,bob\r\n'
+    got = list(read_inputs(write(tmp_path / "in.csv", b"\xef\xbb\xbf" + data), column="handle"))
+    assert texts(got) == ["@ann", "", "bob"]
+    assert [line.line_no for line in got] == [2, 4, 6]
+    assert got[1].problem == "no value in column 'handle'"
+
+
+def test_csv_missing_column_names_the_available_ones(tmp_path: Path) -> None:
+    path = write(tmp_path / "in.csv", b"id,handle\n1,ann\n")
+    with pytest.raises(InputFormatError, match="available: 'id', 'handle'"):
+        read_inputs(path, column="user")
+
+
+def test_csv_with_one_column_needs_no_name(tmp_path: Path) -> None:
+    assert texts(list(read_inputs(write(tmp_path / "h.csv", b"handle\nann\nbob\n")))) == [
+        "ann", "bob"]
+    with pytest.raises(InputFormatError, match="choose one"):
+        read_inputs(write(tmp_path / "two.csv", b"a,b\n1,2\n"))
+    with pytest.raises(InputFormatError, match="empty"):
+        read_inputs(write(tmp_path / "empty.csv", b""), column="a")
+
+
+def test_stdin_is_read_as_a_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    stdin = SimpleNamespace(buffer=io.BufferedReader(io.BytesIO(b"ann\n#x\nbob\n")))
+    monkeypatch.setattr(sys, "stdin", stdin)
+    assert texts(list(read_inputs("-"))) == ["ann", "bob"]
+
+
+def test_inputs_are_streamed_not_read_whole(tmp_path: Path) -> None:
+    path = write(tmp_path / "in.txt", b"".join(b"h%d\n" % i for i in range(100_000)))
+    lines = read_inputs(path)
+    assert next(lines) == InputLine(1, "h0")  # a generator: nothing else was read
+    lines.close()  # type: ignore[attr-defined]
+
+
+def test_missing_file_fails_on_open(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        read_inputs(tmp_path / "nope.txt")
+
+
+# -- outputs ---------------------------------------------------------------------------
+
+
+def test_jsonl_round_trip_and_errors_file(tmp_path: Path) -> None:
+    out = tmp_path / "users.jsonl"
+    with OutputFiles.open(out) as files:
+        files.write_ok("@Ann", "ann", RECORD)
+        files.write_error("bad!", None, "invalid", None, "not a handle", 0, 3)
+        files.write_error("@ghost", "ghost", "not_found", 404, "User not found", 1, 4)
+    assert lines_of(out) == [{"input": "@Ann", "key": "ann", **RECORD}]
+    assert default_errors_path(out) == tmp_path / "users.errors.jsonl"
+    assert lines_of(tmp_path / "users.errors.jsonl") == [
+        {"input": "bad!", "key": None, "kind": "invalid", "status": None,
+         "message": "not a handle", "attempts": 0, "line": 3},
+        {"input": "@ghost", "key": "ghost", "kind": "not_found", "status": 404,
+         "message": "User not found", "attempts": 1, "line": 4},
+    ]
+    assert files.counts == {"ok": 1, "invalid": 1, "not_found": 1}
+
+
+def test_csv_output_has_flat_columns_and_one_header(tmp_path: Path) -> None:
+    out = tmp_path / "users.csv"
+    with OutputFiles.open(out, fmt="csv", columns=COLUMNS) as files:
+        files.write_ok("@Ann", "ann", RECORD)
+    with OutputFiles.open(out, fmt="csv", columns=COLUMNS) as files:
+        assert files.is_done("ANN", "ann")
+        files.write_ok("bob", "bob", {"user": {"id": "2"}, "stats": None})
+    rows = read_csv(out)
+    assert rows == [
+        ["input", "key", *COLUMNS],
+        ["@Ann", "ann", "1", "Ann\nLee", "true", "12", '["a","b"]'],
+        ["bob", "bob", "2", "", "", "", ""],
+    ]
+
+
+def test_csv_output_refuses_a_file_with_other_columns(tmp_path: Path) -> None:
+    out = write(tmp_path / "o.csv", b"input,key,other\n")
+    with pytest.raises(InputFormatError, match="other CSV columns"):
+        OutputFiles.open(out, fmt="csv", columns=COLUMNS)
+
+
+def test_flatten_uses_dotted_names() -> None:
+    assert flatten({"a": {"b": {"c": 1}, "d": None}, "e": [1]}) == {
+        "a.b.c": 1, "a.d": None, "e": [1]}
+
+
+def test_stdout_output(capfd: pytest.CaptureFixture[str], tmp_path: Path,
+                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with OutputFiles.open("-") as files:
+        files.write_ok("ann", "ann", {"n": 1})
+        files.write_error("x", None, "invalid", None, "bad", 0, 1)
+    assert json.loads(capfd.readouterr().out) == {"input": "ann", "key": "ann", "n": 1}
+    assert lines_of(tmp_path / "errors.jsonl")[0]["input"] == "x"
+
+
+def test_an_injected_encoder_is_used(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    with OutputFiles.open(out, encode=lambda obj: json.dumps(obj, sort_keys=True).encode()) as f:
+        f.write_ok("b", "b", {"z": 1, "a": 2})
+    assert out.read_text() == '{"a": 2, "input": "b", "key": "b", "z": 1}\n'
+
+
+# -- resume ----------------------------------------------------------------------------
+
+
+def test_resume_skips_done_keys_and_invalid_inputs(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    with OutputFiles.open(out) as files:
+        files.write_ok("@Ann", "ann", {"n": 1})
+        files.write_error("bad!", None, "invalid", None, "not a handle", 0, 2)
+        files.write_error("@gone", "gone", "not_found", 404, "User not found", 1, 3)
+        files.write_error("@slow", "slow", "failed", 503, "unavailable", 5, 4)
+    files = OutputFiles.open(out)
+    files.close()
+    assert files.is_done("ann", "ann")
+    assert files.is_done("bad!", None)
+    assert files.is_done("@gone", "gone")
+    assert files.is_done("@slow", "slow")
+    assert not files.is_done("bad?", None)
+    assert not files.is_done("new", "new")
+    assert (files.resumed.answered, files.resumed.errors) == (1, 3)
+
+
+def test_retry_failed_drops_failed_rows_so_they_run_again(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    with OutputFiles.open(out) as files:
+        files.write_error("@gone", "gone", "not_found", 404, "User not found", 1, 1)
+        files.write_error("@slow", "slow", "failed", 503, "unavailable", 5, 2)
+    with OutputFiles.open(out, retry_failed=True) as files:
+        assert files.is_done("@gone", "gone")
+        assert not files.is_done("@slow", "slow")
+    assert [row["kind"] for row in lines_of(tmp_path / "o.errors.jsonl")] == ["not_found"]
+
+
+@pytest.mark.parametrize("which", ["out", "errors"])
+def test_a_torn_last_line_is_cut_before_appending(tmp_path: Path, which: str) -> None:
+    out = tmp_path / "o.jsonl"
+    with OutputFiles.open(out) as files:
+        files.write_ok("ann", "ann", {"n": 1})
+        files.write_error("x!", None, "invalid", None, "bad", 0, 2)
+    torn = out if which == "out" else tmp_path / "o.errors.jsonl"
+    with torn.open("ab") as f:
+        f.write(b'{"input":"bob","key":"bob","n":')  # the crash came mid-write
+    with OutputFiles.open(out) as files:
+        assert files.resumed.repaired_bytes == 31
+        assert not files.is_done("bob", "bob")
+        files.write_ok("bob", "bob", {"n": 2})
+        files.write_error("y!", None, "invalid", None, "bad", 0, 3)
+    assert [row["input"] for row in lines_of(out)] == ["ann", "bob"]
+    assert [row["input"] for row in lines_of(tmp_path / "o.errors.jsonl")] == ["x!", "y!"]
+
+
+def test_a_last_line_that_does_not_parse_is_cut_but_earlier_ones_are_kept(
+    tmp_path: Path,
+) -> None:
+    out = write(tmp_path / "o.jsonl",
+                b'{"input":"a","key":"a"}\nnot json\n{"input":"b","key":"b"}\n{"input":"c"\n')
+    with OutputFiles.open(out) as files:
+        assert files.resumed.unreadable_lines == 1
+        assert files.is_done("b", "b")
+        assert not files.is_done("c", "c")
+    assert out.read_bytes().endswith(b'{"input":"b","key":"b"}\n')
+
+
+def test_a_torn_csv_row_is_cut(tmp_path: Path) -> None:
+    out = tmp_path / "o.csv"
+    with OutputFiles.open(out, fmt="csv", columns=COLUMNS) as files:
+        files.write_ok("ann", "ann", RECORD)
+    with out.open("ab") as f:
+        f.write(b'bob,bob,2,"half a quoted\nfield')
+    with OutputFiles.open(out, fmt="csv", columns=COLUMNS) as files:
+        assert files.resumed.repaired_bytes > 0
+        assert not files.is_done("bob", "bob")
+        files.write_ok("bob", "bob", RECORD)
+    rows = read_csv(out)
+    assert [row[0] for row in rows] == ["input", "ann", "bob"]
+
+
+def test_no_duplicates_after_a_simulated_crash(tmp_path: Path) -> None:
+    """Run, crash mid-line, re-run skipping what is done: each key once, all keys there."""
+    out = tmp_path / "o.jsonl"
+    keys = [f"h{i}" for i in range(200)]
+    files = OutputFiles.open(out)
+    for key in keys[:120]:
+        files.write_ok(key, key, {"n": 1})
+    files.close()
+    with out.open("ab") as f:
+        f.write(b'{"input":"h120","ke')  # SIGKILL mid-write
+    with OutputFiles.open(out) as files:
+        for key in keys:
+            if not files.is_done(key, key):
+                files.write_ok(key, key, {"n": 1})
+    written = [str(row["key"]) for row in lines_of(out)]
+    assert sorted(written) == sorted(keys)
+
+
+def test_keyset_holds_many_keys_compactly() -> None:
+    keys = KeySet(f"user{i}" for i in range(300_000))
+    assert len(keys) == 300_000
+    assert "user0" in keys
+    assert "user299999" in keys
+    assert "user300000" not in keys
+    assert 1 not in keys
