@@ -16,11 +16,14 @@ One test per fenced block, named `<file>:<n>` (n counts that file's ```python bl
 - ```python no-run : a fragment (a signature, an excerpt); never run. Keep it rare.
 - ```console / ```sh : shell sessions; not run.
 
-Also: the site builds with `mkdocs build --strict`.
+Also: every `$ tiktok-async SUBCOMMAND --option` line of a console block names a
+sub-command and options that exist (skipped while the sub-command is still landing), and
+the site builds with `mkdocs build --strict`.
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
 import asyncio
 import importlib
@@ -239,6 +242,47 @@ def run_as_pytest(block: Block, tmp_path: Path, where: str) -> None:
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 0, f"{where}: pytest failed\n{result.stdout}\n{result.stderr}"
+
+
+# --- command lines in console blocks -----------------------------------------------------
+
+
+def documented_commands() -> dict[str, set[str]]:
+    """`{sub-command: {--options}}` from every `$ tiktok-async ...` line of the docs."""
+    commands: dict[str, set[str]] = {}
+    for path in DOC_FILES:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            words = line.strip().split()
+            if len(words) >= 3 and words[:2] == ["$", "tiktok-async"]:
+                options = {w.split("=")[0].strip("[]") for w in words[3:]}
+                commands.setdefault(words[2], set()).update(
+                    o for o in options if o.startswith("--")
+                )
+    return commands
+
+
+DOCUMENTED_COMMANDS = documented_commands()
+
+
+def _subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
+    from tiktok_async._cli import build_parser
+
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+@pytest.mark.parametrize("command", sorted(DOCUMENTED_COMMANDS))
+def test_documented_command_line_exists(command: str) -> None:
+    """A documented `tiktok-async` sub-command and its options are real."""
+    parsers = _subcommand_parsers()
+    if command not in parsers:
+        pytest.skip(f"pending: waits for the `tiktok-async {command}` sub-command")
+    known = {o for action in parsers[command]._actions for o in action.option_strings}
+    unknown = DOCUMENTED_COMMANDS[command] - known
+    assert not unknown, f"documented options of `tiktok-async {command}` it lacks: {unknown}"
 
 
 def test_site_builds_strict(tmp_path: Path) -> None:
