@@ -1,0 +1,52 @@
+"""A minimal aiohttp server, for scale: `wrk` against it shows the HTTP stack's ceiling.
+
+Usage: python benchmarks/emulator_bare.py [--port 0] [--cpu N] [--no-uvloop]
+Prints its base URL (same path layout as the emulator) and serves one fixed JSON body.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from aiohttp import web
+
+from tiktok_async.emulator._serve import pin, run_loop
+
+BODY = b'{"user":{"id":"7513616802201315134"},"stats":{"followerCount":24}}' * 9
+
+
+async def handler(request: web.Request) -> web.Response:
+    return web.Response(body=BODY, content_type="application/json")
+
+
+async def serve(port: int) -> None:
+    app = web.Application()
+    app.router.add_get("/dev/tiktok/user/{handle}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    print(f"http://127.0.0.1:{runner.addresses[0][1]}/dev/tiktok", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--cpu", type=int, action="append")
+    parser.add_argument("--no-uvloop", action="store_true")
+    args = parser.parse_args()
+    if args.cpu:
+        pin(args.cpu)
+    try:
+        run_loop(serve(args.port), use_uvloop=not args.no_uvloop)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""`Emulator`: the emulator as an async context manager, on a free port of 127.0.0.1."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from ._app import EmulatorCore
+from ._config import EmulatorConfig
+from ._stats import StatsSnapshot
+
+
+class Emulator:
+    """A running emulator of the TikTok API.
+
+    ```python
+    async with Emulator(EmulatorConfig(rate=20, burst=5)) as emu:
+        url = f"{emu.base_url}/user/some.handle"   # header x-api-key: emu.api_key
+        emu.inject("503", count=2)
+        assert emu.stats().count(status=200) == ...
+    ```
+
+    Keyword arguments are `EmulatorConfig` fields and override `config`.
+    """
+
+    def __init__(self, config: EmulatorConfig | None = None, **overrides: Any) -> None:
+        base = config or EmulatorConfig()
+        self._initial = replace(base, **overrides) if overrides else base
+        self._core: EmulatorCore | None = None
+        self._runner: web.ServerRunner | None = None
+        self._port: int | None = None
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Open the database and start serving."""
+        if self._runner is not None:
+            raise RuntimeError("emulator already started")
+        config = self._initial
+        core = EmulatorCore(config)
+        await core.open()
+        # aiohttp's low-level server: no router, no middleware, the core's one handler.
+        server = web.Server(core.handle, handler_cancellation=True, access_log=None)
+        runner = web.ServerRunner(server, shutdown_timeout=config.shutdown_timeout)
+        self._core, self._runner = core, runner
+        try:
+            await runner.setup()
+            site = web.TCPSite(runner, config.host, config.port)
+            await site.start()
+        except BaseException:
+            await self.close()
+            raise
+        self._port = int(runner.addresses[0][1])
+
+    async def close(self) -> None:
+        """Stop serving and close the database."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        if self._core is not None:
+            await self._core.close()
+
+    @property
+    def core(self) -> EmulatorCore:
+        """The running state (config, store, stats, faults)."""
+        if self._core is None:
+            raise RuntimeError("emulator not started")
+        return self._core
+
+    @property
+    def config(self) -> EmulatorConfig:
+        """The config in force."""
+        return self._core.config if self._core is not None else self._initial
+
+    @property
+    def port(self) -> int:
+        """The TCP port it listens on."""
+        if self._port is None:
+            raise RuntimeError("emulator not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The server's root, `http://127.0.0.1:PORT`."""
+        host = self.config.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The API's base URL, `http://127.0.0.1:PORT/dev/tiktok`."""
+        return self.url + self.config.prefix
+
+    @property
+    def api_key(self) -> str:
+        """The first accepted API key."""
+        return self.config.api_keys[0]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """`{"x-api-key": api_key}`."""
+        return {"x-api-key": self.api_key}
+
+    def stats(self) -> StatsSnapshot:
+        """What it served so far."""
+        return self.core.snapshot()
+
+    def reset(self) -> None:
+        """Forget counts, pending injections, buckets and quotas (stored data stays)."""
+        self.core.reset()
+
+    async def clear_data(self) -> None:
+        """Delete every stored user and video."""
+        await self.core.store.clear()
+
+    def inject(self, kind: str, count: int = 1) -> None:
+        """Force the next `count` API requests to get fault `kind` (see `FAULT_KINDS`)."""
+        self.core.faults.inject(kind, count)
+
+    def configure(self, **changes: Any) -> EmulatorConfig:
+        """Change config fields while running (`rate`, `burst`, `quota`, `faults`...)."""
+        return self.core.reconfigure(**changes)

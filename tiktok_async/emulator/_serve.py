@@ -1,0 +1,152 @@
+"""`tiktok-async serve` (also `python -m tiktok_async.emulator`): run the emulator.
+
+It prints the API's base URL on stdout (one line, flushed) once it listens, so a parent
+process can start it with `--port 0` and read where it is. Ctrl-C (SIGINT) and SIGTERM
+stop it cleanly with exit code 0. Runs on uvloop when installed (`--no-uvloop` to not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Coroutine, Sequence
+from dataclasses import replace
+from typing import Any
+
+from ._config import DEFAULT_API_KEY, DEFAULT_PREFIX, EmulatorConfig
+from ._data import DEFAULT_MISSING_SHARE
+from ._faults import Faults
+from ._gateway import parse_period
+
+KEY_ENV = "TIKTOK_API_KEY"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `serve` options."""
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    add("--port", type=int, default=8080, help="TCP port; 0 picks a free one (default 8080)")
+    add("--prefix", default=DEFAULT_PREFIX, help=f"API path prefix (default {DEFAULT_PREFIX})")
+    add("--key", action="append", dest="keys", metavar="KEY",
+        help=f"accepted x-api-key, repeatable (default ${KEY_ENV}, else {DEFAULT_API_KEY!r})")
+    add("--rate", type=float, help="token bucket rate per key, requests/s (default: none)")
+    add("--burst", type=int, help="token bucket size (default: ceil(rate))")
+    add("--quota", type=int, help="requests per key per quota period (default: none)")
+    add("--quota-period", default="day", help="seconds, or day/week/month (default day)")
+    add("--retry-after", type=int, help="send Retry-After: N on 429 (default: no header)")
+    add("--faults", type=Faults.parse, default=Faults(), metavar="SPEC",
+        help="a share spread over 500/502/503/504 (0.05), or "
+             "'500=0.01,drop=0.01,truncate=0.01,slow=0.001,slow_seconds=30'")
+    add("--latency-ms", type=float, default=0.0, help="added latency per request")
+    add("--jitter-ms", type=float, default=0.0, help="added uniform jitter per request")
+    add("--upstream-latency-ms", type=float, default=20.0,
+        help="latency of a first fetch (default 20)")
+    add("--db", default=":memory:", metavar="PATH", help="SQLite file (default in memory)")
+    add("--seed", type=int, default=0, help="seed of faults and jitter (default 0)")
+    add("--missing-share", type=float, default=DEFAULT_MISSING_SHARE,
+        help=f"share of handles that do not exist (default {DEFAULT_MISSING_SHARE})")
+    add("--cpu", type=int, action="append", metavar="N", help="pin to CPU N (repeatable)")
+    add("--no-uvloop", action="store_true", help="use asyncio's own loop")
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the `serve` sub-command to a `tiktok-async` parser."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "serve", help="serve an emulator of the TikTok API",
+        description="Serve an emulator of the TikTok API (prints its base URL on stdout).",
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
+    """The `EmulatorConfig` the options describe."""
+    keys = args.keys or [os.environ.get(KEY_ENV) or DEFAULT_API_KEY]
+    faults = replace(args.faults, latency_ms=args.latency_ms, jitter_ms=args.jitter_ms)
+    return EmulatorConfig(
+        host=args.host, port=args.port, prefix=args.prefix, api_keys=tuple(keys),
+        rate=args.rate, burst=args.burst, quota=args.quota,
+        quota_period=parse_period(args.quota_period), retry_after=args.retry_after,
+        missing_share=args.missing_share, upstream_latency_ms=args.upstream_latency_ms,
+        faults=faults, db_path=args.db, seed=args.seed,
+    )
+
+
+async def serve(config: EmulatorConfig) -> None:
+    """Serve until SIGINT or SIGTERM; print the base URL once listening."""
+    from ._emulator import Emulator
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with Emulator(config) as emulator:
+            print(emulator.base_url, flush=True)
+            await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def run_loop(coro: Coroutine[Any, Any, None], use_uvloop: bool = True) -> None:
+    """Run `coro` on uvloop when installed (and wanted), else on asyncio's loop."""
+    factory = None
+    if use_uvloop:
+        with contextlib.suppress(ImportError):
+            import uvloop
+
+            factory = uvloop.new_event_loop
+    if factory is None:
+        asyncio.run(coro)
+    elif sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(coro)
+    else:  # pragma: no cover - Python 3.10
+        loop = factory()
+        try:
+            loop.run_until_complete(coro)
+        finally:
+            loop.close()
+
+
+def pin(cpus: Sequence[int]) -> None:
+    """Pin this process to `cpus` (Linux); OSError where it cannot be done."""
+    setaffinity = getattr(os, "sched_setaffinity", None)
+    if setaffinity is None:
+        raise OSError("--cpu needs os.sched_setaffinity (Linux)")
+    setaffinity(0, set(cpus))
+
+
+def run(args: argparse.Namespace) -> int:
+    """The `serve` command: returns the exit code."""
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(f"tiktok-async serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.cpu:
+            pin(args.cpu)
+        run_loop(serve(config), use_uvloop=not args.no_uvloop)
+    except OSError as exc:
+        print(f"tiktok-async serve: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
+        return 0
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m tiktok_async.emulator`: the `serve` options without a sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tiktok_async.emulator",
+        description="Serve an emulator of the TikTok API (prints its base URL on stdout).",
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
