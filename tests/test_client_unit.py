@@ -1,0 +1,234 @@
+"""TikTokClient without a server: configuration, the key kept secret, exact answers, stats."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+import traceback
+
+import pytest
+from aioresponses import aioresponses as MockHTTP
+
+from tiktok_async._client import API_KEY_ENV, BASE_URL_ENV, ClientHooks, TikTokClient
+from tiktok_async._exceptions import DecodeError, ForbiddenError, RateLimitedError, TikTokError
+from tiktok_async._retry import RetryPolicy
+from tiktok_async._stats import StatsRecorder
+
+KEY = "sk-live-SECRET-0123456789abcdef"
+BASE = "https://abc123.execute-api.us-east-2.amazonaws.com/dev/tiktok"
+USER_URL = f"{BASE}/user/someone"
+PROFILE = (
+    b'{"user":{"id":"1","nickname":"n"},"stats":{"diggCount":1,"followerCount":2,'
+    b'"followingCount":3,"friendCount":4,"heartCount":5,"heart":5,"videoCount":6}}'
+)
+
+
+@pytest.fixture
+def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    monkeypatch.delenv(BASE_URL_ENV, raising=False)
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("no_env")
+def test_missing_key_names_the_variable() -> None:
+    with pytest.raises(ValueError, match=API_KEY_ENV):
+        TikTokClient(base_url=BASE)
+
+
+@pytest.mark.usefixtures("no_env")
+def test_missing_base_url_names_the_variable() -> None:
+    with pytest.raises(ValueError, match=BASE_URL_ENV):
+        TikTokClient(KEY)
+
+
+def test_key_and_base_url_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(API_KEY_ENV, KEY)
+    monkeypatch.setenv(BASE_URL_ENV, BASE + "/")
+    client = TikTokClient()
+    assert f"base_url={BASE!r}" in repr(client)
+
+
+@pytest.mark.parametrize("url", ["abc", "ftp://host/x", "https://", f"{BASE}?stage=dev"])
+def test_bad_base_url_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="base URL"):
+        TikTokClient(KEY, url)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [
+        ({"concurrency": 0}, "concurrency"),
+        ({"timeout": 0}, "timeout"),
+        ({"connect_timeout": -1}, "connect_timeout"),
+        ({"rate": 0}, "rate"),
+        ({"burst": 0}, "burst"),
+    ],
+)
+def test_bad_limits_are_refused(kwargs: dict[str, float], word: str) -> None:
+    with pytest.raises(ValueError, match=word):
+        TikTokClient(KEY, BASE, **kwargs)  # type: ignore[arg-type]
+
+
+# --- the key stays secret --------------------------------------------------------------------
+
+
+def test_repr_hides_the_key() -> None:
+    client = TikTokClient(KEY, BASE)
+    assert KEY not in repr(client)
+    assert "api_key=***" in repr(client)
+
+
+async def test_key_is_in_no_log_line_exception_or_traceback_local(
+    mock_http: MockHTTP, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="tiktok_async")
+    mock_http.get(USER_URL, status=500, body=b'{"message":"Internal server error"}')
+    mock_http.get(USER_URL, status=403, body=b'{"message":"Forbidden"}')
+    async with TikTokClient(KEY, BASE, retry=RetryPolicy.testing()) as client:
+        with pytest.raises(ForbiddenError) as caught:
+            await client.get_user("someone")
+    error = caught.value
+    assert KEY not in caplog.text
+    assert KEY not in str(error)
+    assert KEY not in repr(error)
+    for frame, _ in traceback.walk_tb(error.__traceback__):
+        if "tiktok_async" in frame.f_code.co_filename:
+            for name, value in frame.f_locals.items():
+                assert KEY not in repr(value), (frame.f_code.co_name, name)
+
+
+# --- exact answers (aioresponses) ------------------------------------------------------------
+
+
+class WaitSeen(Exception):
+    """Raised by a hook to end a call before its backoff sleep."""
+
+
+async def test_retry_after_as_http_date_sets_the_wait(mock_http: MockHTTP) -> None:
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    mock_http.get(
+        USER_URL,
+        status=429,
+        body=b'{"message":"Too Many Requests"}',
+        headers={"Retry-After": later},
+    )
+    waits: list[float] = []
+
+    def stop_before_sleeping(path: str, error: TikTokError, attempt: int, wait: float) -> None:
+        waits.append(wait)
+        raise WaitSeen  # end the call here: the wait is what we wanted to see
+
+    hooks = ClientHooks(on_retry=stop_before_sleeping)
+    async with TikTokClient(KEY, BASE, hooks=hooks) as client:
+        with pytest.raises(WaitSeen):
+            await client.get_user("someone")
+    [wait] = waits
+    assert 28.0 <= wait <= 30.0
+
+
+async def test_retry_after_over_the_cap_fails_at_once(mock_http: MockHTTP) -> None:
+    mock_http.get(
+        USER_URL,
+        status=429,
+        body=b'{"message":"Too Many Requests"}',
+        headers={"Retry-After": "3600"},
+    )
+    async with TikTokClient(KEY, BASE) as client:
+        with pytest.raises(RateLimitedError) as caught:
+            await client.get_user("someone")
+        assert client.stats.requests == 1
+    assert caught.value.retry_after == 3600.0
+
+
+async def test_body_that_does_not_fit_names_the_field_and_request(mock_http: MockHTTP) -> None:
+    mock_http.get(
+        USER_URL,
+        body=PROFILE.replace(b'"followerCount":2', b'"followerCount":"x"'),
+        headers={"x-amzn-RequestId": "req-42"},
+    )
+    async with TikTokClient(KEY, BASE) as client:
+        with pytest.raises(DecodeError) as caught:
+            await client.get_user("someone")
+    assert caught.value.path == "$.stats.followerCount"
+    assert caught.value.request_id == "req-42"
+    assert caught.value.attempts == 1
+
+
+async def test_hooks_see_every_attempt(mock_http: MockHTTP) -> None:
+    mock_http.get(USER_URL, status=503, body=b'{"message":"Service Unavailable"}')
+    mock_http.get(USER_URL, body=PROFILE)
+    seen: list[tuple[object, ...]] = []
+    hooks = ClientHooks(
+        on_request=lambda path: seen.append(("request", path)),
+        on_response=lambda path, status, seconds: seen.append(("response", path, status)),
+        on_retry=lambda path, error, attempt, wait: seen.append(("retry", path, attempt)),
+    )
+    async with TikTokClient(KEY, BASE, retry=RetryPolicy.testing(), hooks=hooks) as client:
+        profile = await client.get_user("@someone")
+    assert profile.stats.follower_count == 2
+    assert seen == [
+        ("request", "user/someone"),
+        ("response", "user/someone", 503),
+        ("retry", "user/someone", 1),
+        ("request", "user/someone"),
+        ("response", "user/someone", 200),
+    ]
+
+
+async def test_stats_count_requests_statuses_and_retries(mock_http: MockHTTP) -> None:
+    mock_http.get(USER_URL, status=429, body=b'{"message":"Too Many Requests"}')
+    mock_http.get(USER_URL, status=502, body=b'{"message":"Internal server error"}')
+    mock_http.get(USER_URL, body=PROFILE)
+    async with TikTokClient(KEY, BASE, retry=RetryPolicy.testing()) as client:
+        await client.get_user("someone")
+        stats = client.stats
+    assert stats.requests == 3
+    assert dict(stats.responses) == {429: 1, 502: 1, 200: 1}
+    assert stats.retries == 2
+    assert dict(stats.retries_by_cause) == {"throttled": 1, "server_error": 1}
+    assert stats.throttled == 1
+    assert stats.latency_p50 is not None
+
+
+async def test_set_rate_before_and_after_opening() -> None:
+    client = TikTokClient(KEY, BASE)
+    client.set_rate(50)
+    rates = [client.rate]
+    async with client:
+        client.set_rate(None)
+        rates.append(client.rate)
+        assert rates == [50, None]
+        with pytest.raises(ValueError, match="rate"):
+            client.set_rate(-1)
+
+
+# --- stats recorder ------------------------------------------------------------------------
+
+
+def test_latency_percentiles_are_within_the_bucket_width() -> None:
+    recorder = StatsRecorder()
+    for ms in range(1, 1001):  # 1 ms .. 1 s, uniform
+        recorder.answered(200, ms / 1000)
+    stats = recorder.snapshot()
+    assert stats.latency_p50 == pytest.approx(0.500, rel=0.03)
+    assert stats.latency_p95 == pytest.approx(0.950, rel=0.03)
+    assert stats.latency_p99 == pytest.approx(0.990, rel=0.03)
+
+
+def test_empty_stats_have_no_percentiles() -> None:
+    stats = StatsRecorder().snapshot()
+    assert (stats.requests, stats.latency_p50, stats.latency_p99) == (0, None, None)
+
+
+def test_extreme_latencies_stay_in_range() -> None:
+    recorder = StatsRecorder()
+    recorder.answered(200, 0.0)
+    recorder.answered(200, 1e6)
+    stats = recorder.snapshot()
+    assert stats.latency_p50 is not None
+    assert stats.latency_p99 is not None
+    assert stats.latency_p50 < 1e-4 < 100 < stats.latency_p99
