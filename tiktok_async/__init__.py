@@ -1,5 +1,6 @@
 """tiktok_async: a fast, dependable asyncio client for the hosted TikTok data API."""
 
+from ._client import ClientHooks, TikTokClient
 from ._exceptions import (
     APIStatusError,
     BadRequestError,
@@ -20,12 +21,16 @@ from ._exceptions import (
 )
 from ._inputs import VideoRef, parse_handle, parse_video
 from ._models import Music, User, UserProfile, UserStats, Video, VideoStats
+from ._retry import RetryPolicy
+from ._stats import ClientStats
 from ._version import __version__
 
 __all__ = [
     "APIStatusError",
     "BadRequestError",
+    "ClientHooks",
     "ClientStateError",
+    "ClientStats",
     "ConnectError",
     "DecodeError",
     "ForbiddenError",
@@ -36,7 +41,9 @@ __all__ = [
     "QuotaExceededError",
     "RateLimitedError",
     "RequestTimeoutError",
+    "RetryPolicy",
     "ServerError",
+    "TikTokClient",
     "TikTokError",
     "TransportError",
     "TruncatedBodyError",
