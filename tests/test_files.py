@@ -76,6 +76,14 @@ def test_csv_input_reads_the_named_column(tmp_path: Path) -> None:
     assert got[1].problem == "no value in column 'handle'"
 
 
+def test_csv_binary_garbage_is_flagged_not_fatal(tmp_path: Path) -> None:
+    path = write(tmp_path / "in.csv", b"handle\nann\n\xff\xfe\x00zz\nbob\n")
+    got = list(read_inputs(path))
+    assert texts(got)[0] == "ann"
+    assert texts(got)[-1] == "bob"
+    assert got[1].problem is not None
+
+
 def test_csv_missing_column_names_the_available_ones(tmp_path: Path) -> None:
     path = write(tmp_path / "in.csv", b"id,handle\n1,ann\n")
     with pytest.raises(InputFormatError, match="available: 'id', 'handle'"):
@@ -150,6 +158,11 @@ def test_csv_output_refuses_a_file_with_other_columns(tmp_path: Path) -> None:
         OutputFiles.open(out, fmt="csv", columns=COLUMNS)
 
 
+def test_errors_file_cannot_be_the_output(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="must not be the output"):
+        OutputFiles.open(tmp_path / "o.jsonl", errors=tmp_path / "o.jsonl")
+
+
 def test_flatten_uses_dotted_names() -> None:
     assert flatten({"a": {"b": {"c": 1}, "d": None}, "e": [1]}) == {
         "a.b.c": 1, "a.d": None, "e": [1]}
@@ -191,6 +204,17 @@ def test_resume_skips_done_keys_and_invalid_inputs(tmp_path: Path) -> None:
     assert not files.is_done("bad?", None)
     assert not files.is_done("new", "new")
     assert (files.resumed.answered, files.resumed.errors) == (1, 3)
+
+
+@pytest.mark.parametrize("text", ['quote " and back\\slash', "émoji 😀 ok", "\ufffd\x00\t"])
+def test_resume_recognises_inputs_with_any_characters(tmp_path: Path, text: str) -> None:
+    out = tmp_path / "o.jsonl"
+    with OutputFiles.open(out) as files:
+        files.write_error(text, None, "invalid", None, "bad", 0, 1)
+        files.write_ok(text, text, {"n": 1})
+    with OutputFiles.open(out) as files:
+        assert files.is_done(text, None)
+        assert files.is_done(text, text)
 
 
 def test_retry_failed_drops_failed_rows_so_they_run_again(tmp_path: Path) -> None:

@@ -273,7 +273,7 @@ class KeySet:
             self._runs.append(array("q", sorted(self._pending)))
             self._pending = set()
             if len(self._runs) > self._MAX_RUNS:
-                self._runs = [array("q", heapq.merge(*self._runs))]
+                self.compact()
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
@@ -290,6 +290,12 @@ class KeySet:
     def __len__(self) -> int:
         """How many keys were added (a key added twice counts twice)."""
         return self._added
+
+    def compact(self) -> None:
+        """Merge everything into one sorted run: one bisect per lookup from now on."""
+        runs = [*self._runs, array("q", sorted(self._pending))]
+        self._runs = [array("q", heapq.merge(*runs))] if len(runs) > 1 else runs
+        self._pending = set()
 
 
 # -- scanning existing files for resume -------------------------------------------------
@@ -346,12 +352,21 @@ def _parse_jsonl(data: bytes, *, full: bool) -> _Row | None:
             return _row_of(json.loads(data))
         key_raw, kind_raw = match["key"], match["kind"]
         return _Row(
-            json.loads(match["input"]),
-            None if key_raw == b"null" else json.loads(key_raw),
-            None if kind_raw is None else json.loads(kind_raw),
+            _json_str(match["input"]),
+            None if key_raw == b"null" else _json_str(key_raw),
+            None if kind_raw is None else _json_str(kind_raw),
         )
     except ValueError:
         return None
+
+
+def _json_str(token: bytes) -> str:
+    """A JSON string token's value; without escapes it is just the bytes inside quotes."""
+    if b"\\" in token:
+        value = json.loads(token)
+        assert isinstance(value, str)
+        return value
+    return token[1:-1].decode("utf-8")
 
 
 def _row_of(obj: object) -> _Row | None:
@@ -430,8 +445,8 @@ def default_errors_path(out: str | os.PathLike[str]) -> Path:
 
 def json_line_encoder(obj: object) -> bytes:
     """The default encoder: compact JSON; lone surrogates kept as `\\uXXXX` escapes."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(
-        "utf-8", errors="backslashreplace")
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
+    return text.encode("utf-8", errors="backslashreplace")
 
 
 def flatten(record: Mapping[str, object], prefix: str = "") -> dict[str, object]:
@@ -568,6 +583,8 @@ class OutputFiles:
             raise ValueError("CSV output needs its columns")
         all_columns = ["input", "key", *(c for c in columns if c not in ("input", "key"))]
         errors_path = Path(errors) if errors is not None else default_errors_path(out)
+        if str(out) != "-" and errors_path.resolve() == Path(out).resolve():
+            raise ValueError("the errors file must not be the output file")
         resume = _Resume()
         if retry_failed and errors_path.exists():
             _drop_failed(errors_path)
@@ -580,6 +597,8 @@ class OutputFiles:
             resume.info.answered = resume.scan(Path(out), fmt, all_columns)
             out_writer = _open_append(Path(out))
             needs_header = fmt == "csv" and Path(out).stat().st_size == 0
+        resume.done_keys.compact()
+        resume.invalid_inputs.compact()
         files = cls(out_writer, _open_append(errors_path), fmt=fmt, columns=all_columns,
                     encode=encode or json_line_encoder, resume=resume)
         if needs_header:
