@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 
 from aiohttp import web
 
@@ -28,8 +29,11 @@ async def serve(port: int) -> None:
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     print(f"http://127.0.0.1:{runner.addresses[0][1]}/dev/tiktok", flush=True)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         await runner.cleanup()
 
@@ -42,10 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.cpu:
         pin(args.cpu)
-    try:
-        run_loop(serve(args.port), use_uvloop=not args.no_uvloop)
-    except KeyboardInterrupt:
-        pass
+    run_loop(serve(args.port), use_uvloop=not args.no_uvloop)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,9 @@ class EmulatorProcess:
         reader.join(self.start_timeout)
         if not line or not line[0].startswith("http"):
             self.stop()
-            raise RuntimeError(f"emulator did not start: {self.stderr or 'timeout'}")
+            reason = self.stderr.strip() or "timeout"
+            self.close()
+            raise RuntimeError(f"emulator did not start: {reason}")
         self.base_url = line[0].strip()
         return self.base_url
 

@@ -1,0 +1,111 @@
+"""`tiktok-async serve` as a real child process: prints its URL, answers, stops cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tiktok_async.emulator import Emulator, EmulatorProcess
+
+SERVE = [sys.executable, "-m", "tiktok_async._cli", "serve", "--port", "0"]
+
+
+def get_json(url: str, key: str = "test-key") -> tuple[int, Any]:
+    request = urllib.request.Request(url, headers={"x-api-key": key})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.loads(exc.read())
+
+
+@pytest.fixture
+def serve() -> Iterator[subprocess.Popen[str]]:
+    env = {k: v for k, v in os.environ.items() if k != "TIKTOK_API_KEY"}
+    with subprocess.Popen([*SERVE, "--rate", "100", "--upstream-latency-ms", "0"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env) as proc:
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_serve_prints_its_url_answers_and_stops_cleanly(
+    serve: subprocess.Popen[str], sig: signal.Signals
+) -> None:
+    assert serve.stdout is not None
+    base_url = serve.stdout.readline().strip()
+    assert base_url.startswith("http://127.0.0.1:")
+    assert base_url.endswith("/dev/tiktok")
+    status, body = get_json(f"{base_url}/user/some.handle")
+    assert status == 200
+    assert body["user"]["secUid"].startswith("MS4wLjABAAAA")
+    assert get_json(f"{base_url}/user/some.handle", key="nope")[0] == 403
+    serve.send_signal(sig)
+    _, err = serve.communicate(timeout=10)
+    assert serve.returncode == 0
+    assert "Traceback" not in err
+
+
+def test_serve_takes_its_key_from_the_environment() -> None:
+    env = {**os.environ, "TIKTOK_API_KEY": "from-env"}
+    with subprocess.Popen(SERVE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=env) as proc:
+        assert proc.stdout is not None
+        base_url = proc.stdout.readline().strip()
+        try:
+            assert get_json(f"{base_url}/user/some.handle", key="from-env")[0] == 200
+            assert get_json(f"{base_url}/user/some.handle", key="test-key")[0] == 403
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=10)
+    assert proc.returncode == 0
+
+
+def test_serve_refuses_a_bad_option() -> None:
+    done = subprocess.run([*SERVE, "--faults", "teapot=1"], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 2
+    assert "--faults" in done.stderr
+
+
+async def test_two_processes_serve_the_same_data() -> None:
+    """A child process and this one: same bodies but for the save timestamps."""
+    handle, video = "Same.Data", "7301234567890123456"
+    with EmulatorProcess("--key", "k", "--upstream-latency-ms", "0") as proc:
+        theirs = [get_json(f"{proc.base_url}/user/{handle}", key="k")[1],
+                  get_json(f"{proc.base_url}/video/{handle}/{video}", key="k")[1]]
+    async with Emulator(upstream_latency_ms=0) as emu:
+        user = await emu.core.store.user(handle)
+        clip = await emu.core.store.video(handle, video)
+    assert user is not None
+    assert clip is not None
+    assert strip_times(theirs) == strip_times([json.loads(user), json.loads(clip)])
+
+
+def strip_times(value: Any) -> Any:
+    """`value` without `createdAt` / `updatedAt` anywhere."""
+    if isinstance(value, dict):
+        return {k: strip_times(v) for k, v in value.items()
+                if k not in ("createdAt", "updatedAt")}
+    if isinstance(value, list):
+        return [strip_times(v) for v in value]
+    return value
+
+
+def test_emulator_process_reports_a_failed_start() -> None:
+    with pytest.raises(RuntimeError, match="did not start"):
+        EmulatorProcess("--prefix", "no-slash").start()

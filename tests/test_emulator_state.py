@@ -1,0 +1,160 @@
+"""The emulator's state over HTTP: database across restarts, usage plan, stats and controls."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tiktok_async.emulator import Emulator, EmulatorConfig, existing_handle, key_label
+
+KEY = {"x-api-key": "test-key"}
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(headers=KEY) as s:
+        yield s
+
+
+async def fetch(session: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
+    async with session.get(url) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_database_file_keeps_users_across_a_restart(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    config = EmulatorConfig(db_path=str(tmp_path / "emulator.sqlite3"))
+    bodies = []
+    for _ in range(2):
+        async with Emulator(config) as emu:
+            bodies.append((await fetch(session, f"{emu.base_url}/user/Some.Handle"))[1])
+            fetched = emu.core.store.upstream_fetches
+    assert bodies[0] == bodies[1]
+    assert bodies[0]["user"]["createdAt"] == bodies[0]["user"]["updatedAt"]
+    assert fetched == 0  # the second run answered from the file
+
+
+async def test_memory_database_starts_empty(session: aiohttp.ClientSession) -> None:
+    for _ in range(2):
+        async with Emulator() as emu:
+            await fetch(session, f"{emu.base_url}/user/some.handle")
+            assert emu.core.store.upstream_fetches == 1
+
+
+async def test_concurrent_first_requests_share_one_fetch(
+    tiktok_emulator: Emulator, session: aiohttp.ClientSession
+) -> None:
+    url = f"{tiktok_emulator.base_url}/user/{existing_handle(7)}"
+    answers = await asyncio.gather(*(fetch(session, url) for _ in range(10)))
+    assert len({str(body) for _, body in answers}) == 1
+    assert tiktok_emulator.core.store.upstream_fetches == 1
+
+
+async def test_token_bucket_bounds_a_flood_by_burst_plus_rate_times_elapsed(
+    tiktok_emulator_factory: Any, session: aiohttp.ClientSession
+) -> None:
+    emu = await tiktok_emulator_factory(rate=20, burst=5)
+    url = f"{emu.base_url}/user/some.handle"
+
+    async def flood(until: float) -> None:
+        while time.monotonic() < until:
+            async with session.get(url) as resp:
+                await resp.read()
+
+    start = time.monotonic()
+    await asyncio.gather(*(flood(start + 1.0) for _ in range(8)))
+    elapsed = time.monotonic() - start  # covers every arrival, so the bound cannot flake
+    stats = emu.stats()
+    ok = stats.count(status=200)
+    assert ok <= 5 + 20 * elapsed
+    assert ok >= 5  # the bucket starts full
+    assert stats.count(status=429) > 0
+    assert stats.max_in_window(1.0) <= 5 + 20 * 1.0 + 1
+
+
+async def test_stats_count_per_key_route_and_status_without_the_key(
+    tiktok_emulator_factory: Any, session: aiohttp.ClientSession
+) -> None:
+    emu = await tiktok_emulator_factory(api_keys=("test-key", "second-key"))
+    await fetch(session, f"{emu.base_url}/user/some.handle")
+    await fetch(session, f"{emu.base_url}/user/missing_x")
+    async with session.get(f"{emu.base_url}/user/x.y", headers={"x-api-key": "second-key"}):
+        pass
+    async with session.get(f"{emu.url}/_emulator/stats") as resp:
+        text = await resp.text()
+        data = await resp.json()
+    assert "test-key" not in text
+    assert "second-key" not in text
+    assert data["by_key"] == {key_label("test-key"): 2, key_label("second-key"): 1}
+    assert data["by_status"] == {"200": 2, "404": 1}
+    assert data["by_route"] == {"user": 3}
+    assert len(data["arrivals"]) == 3
+    assert data["db"]["users"] == 2
+    snapshot = emu.stats()
+    assert snapshot.count(key="second-key") == 1
+    assert snapshot.count(route="user", status=404) == 1
+
+
+async def test_reset_forgets_counts_buckets_and_injections(
+    tiktok_emulator_factory: Any, session: aiohttp.ClientSession
+) -> None:
+    emu = await tiktok_emulator_factory(rate=1, burst=1)
+    url = f"{emu.base_url}/user/some.handle"
+    assert [(await fetch(session, url))[0] for _ in range(2)] == [200, 429]
+    emu.inject("500", 5)
+    async with session.post(f"{emu.url}/_emulator/reset") as resp:
+        assert resp.status == 200
+    assert emu.stats().total == 0
+    assert (await fetch(session, url))[0] == 200  # a full bucket, no injection left
+
+
+async def test_reset_with_data_clears_the_database(
+    tiktok_emulator: Emulator, session: aiohttp.ClientSession
+) -> None:
+    url = f"{tiktok_emulator.base_url}/user/some.handle"
+    await fetch(session, url)
+    async with session.post(f"{tiktok_emulator.url}/_emulator/reset", json={"data": True}):
+        pass
+    await fetch(session, url)
+    assert tiktok_emulator.core.store.upstream_fetches == 2
+
+
+async def test_config_changes_over_http_take_effect(
+    tiktok_emulator: Emulator, session: aiohttp.ClientSession
+) -> None:
+    control = f"{tiktok_emulator.url}/_emulator/config"
+    async with session.post(control, json={"rate": 1, "burst": 1}) as resp:
+        config = await resp.json()
+    assert (config["rate"], config["burst"]) == (1, 1)
+    assert config["api_keys"] == [key_label("test-key")]
+    url = f"{tiktok_emulator.base_url}/user/some.handle"
+    assert [(await fetch(session, url))[0] for _ in range(2)] == [200, 429]
+    async with session.post(control, json={"db_path": "x"}) as resp:
+        assert resp.status == 400
+    async with session.get(f"{tiktok_emulator.url}/_emulator/nothing") as resp:
+        assert resp.status == 404
+
+
+async def test_factory_fixture_starts_emulators_with_their_own_config(
+    tiktok_emulator_factory: Any,
+) -> None:
+    first = await tiktok_emulator_factory(prefix="/prod/api", api_keys="k1")
+    second = await tiktok_emulator_factory()
+    assert first.base_url.endswith("/prod/api")
+    assert first.api_key == "k1"
+    assert first.port != second.port
+
+
+async def test_the_fixture_is_a_running_emulator(tiktok_emulator: Emulator) -> None:
+    assert tiktok_emulator.base_url.startswith("http://127.0.0.1:")
+    assert tiktok_emulator.base_url.endswith("/dev/tiktok")
+    async with aiohttp.ClientSession(headers=tiktok_emulator.headers) as s:
+        status, _ = await fetch(s, f"{tiktok_emulator.base_url}/user/some.handle")
+    assert status == 200
