@@ -82,8 +82,15 @@ async def run_nothing(n: int, _: int) -> int:
     return n
 
 
+async def run_sequential(n: int, _: int) -> int:
+    for i in range(n):
+        await work(i)
+    return n
+
+
 VARIANTS: dict[str, Runner] = {
-    "baseline (no work)": run_nothing,
+    "interpreter only (no work)": run_nothing,
+    "plain loop, one item at a time": run_sequential,
     "asyncio.gather over all": run_gather,
     "Semaphore + gather over all": run_semaphore_gather,
     "bounded_map": run_pool,
@@ -124,12 +131,14 @@ def main() -> None:
         return
     print(f"{args.items:,} items, concurrency {args.concurrency}, best of {args.repeat}, "
           f"Python {sys.version.split()[0]}")
-    print(f"{'variant':<38} {'items/s':>10} {'us/item':>8} {'peak RSS MB':>12}")
+    print(f"{'variant':<42} {'items/s':>10} {'us/item':>8} {'peak RSS MB':>12}")
     for name in VARIANTS:
         runs = [run_child(name, args.items, args.concurrency) for _ in range(args.repeat)]
         best = max(runs, key=lambda r: r["items_per_s"])
         peak = min(r["peak_mb"] for r in runs)
-        print(f"{name:<38} {best['items_per_s']:>10,.0f} {best['us_per_item']:>8.2f} {peak:>12.1f}")
+        rate = "-" if name.startswith("interpreter") else f"{best['items_per_s']:,.0f}"
+        us = "-" if name.startswith("interpreter") else f"{best['us_per_item']:.2f}"
+        print(f"{name:<42} {rate:>10} {us:>8} {peak:>12.1f}")
 
 
 if __name__ == "__main__":

@@ -179,6 +179,7 @@ class _Pool(Generic[T, R]):
         self._tasks = [loop.create_task(self._run_worker()) for _ in range(self._concurrency)]
 
     async def _run_worker(self) -> None:
+        worker, emit = self._worker, self._emit
         try:
             while True:
                 if self._pending >= self._window:
@@ -193,7 +194,10 @@ class _Pool(Generic[T, R]):
                 # No suspension since the pull returned, so sequence numbers follow input order.
                 seq = self._taken
                 self._taken = seq + 1
-                await self._process(seq, item)  # type: ignore[arg-type]
+                if self._key is None:
+                    emit(seq, item, await worker(item))  # type: ignore[arg-type]
+                else:
+                    await self._process_keyed(seq, item)  # type: ignore[arg-type]
         except asyncio.CancelledError as exc:
             if not self._stopping:  # cancelled by someone else: do not leave the map hanging
                 self._fail(exc)
@@ -225,10 +229,8 @@ class _Pool(Generic[T, R]):
                 return _EXHAUSTED
             return item
 
-    async def _process(self, seq: int, item: T) -> None:
-        if self._key is None:
-            self._emit(seq, item, await self._worker(item))
-            return
+    async def _process_keyed(self, seq: int, item: T) -> None:
+        assert self._key is not None
         k = self._key(item)
         if k in self._finished:
             self._finished.move_to_end(k)
