@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -35,10 +35,13 @@ HANDLE = existing_handle(0)
 TESTING = RetryPolicy.testing()
 
 
+Factory = Callable[..., Awaitable[Emulator]]
+
+
 @pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
-    async with Emulator(upstream_latency_ms=0, upstream_jitter_ms=0) as emu:
-        yield emu
+async def emulator(tiktok_emulator_factory: Factory) -> Emulator:
+    """The emulator (our own pytest plugin's factory), without first-fetch latency."""
+    return await tiktok_emulator_factory(upstream_latency_ms=0, upstream_jitter_ms=0)
 
 
 def client_for(emu: Emulator, **kwargs: object) -> TikTokClient:
@@ -46,12 +49,12 @@ def client_for(emu: Emulator, **kwargs: object) -> TikTokClient:
     return TikTokClient(emu.api_key, emu.base_url, **options)  # type: ignore[arg-type]
 
 
-async def test_get_user(emulator: Emulator) -> None:
-    async with client_for(emulator) as client:
+async def test_get_user(tiktok_emulator: Emulator) -> None:
+    async with client_for(tiktok_emulator) as client:
         profile = await client.get_user(f"  @{HANDLE.upper()} ")
     assert isinstance(profile, UserProfile)
     assert profile.user.id.isdigit()
-    assert emulator.stats().count(status=200) == 1
+    assert tiktok_emulator.stats().count(status=200) == 1
 
 
 async def test_get_video_and_by_url(emulator: Emulator) -> None:
@@ -156,13 +159,13 @@ async def test_body_that_does_not_fit_raises_decode_error_with_path(emulator: Em
     assert emulator.stats().total == 1
 
 
-async def test_slow_answer_times_out_and_is_retried() -> None:
-    async with Emulator(faults=Faults(slow_seconds=5.0), upstream_latency_ms=0) as emu:
-        emu.inject("slow", 1)
-        async with client_for(emu, timeout=0.3) as client:
-            started = time.monotonic()
-            _, attempts = await client._fetch_user(HANDLE)
-            assert client.stats.errors == {"timeout": 1}
+async def test_slow_answer_times_out_and_is_retried(tiktok_emulator_factory: Factory) -> None:
+    emu = await tiktok_emulator_factory(faults=Faults(slow_seconds=5.0), upstream_latency_ms=0)
+    emu.inject("slow", 1)
+    async with client_for(emu, timeout=0.3) as client:
+        started = time.monotonic()
+        _, attempts = await client._fetch_user(HANDLE)
+        assert client.stats.errors == {"timeout": 1}
     assert attempts == 2
     assert time.monotonic() - started < 2.0
 
@@ -195,24 +198,24 @@ def waits_seen() -> tuple[list[float], ClientHooks]:
 SLOW_BACKOFF = RetryPolicy(initial_wait=5.0, jitter=0.0)
 
 
-async def test_retry_after_in_seconds_is_honoured() -> None:
-    async with Emulator(retry_after=1, upstream_latency_ms=0) as emu:
-        emu.inject("throttle", 1)
-        waits, hooks = waits_seen()
-        async with client_for(emu, retry=SLOW_BACKOFF, hooks=hooks) as client:
-            await client.get_user(HANDLE)
-        arrivals = emu.stats().times(status=None)
+async def test_retry_after_in_seconds_is_honoured(tiktok_emulator_factory: Factory) -> None:
+    emu = await tiktok_emulator_factory(retry_after=1, upstream_latency_ms=0)
+    emu.inject("throttle", 1)
+    waits, hooks = waits_seen()
+    async with client_for(emu, retry=SLOW_BACKOFF, hooks=hooks) as client:
+        await client.get_user(HANDLE)
+    arrivals = emu.stats().times(status=None)
     assert waits == [1.0]
     assert 0.95 <= arrivals[1] - arrivals[0] < 1.5
 
 
-async def test_retry_after_as_http_date_is_honoured() -> None:
-    async with Emulator(retry_after=1, retry_after_date=True, upstream_latency_ms=0) as emu:
-        emu.inject("throttle", 1)
-        waits, hooks = waits_seen()
-        async with client_for(emu, retry=SLOW_BACKOFF, hooks=hooks) as client:
-            await client.get_user(HANDLE)
-        arrivals = emu.stats().times(status=None)
+async def test_retry_after_as_http_date_is_honoured(tiktok_emulator_factory: Factory) -> None:
+    emu = await tiktok_emulator_factory(retry_after=1, retry_after_date=True, upstream_latency_ms=0)
+    emu.inject("throttle", 1)
+    waits, hooks = waits_seen()
+    async with client_for(emu, retry=SLOW_BACKOFF, hooks=hooks) as client:
+        await client.get_user(HANDLE)
+    arrivals = emu.stats().times(status=None)
     # An HTTP date has whole seconds: "now + 1 s" truncated is 0 to 1 s away.
     [wait] = waits
     assert 0.0 <= wait <= 1.0
@@ -299,11 +302,11 @@ async def test_error_after_retries_reports_attempts_in_its_text(emulator: Emulat
             await client.get_user(HANDLE)
 
 
-async def test_retry_after_beyond_the_cap_fails_at_once() -> None:
-    async with Emulator(retry_after=120, upstream_latency_ms=0) as emu:
-        emu.inject("throttle", 1)
-        async with client_for(emu, retry=RetryPolicy()) as client:
-            with pytest.raises(RateLimitedError) as caught:
-                await client.get_user(HANDLE)
+async def test_retry_after_beyond_the_cap_fails_at_once(tiktok_emulator_factory: Factory) -> None:
+    emu = await tiktok_emulator_factory(retry_after=120, upstream_latency_ms=0)
+    emu.inject("throttle", 1)
+    async with client_for(emu, retry=RetryPolicy()) as client:
+        with pytest.raises(RateLimitedError) as caught:
+            await client.get_user(HANDLE)
     assert caught.value.retry_after == 120.0
     assert caught.value.attempts == 1
