@@ -48,7 +48,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import csv
-import heapq
 import io
 import json
 import os
@@ -249,53 +248,52 @@ def _column_index(header: list[str], column: str | None) -> int:
 
 
 class KeySet:
-    """A write-once-then-query set of strings in about 8 bytes each.
+    """A set of strings for membership tests, in about 8 bytes a string.
 
-    Holds 64-bit hashes in sorted runs (bisected), not the strings. Python's string
-    hash is salted per process, so a `KeySet` is only good within one process.
+    Holds each string's 64-bit hash, not the string, in 1,024 buckets (by the hash's
+    low bits) that are sorted when first searched after a change, then bisected.
+    Python's string hash is salted per process: a `KeySet` is only good within one.
     """
 
-    _RUN = 1 << 16
-    _MAX_RUNS = 16
+    _MASK = (1 << 10) - 1
 
     def __init__(self, keys: Iterable[str] = ()) -> None:
-        self._runs: list[array[int]] = []
-        self._pending: set[int] = set()
+        self._buckets: list[array[int]] = [array("q") for _ in range(self._MASK + 1)]
+        self._unsorted = bytearray(self._MASK + 1)
         self._added = 0
         for key in keys:
             self.add(key)
 
     def add(self, key: str) -> None:
         """Remember `key`."""
-        self._pending.add(hash(key))
+        h = hash(key)
+        self._buckets[h & self._MASK].append(h)
+        self._unsorted[h & self._MASK] = 1
         self._added += 1
-        if len(self._pending) >= self._RUN:
-            self._runs.append(array("q", sorted(self._pending)))
-            self._pending = set()
-            if len(self._runs) > self._MAX_RUNS:
-                self.compact()
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
             return False
         h = hash(key)
-        if h in self._pending:
-            return True
-        for run in self._runs:
-            i = bisect.bisect_left(run, h)
-            if i < len(run) and run[i] == h:
-                return True
-        return False
+        bucket = self._sorted_bucket(h & self._MASK)
+        i = bisect.bisect_left(bucket, h)
+        return i < len(bucket) and bucket[i] == h
 
     def __len__(self) -> int:
         """How many keys were added (a key added twice counts twice)."""
         return self._added
 
     def compact(self) -> None:
-        """Merge everything into one sorted run: one bisect per lookup from now on."""
-        runs = [*self._runs, array("q", sorted(self._pending))]
-        self._runs = [array("q", heapq.merge(*runs))] if len(runs) > 1 else runs
-        self._pending = set()
+        """Sort every bucket now, so no later lookup pays for it."""
+        for index in range(self._MASK + 1):
+            self._sorted_bucket(index)
+
+    def _sorted_bucket(self, index: int) -> array[int]:
+        bucket = self._buckets[index]
+        if self._unsorted[index]:
+            bucket = self._buckets[index] = array("q", sorted(bucket))
+            self._unsorted[index] = 0
+        return bucket
 
 
 # -- scanning existing files for resume -------------------------------------------------
