@@ -11,6 +11,8 @@ from contextlib import aclosing
 from typing import Any, TypeVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tiktok_async._pool import bounded_map
 
@@ -328,3 +330,33 @@ def test_rejects_bad_arguments(kwargs: dict[str, Any]) -> None:
 
 async def _collect(pairs: AsyncIterator[P]) -> list[P]:
     return [p async for p in pairs]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    items=st.lists(st.integers(0, 15), max_size=60),
+    concurrency=st.integers(1, 6),
+    window=st.none() | st.integers(1, 12),
+    ordered=st.booleans(),
+    dedupe=st.booleans(),
+    delays=st.lists(st.integers(0, 3), min_size=1, max_size=8),
+)
+def test_every_item_yields_once_with_its_result(
+    items: list[int], concurrency: int, window: int | None, ordered: bool, dedupe: bool,
+    delays: list[int],
+) -> None:
+    """Whatever the settings: one pair per item, the right result, order when asked."""
+
+    async def uneven(i: int) -> int:
+        for _ in range(delays[i % len(delays)]):
+            await asyncio.sleep(0)
+        return i * 3
+
+    async def run() -> list[tuple[int, int]]:
+        pairs = bounded_map(items, uneven, concurrency=concurrency, window=window,
+                            ordered=ordered, key=(lambda i: i) if dedupe else None)
+        return [p async for p in pairs]
+
+    pairs = asyncio.run(run())
+    expected = [(i, i * 3) for i in items]
+    assert (pairs if ordered else sorted(pairs)) == (expected if ordered else sorted(expected))
