@@ -310,3 +310,24 @@ async def test_retry_after_beyond_the_cap_fails_at_once(tiktok_emulator_factory:
             await client.get_user(HANDLE)
     assert caught.value.retry_after == 120.0
     assert caught.value.attempts == 1
+
+
+# --- the bulk layer's way in -----------------------------------------------------------------
+
+
+async def test_fetch_users_answers_every_input_through_the_client(emulator: Emulator) -> None:
+    inputs = [HANDLE, f"@{HANDLE.upper()}", existing_handle(1), missing_handle(0), "not a handle"]
+    emulator.inject("503", 1)
+    async with client_for(emulator) as client:
+        results = [r async for r in client.fetch_users(inputs, ordered=True)]
+    assert [r.input for r in results] == inputs
+    assert [r.ok for r in results] == [True, True, True, False, False]
+    assert isinstance(results[3].error, NotFoundError)
+    assert isinstance(results[4].error, InvalidInputError)
+    assert sum(r.attempts for r in results) == 4  # 3 lookups (one retried once), a duplicate
+
+
+async def test_fetch_users_on_a_closed_client_raises_at_once(emulator: Emulator) -> None:
+    client = client_for(emulator)
+    with pytest.raises(ClientStateError):
+        client.fetch_users([HANDLE])

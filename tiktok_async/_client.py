@@ -192,6 +192,8 @@ class TikTokClient:
         """One `Result` per handle, fetched `concurrency` at a time; see `_bulk`."""
         from ._bulk import fetch_users
 
+        if self._state != _OPEN:
+            raise self._state_error()
         return fetch_users(self, handles, ordered=ordered, dedupe=dedupe)
 
     def fetch_videos(
@@ -204,6 +206,8 @@ class TikTokClient:
         """One `Result` per video URL, `"handle,videoId"` line or pair; see `_bulk`."""
         from ._bulk import fetch_videos
 
+        if self._state != _OPEN:
+            raise self._state_error()
         return fetch_videos(self, items, ordered=ordered, dedupe=dedupe)
 
     # --- for the bulk layer ------------------------------------------------------------
