@@ -18,6 +18,9 @@ one GET and returns `(status, headers, body)`; it never interprets the answer (t
   body cut short (`ClientPayloadError`, or the connection lost after the answer began)
   -> `TruncatedBodyError`; anything else aiohttp raises -> `TransportError`. The aiohttp
   exception stays only as `__cause__`.
+- aiohttp itself resends a GET once, at once, when the connection drops before an answer
+  (RFC 9112 9.3.1: a stale keep-alive connection). That resend is not an attempt of ours:
+  the limiter, the stats and the hooks do not see it.
 """
 
 from __future__ import annotations
