@@ -127,3 +127,11 @@ def test_stays_within_min_and_max() -> None:
 def test_rejects_bad_limits(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         AdaptiveRate(10, **kwargs)
+
+
+def test_rate_moves_in_steps_not_on_every_answer() -> None:
+    """At 10,000 answers a second the limiter is retuned a few hundred times, not 10,000."""
+    control = AdaptiveRate(10_000)
+    rates = {control.on_success(i / 10_000) for i in range(10_000)}
+    assert control.rate == pytest.approx(40_000, rel=0.01)
+    assert len(rates) < 300

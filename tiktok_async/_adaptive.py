@@ -33,7 +33,8 @@ empty, the server answers 200 exactly Q times a second, however fast we send.
 
 The rate always stays within [`min_rate`, `max_rate`], and it is not raised while
 answers come back at under half of it (the caller is sending less than it may: raising
-an unused rate would only store up a burst).
+an unused rate would only store up a burst). It grows in steps of at least 0.5%, so the
+limiter is retuned a few hundred times a second at most, not on every answer.
 
 Simulated against a bucket of rate Q and burst Q with a 50 ms round trip, 60 s from
 10/s (`benchmarks/adaptive_sim.py`; the tests check the same): Q = 5, 50, 500 get
@@ -49,6 +50,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["AdaptiveRate"]
+
+# The rate grows in steps of at least 0.5%: a limiter retuned on every answer at
+# thousands of answers a second would spend its time retuning.
+_MIN_STEP = 1.005
 
 
 @dataclass
@@ -193,20 +198,28 @@ class AdaptiveRate:
         self._probing_fast = not episode.measured
 
     def _grow(self, now: float) -> None:
-        last, self._last = self._last, now
+        last = self._last
         if last is None or now <= last or not self._rate_in_use(now):
+            self._last = now
             return
-        dt = now - last
+        grown = self._grown(now - last, now)
+        if grown == self.rate or grown == self.max_rate or grown >= self.rate * _MIN_STEP:
+            self.rate = grown
+            self._last = now
+        # else: let the time add up, so the rate moves in steps the limiter can follow
+
+    def _grown(self, dt: float, now: float) -> float:
+        """The rate after `dt` more seconds of good answers."""
         if self._last_empty is None:
-            self.rate = self._clamp(self.rate * 2 ** (dt / self._double_every))
-            return
+            return self._clamp(self.rate * 2 ** (dt / self._double_every))
         wait, doubling = self._probe_after, self._probe_doubling
         if self._probing_fast:
             wait, doubling = wait / 10, doubling / 2.5
         probing = now - self._held_since - wait
-        if probing > 0:
-            step = min(1.0, self._probe_step * 2 ** min(probing / doubling, 100.0))
-            self.rate = self._clamp(self.rate * (1 + step * dt))
+        if probing <= 0:
+            return self.rate
+        step = min(1.0, self._probe_step * 2 ** min(probing / doubling, 100.0))
+        return self._clamp(self.rate * (1 + step * dt))
 
     def _rate_in_use(self, now: float) -> bool:
         """False while answers come at under half the rate (the caller sends less).
