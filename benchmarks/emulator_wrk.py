@@ -3,12 +3,18 @@
 Server pinned to CPU 0, wrk to CPU 1, cached `/user` lookups, runs alternated so both
 servers see the same machine noise; prints every run and the medians.
 
+Two figures per run: requests/s as wrk saw them, and requests per CPU-second of the
+server process (its user + system time from /proc during the run). The second is what
+one core can serve; it stays meaningful when other work on the machine takes part of
+the server's core away (a shared or busy machine), where the first does not.
+
     python benchmarks/emulator_wrk.py [--runs 5] [--duration 10] [--connections 64]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import statistics
@@ -32,8 +38,14 @@ class BareProcess(EmulatorProcess):
         return [sys.executable, BARE, *self.args]
 
 
-def wrk(url: str, seconds: int, connections: int, cpu: int) -> float:
-    """Requests/s that wrk measured against `url`."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, seconds: int, connections: int, cpu: int) -> tuple[float, int]:
+    """(requests/s, requests) that wrk measured against `url`."""
     cmd = ["taskset", "-c", str(cpu), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
            "-H", f"x-api-key: {KEY}", url]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -41,19 +53,24 @@ def wrk(url: str, seconds: int, connections: int, cpu: int) -> float:
     if errors:
         raise RuntimeError(f"{errors.group(1)} non-2xx answers from {url}")
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
+    total = re.search(r"(\d+) requests in", out)
+    if match is None or total is None:
         raise RuntimeError(out)
-    return float(match.group(1))
+    return float(match.group(1)), int(total.group(1))
 
 
-def measure(proc: EmulatorProcess, args: argparse.Namespace) -> float:
-    """Start `proc`, warm the cache, run wrk once, stop it."""
+def measure(proc: EmulatorProcess, args: argparse.Namespace) -> tuple[float, float]:
+    """Start `proc`, warm the cache, run wrk once, stop it: (req/s, req per CPU-second)."""
     with proc:
+        assert proc.pid is not None
         url = f"{proc.base_url}/user/{HANDLE}"
         request = urllib.request.Request(url, headers={"x-api-key": KEY})
         with urllib.request.urlopen(request) as answer:
             answer.read()
-        return wrk(url, args.duration, args.connections, args.wrk_cpu)
+        before = cpu_seconds(proc.pid)
+        rate, total = wrk(url, args.duration, args.connections, args.wrk_cpu)
+        used = cpu_seconds(proc.pid) - before
+        return rate, total / used if used > 0 else 0.0
 
 
 def main() -> None:
@@ -68,16 +85,19 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk")
     extra = ["--no-uvloop"] if args.no_uvloop else []
-    results: dict[str, list[float]] = {"emulator": [], "bare aiohttp": []}
+    results: dict[str, list[tuple[float, float]]] = {"emulator": [], "bare aiohttp": []}
     for run in range(args.runs):
         for name, proc in (("emulator", EmulatorProcess(*extra, cpu=args.server_cpu)),
                            ("bare aiohttp", BareProcess(*extra, cpu=args.server_cpu))):
-            rate = measure(proc, args)
-            results[name].append(rate)
-            print(f"run {run + 1}: {name:13s} {rate:10,.0f} req/s", flush=True)
+            rate, per_cpu = measure(proc, args)
+            results[name].append((rate, per_cpu))
+            print(f"run {run + 1}: {name:13s} {rate:10,.0f} req/s "
+                  f"{per_cpu:10,.0f} req/CPU-s", flush=True)
     loop = "asyncio" if args.no_uvloop else "uvloop"
-    for name, rates in results.items():
-        print(f"median {name:13s} {statistics.median(rates):10,.0f} req/s ({loop})")
+    for name, rows in results.items():
+        rate = statistics.median(r for r, _ in rows)
+        per_cpu = statistics.median(c for _, c in rows)
+        print(f"median {name:13s} {rate:10,.0f} req/s {per_cpu:10,.0f} req/CPU-s ({loop})")
 
 
 if __name__ == "__main__":

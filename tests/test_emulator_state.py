@@ -10,8 +10,15 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
-from tiktok_async.emulator import Emulator, EmulatorConfig, existing_handle, key_label
+from tiktok_async.emulator import (
+    Emulator,
+    EmulatorConfig,
+    create_app,
+    existing_handle,
+    key_label,
+)
 
 KEY = {"x-api-key": "test-key"}
 
@@ -158,3 +165,29 @@ async def test_the_fixture_is_a_running_emulator(tiktok_emulator: Emulator) -> N
     async with aiohttp.ClientSession(headers=tiktok_emulator.headers) as s:
         status, _ = await fetch(s, f"{tiktok_emulator.base_url}/user/some.handle")
     assert status == 200
+
+
+async def test_create_app_embeds_in_an_aiohttp_runner(session: aiohttp.ClientSession) -> None:
+    app = create_app(EmulatorConfig(upstream_latency_ms=0))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        root = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        assert (await fetch(session, f"{root}/dev/tiktok/user/some.handle"))[0] == 200
+        assert (await fetch(session, f"{root}/_emulator/stats"))[1]["total"] == 1
+    finally:
+        await runner.cleanup()
+
+
+async def test_emulator_lifecycle_is_checked() -> None:
+    emu = Emulator()
+    assert emu.config.prefix == "/dev/tiktok"
+    with pytest.raises(RuntimeError, match="not started"):
+        _ = emu.base_url
+    async with emu:
+        with pytest.raises(RuntimeError, match="already started"):
+            await emu.start()
+        with pytest.raises(ValueError, match="cannot change"):
+            emu.configure(port=1)

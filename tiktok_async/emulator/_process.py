@@ -66,6 +66,11 @@ class EmulatorProcess:
         return stdout.readline() if stdout is not None else ""
 
     @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def url(self) -> str:
         """The child's root URL (without the prefix)."""
         scheme, _, rest = self.base_url.partition("://")
