@@ -279,6 +279,19 @@ def _music(rng: random.Random, nickname: str, duration: int) -> JSON:
     }
 
 
+def _video_stats(rng: random.Random) -> JSON:
+    play = rng.randrange(2**31, 9_000_000_000) if rng.random() < 0.05 else _count(rng, 5e8)
+    scale = max(play, 2)
+    return {
+        "diggCount": _count(rng, scale / 5 + 2),
+        "collectCount": _count(rng, scale / 50 + 2),
+        "commentCount": _count(rng, scale / 100 + 2),
+        "playCount": play,
+        "repostCount": _count(rng, 1e4),
+        "shareCount": _count(rng, scale / 200 + 2),
+    }
+
+
 def make_video(handle: str, video_id: str) -> JSON:
     """The video body without `author`, `authorStats` and the music timestamps.
 
@@ -289,15 +302,7 @@ def make_video(handle: str, video_id: str) -> JSON:
         raise ValueError(f"not a TikTok video id: {video_id!r}")
     rng = _rng("video", handle_key(handle), str(number))
     duration = 0 if rng.random() < 0.1 else rng.randrange(3, 600)
-    play = rng.randrange(2**31, 9_000_000_000) if rng.random() < 0.05 else _count(rng, 5e8)
-    stats = {
-        "diggCount": _count(rng, max(play, 2) / 5 + 2),
-        "collectCount": _count(rng, max(play, 2) / 50 + 2),
-        "commentCount": _count(rng, max(play, 2) / 100 + 2),
-        "playCount": play,
-        "repostCount": _count(rng, 1e4),
-        "shareCount": _count(rng, max(play, 2) / 200 + 2),
-    }
+    stats = _video_stats(rng)
     return {
         "id": str(number),
         "description": _description(rng),
