@@ -180,9 +180,9 @@ def test_bad_burst_is_refused(burst: object) -> None:
 
 async def test_real_clock_mean_rate_survives_late_timer_wakeups() -> None:
     """On a real loop, timers fire up to ~1 ms late; burst=1 must still reach 97 % of rate."""
-    limiter = RateLimiter(rate=100, burst=1)
+    limiter = RateLimiter(rate=50, burst=1)
     start = time.perf_counter()
-    times = await acquire_times(limiter, count=151)
+    times = await acquire_times(limiter, count=101)
     elapsed = time.perf_counter() - start
-    assert 150 / elapsed >= 0.97 * 100
-    assert worst_window(times) <= 101
+    assert 100 / elapsed >= 0.97 * 50
+    assert worst_window(times) <= 51
