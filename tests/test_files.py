@@ -176,6 +176,8 @@ def test_stdout_output(capfd: pytest.CaptureFixture[str], tmp_path: Path,
         files.write_error("x", None, "invalid", None, "bad", 0, 1)
     assert json.loads(capfd.readouterr().out) == {"input": "ann", "key": "ann", "n": 1}
     assert lines_of(tmp_path / "errors.jsonl")[0]["input"] == "x"
+    with OutputFiles.open("-") as files:  # no resume to stdout: nothing is skipped
+        assert not files.is_done("x", None)
 
 
 def test_an_injected_encoder_is_used(tmp_path: Path) -> None:

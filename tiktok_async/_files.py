@@ -23,7 +23,8 @@ unbuffered write (flushed as it comes), `fsync` on close:
   caller for the kind (users or videos): `input`, `key`, then dotted names of the
   flattened record (`user.id`, `stats.follower_count`). Nested dicts are flattened;
   lists are JSON-encoded; `None` is an empty cell; booleans are `true`/`false`.
-- `-`: standard output (JSON lines or CSV), flushed per line; no resume then.
+- `-`: standard output (JSON lines or CSV), flushed per line. No resume then: the
+  errors file is appended to (a torn tail still cut) but not used to skip anything.
 
 Errors go to a separate JSON-lines file, by default beside the output with
 `.errors.jsonl` for its suffix (`users.jsonl` -> `users.errors.jsonl`), or
@@ -34,13 +35,15 @@ that got no answer: `{"input", "key" (null when invalid), "kind" ("invalid",
 
 Resume: opening existing files scans them, streamed, for keys already answered
 (output, and errors of every kind but "invalid") and for raw inputs recorded as
-invalid; the caller skips those (`is_done`). A torn tail from a crash (bytes after the
+invalid; the caller skips those (`is_done`). Resume goes by key, so a duplicate input
+whose key is done is skipped too: its answer is in the output under the input that
+came first. A torn tail from a crash (bytes after the
 last newline, or a last line that does not parse) is cut off before anything is
 appended, so no line is ever half-written twice or merged with the next. With
 `retry_failed=True`, "failed" errors are dropped from the errors file (rewritten
 atomically) so those inputs are tried again. Done keys are kept as sorted 64-bit
 hashes (`KeySet`, about 8 bytes a key), so resuming a 10-million-line run is cheap;
-a hash collision (odds about 1 in 10^5 at 10^7 keys) would skip one input.
+a hash collision (odds about 1 in 400,000 at 10^7 keys) would skip one input.
 """
 
 from __future__ import annotations
@@ -513,6 +516,10 @@ class ResumeInfo:
     unreadable_lines: int = 0  # complete lines that could not be read, left in place
 
 
+def _ignore(row: _Row) -> None:
+    del row
+
+
 class _Resume:
     """Reads what earlier runs left (done keys, invalid inputs) and repairs torn tails."""
 
@@ -521,11 +528,13 @@ class _Resume:
         self.invalid_inputs = KeySet()
         self.info = ResumeInfo()
 
-    def scan(self, path: Path, fmt: OutputFormat, columns: list[str]) -> int:
-        """Scan one file (if it exists); return its rows."""
+    def scan(self, path: Path, fmt: OutputFormat, columns: list[str], *,
+             remember: bool = True) -> int:
+        """Scan one file (if it exists) and repair its tail; return its rows."""
         if not path.exists():
             return 0
-        result = (_scan_csv if fmt == "csv" else _scan_jsonl)(path, self._remember)
+        on_row = self._remember if remember else _ignore
+        result = (_scan_csv if fmt == "csv" else _scan_jsonl)(path, on_row)
         if fmt == "csv" and result.header is not None and result.header != columns:
             raise InputFormatError(f"{path} has other CSV columns than this run writes; "
                                    "choose another output file")
@@ -586,8 +595,10 @@ class OutputFiles:
         resume = _Resume()
         if retry_failed and errors_path.exists():
             _drop_failed(errors_path)
-        resume.info.errors = resume.scan(errors_path, "jsonl", all_columns)
-        if str(out) == "-":
+        to_stdout = str(out) == "-"
+        resume.info.errors = resume.scan(errors_path, "jsonl", all_columns,
+                                         remember=not to_stdout)
+        if to_stdout:
             sys.stdout.flush()  # what print() buffered goes first
             out_writer = _LineWriter(sys.stdout.fileno(), owned=False)
             needs_header = fmt == "csv"
