@@ -35,12 +35,12 @@ def server() -> Iterator[http.client.HTTPConnection]:
         conn.close()
 
 
-def ask(conn: http.client.HTTPConnection, path: str) -> tuple[int, bytes]:
-    """GET `path` (sent as is) with the key; reconnects if the server closed."""
+def ask(conn: http.client.HTTPConnection, path: str) -> tuple[int, bytes, str]:
+    """GET `path` (sent as is) with the key: (status, body, content type)."""
     try:
         conn.request("GET", path, headers={"x-api-key": "test-key"})
         resp = conn.getresponse()
-        return resp.status, resp.read()
+        return resp.status, resp.read(), resp.getheader("Content-Type", "")
     except (http.client.HTTPException, ConnectionError):
         conn.close()
         raise
@@ -62,7 +62,9 @@ def test_bad_path_parts_never_answer_500(
     for path in paths(server.prefix, kind, a, b, raw):  # type: ignore[attr-defined]
         if not all(33 <= ord(c) < 127 for c in path):
             path = quote(path, safe="/%?#\\")  # http.client refuses such raw characters
-        status, body = ask(server, path)
+        status, body, content_type = ask(server, path)
         assert status in {200, 400, 403, 404}, (path, status, body[:200])
-        if status != 200 and body:
+        if content_type == "application/json" and status != 200:
             assert "message" in json.loads(body)
+        else:  # only aiohttp's own parser answers otherwise: a request line over 8190 bytes
+            assert status == 200 or (status == 400 and len(path) > 8000), (path[:100], body)

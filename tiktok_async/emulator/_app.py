@@ -20,6 +20,7 @@ from aiohttp import web
 
 from . import _data
 from ._config import EmulatorConfig
+from ._control import handle_control
 from ._db import Database
 from ._faults import FaultPlan
 from ._gateway import ERRORS, GatewayError, RequestIds, Route, UsagePlan, bad_request, match_route
@@ -106,8 +107,6 @@ class EmulatorCore:
         """The one handler of every request."""
         path = request.raw_path
         if path.startswith(CONTROL_PREFIX):
-            from ._control import handle_control
-
             return await handle_control(self, request)
         arrival = time.time()
         key = request.headers.get("x-api-key")
