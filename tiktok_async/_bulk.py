@@ -1,0 +1,206 @@
+"""Bulk enrichment: one `Result` per input, from a bounded pool of workers.
+
+`fetch_users` and `fetch_videos` parse each input, fetch it through the client (its
+limiter, concurrency cap and retry policy), and yield a `Result` per input. The input is
+pulled lazily; at most `concurrency` requests are in flight and a bounded number of
+results wait for the consumer, so memory does not grow with the input.
+
+One bad input never stops the batch: an invalid input, a missing user or a request
+that failed after its retries is a `Result` with `error` set. Only answers that make
+every later request fail too stop the batch, by raising from the iterator:
+`ForbiddenError` (bad key) and `QuotaExceededError` (quota used up).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from ._exceptions import ForbiddenError, InvalidInputError, QuotaExceededError, TikTokError
+from ._inputs import VideoRef, handle_key, make_video_ref, parse_handle, parse_video
+from ._pool import bounded_map
+
+if TYPE_CHECKING:
+    from ._client import TikTokClient
+    from ._models import UserProfile, Video
+
+T = TypeVar("T")
+InputT = TypeVar("InputT")
+
+#: What `fetch_videos` accepts per item: a video URL, a "handle,videoId" line, or a pair.
+VideoInput = str | tuple[str, str] | VideoRef
+
+#: Errors after which every later request would fail too: they stop a bulk run.
+ABORTING_ERRORS: tuple[type[TikTokError], ...] = (ForbiddenError, QuotaExceededError)
+
+
+@dataclass(frozen=True, slots=True)
+class Result(Generic[T]):
+    """The outcome for one input of a bulk run.
+
+    `input` is the item as given; `key` the normalised form used for dedupe and resume
+    (`None` when the input was invalid); `handle` the (author's) handle; exactly one of
+    `value` and `error` is set. `attempts` counts HTTP attempts (0 for an invalid input
+    or a duplicate served from another input's answer); `elapsed` is seconds spent.
+    """
+
+    input: object
+    key: str | None
+    handle: str | None
+    value: T | None = None
+    error: TikTokError | None = None
+    attempts: int = 0
+    elapsed: float = 0.0
+    duplicate: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the input was answered with a value."""
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed(Generic[InputT]):
+    """An input with what parsing made of it: a target to fetch, or the reason it is invalid."""
+
+    raw: object
+    key: str | None
+    handle: str | None
+    target: InputT | None
+    invalid: InvalidInputError | None
+
+
+def _parse_user(raw: object) -> _Parsed[str]:
+    try:
+        handle = parse_handle(_as_text(raw))
+    except InvalidInputError as exc:
+        return _Parsed(raw, None, None, None, exc)
+    return _Parsed(raw, handle_key(handle), handle, handle, None)
+
+
+def _parse_video(raw: object) -> _Parsed[VideoRef]:
+    try:
+        ref = _video_ref(raw)
+    except InvalidInputError as exc:
+        return _Parsed(raw, None, None, None, exc)
+    return _Parsed(raw, f"{handle_key(ref.handle)}/{ref.video_id}", ref.handle, ref, None)
+
+
+def _video_ref(raw: object) -> VideoRef:
+    if isinstance(raw, VideoRef):
+        return make_video_ref(raw.handle, raw.video_id)
+    if isinstance(raw, tuple) and len(raw) == 2:
+        return make_video_ref(_as_text(raw[0]), _as_text(raw[1]))
+    return parse_video(_as_text(raw))
+
+
+def _as_text(raw: object) -> str:
+    if isinstance(raw, str):
+        return raw
+    raise InvalidInputError(repr(raw)[:80], f"expected text, got {type(raw).__name__}")
+
+
+async def _parsed_stream(
+    items: Iterable[object] | AsyncIterable[object],
+    parse: Callable[[object], _Parsed[InputT]],
+) -> AsyncIterator[_Parsed[InputT]]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield parse(item)
+    else:
+        for item in items:
+            yield parse(item)
+
+
+def _dedupe_key(parsed: _Parsed[InputT]) -> object:
+    # Invalid inputs never share a key: each gets its own result.
+    return parsed.key if parsed.key is not None else ("invalid", id(parsed))
+
+
+async def _answer(
+    parsed: _Parsed[InputT], fetch: Callable[[InputT], Awaitable[tuple[T, int]]]
+) -> Result[T]:
+    if parsed.invalid is not None or parsed.target is None:
+        return Result(parsed.raw, None, None, error=parsed.invalid)
+    started = time.monotonic()
+    try:
+        value, attempts = await fetch(parsed.target)
+    except ABORTING_ERRORS:
+        raise
+    except TikTokError as exc:
+        elapsed = time.monotonic() - started
+        return Result(parsed.raw, parsed.key, parsed.handle, error=exc, attempts=exc.attempts,
+                      elapsed=elapsed)
+    elapsed = time.monotonic() - started
+    return Result(parsed.raw, parsed.key, parsed.handle, value=value, attempts=attempts,
+                  elapsed=elapsed)
+
+
+async def run_bulk(
+    items: Iterable[object] | AsyncIterable[object],
+    parse: Callable[[object], _Parsed[InputT]],
+    fetch: Callable[[InputT], Awaitable[tuple[T, int]]],
+    *,
+    concurrency: int,
+    ordered: bool,
+    dedupe: bool,
+) -> AsyncIterator[Result[T]]:
+    """Parse, dedupe and fetch every input; yield one `Result` per input."""
+
+    async def work(parsed: _Parsed[InputT]) -> tuple[_Parsed[InputT], Result[T]]:
+        return parsed, await _answer(parsed, fetch)
+
+    results = bounded_map(
+        _parsed_stream(items, parse),
+        work,
+        concurrency=concurrency,
+        ordered=ordered,
+        key=_dedupe_key if dedupe else None,
+    )
+    async with _closing(results):
+        async for parsed, (origin, result) in results:
+            if origin is parsed:
+                yield result
+            else:  # a duplicate: the answer fetched for an earlier input with the same key
+                yield replace(result, input=parsed.raw, attempts=0, elapsed=0.0, duplicate=True)
+
+
+class _closing:
+    """`contextlib.aclosing` for Python 3.10's async iterators typed as AsyncIterator."""
+
+    def __init__(self, iterator: AsyncIterator[object]) -> None:
+        self._iterator = iterator
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        aclose = getattr(self._iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def fetch_users(
+    client: TikTokClient,
+    handles: Iterable[object] | AsyncIterable[object],
+    *,
+    ordered: bool = False,
+    dedupe: bool = True,
+) -> AsyncIterator[Result[UserProfile]]:
+    """Fetch many users; see `TikTokClient.fetch_users`."""
+    return run_bulk(handles, _parse_user, client._fetch_user, concurrency=client.concurrency,
+                    ordered=ordered, dedupe=dedupe)
+
+
+def fetch_videos(
+    client: TikTokClient,
+    items: Iterable[object] | AsyncIterable[object],
+    *,
+    ordered: bool = False,
+    dedupe: bool = True,
+) -> AsyncIterator[Result[Video]]:
+    """Fetch many videos; see `TikTokClient.fetch_videos`."""
+    return run_bulk(items, _parse_video, client._fetch_video, concurrency=client.concurrency,
+                    ordered=ordered, dedupe=dedupe)
