@@ -10,6 +10,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,7 +86,8 @@ def test_serve_refuses_a_bad_option() -> None:
 async def test_two_processes_serve_the_same_data() -> None:
     """A child process and this one: same bodies but for the save timestamps."""
     handle, video = "Same.Data", "7301234567890123456"
-    with EmulatorProcess("--key", "k", "--upstream-latency-ms", "0") as proc:
+    cpu = min(os.sched_getaffinity(0))
+    with EmulatorProcess("--key", "k", "--upstream-latency-ms", "0", cpu=cpu) as proc:
         theirs = [get_json(f"{proc.base_url}/user/{handle}", key="k")[1],
                   get_json(f"{proc.base_url}/video/{handle}/{video}", key="k")[1]]
     async with Emulator(upstream_latency_ms=0) as emu:
@@ -109,3 +111,11 @@ def strip_times(value: Any) -> Any:
 def test_emulator_process_reports_a_failed_start() -> None:
     with pytest.raises(RuntimeError, match="did not start"):
         EmulatorProcess("--prefix", "no-slash").start()
+
+
+def test_serve_reports_a_database_it_cannot_open(tmp_path: Path) -> None:
+    bad = str(tmp_path / "no" / "such" / "dir" / "db.sqlite3")
+    done = subprocess.run([*SERVE, "--db", bad], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert "tiktok-async serve:" in done.stderr
+    assert "Traceback" not in done.stderr

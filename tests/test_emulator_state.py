@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -103,6 +104,8 @@ async def test_stats_count_per_key_route_and_status_without_the_key(
     assert data["by_status"] == {"200": 2, "404": 1}
     assert data["by_route"] == {"user": 3}
     assert len(data["arrivals"]) == 3
+    async with session.get(f"{emu.url}/_emulator/stats?arrivals=1") as resp:
+        assert len((await resp.json())["arrivals"]) == 1
     assert data["db"]["users"] == 2
     snapshot = emu.stats()
     assert snapshot.count(key="second-key") == 1
@@ -191,3 +194,9 @@ async def test_emulator_lifecycle_is_checked() -> None:
             await emu.start()
         with pytest.raises(ValueError, match="cannot change"):
             emu.configure(port=1)
+
+
+async def test_a_database_that_cannot_open_fails_the_start(tmp_path: Path) -> None:
+    emu = Emulator(db_path=str(tmp_path / "missing-dir" / "db.sqlite3"))
+    with pytest.raises(sqlite3.OperationalError):
+        await emu.start()

@@ -1,7 +1,7 @@
 """Observation and control endpoints, outside the API prefix; no key needed, no faults.
 
 - `GET  /_emulator/stats`: counts (`StatsSnapshot.to_json()`), plus `db` (users, videos
-  stored) and `upstream_fetches`.
+  stored) and `upstream_fetches`; `?arrivals=N` keeps only the last N arrival times.
 - `POST /_emulator/reset`: forget counts, injections, buckets and quotas; with body
   `{"data": true}` also delete every stored user and video.
 - `GET  /_emulator/config`, `POST /_emulator/config`: read or change `rate`, `burst`,
@@ -54,6 +54,10 @@ def config_json(core: EmulatorCore) -> dict[str, Any]:
 
 async def _stats(core: EmulatorCore, request: web.BaseRequest) -> web.Response:
     data = core.snapshot().to_json()
+    keep = request.rel_url.query.get("arrivals")
+    if keep is not None:
+        count = int(keep)
+        data["arrivals"] = data["arrivals"][-count:] if count > 0 else []
     users, videos = await core.db.counts()
     data.update(db={"users": users, "videos": videos},
                 upstream_fetches=core.store.upstream_fetches)

@@ -43,7 +43,12 @@ class Database:
     async def open(self) -> None:
         """Start the worker thread and open the database on it."""
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="tiktok-emulator-db")
-        await self._run(self._connect)
+        try:
+            await self._run(self._connect)
+        except BaseException:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+            raise
 
     async def close(self) -> None:
         """Close the database on its thread, then stop the thread."""

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Coroutine, Sequence
 from dataclasses import replace
@@ -134,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         if args.cpu:
             pin(args.cpu)
         run_loop(serve(config), use_uvloop=not args.no_uvloop)
-    except OSError as exc:
+    except (OSError, sqlite3.Error) as exc:
         print(f"tiktok-async serve: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
