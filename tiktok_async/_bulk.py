@@ -14,7 +14,15 @@ every later request fail too stop the batch, by raising from the iterator:
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+)
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -146,7 +154,7 @@ async def run_bulk(
     concurrency: int,
     ordered: bool,
     dedupe: bool,
-) -> AsyncIterator[Result[T]]:
+) -> AsyncGenerator[Result[T], None]:
     """Parse, dedupe and fetch every input; yield one `Result` per input."""
 
     async def work(parsed: _Parsed[InputT]) -> tuple[_Parsed[InputT], Result[T]]:
@@ -159,27 +167,12 @@ async def run_bulk(
         ordered=ordered,
         key=_dedupe_key if dedupe else None,
     )
-    async with _closing(results):
+    async with aclosing(results):
         async for parsed, (origin, result) in results:
             if origin is parsed:
                 yield result
             else:  # a duplicate: the answer fetched for an earlier input with the same key
                 yield replace(result, input=parsed.raw, attempts=0, elapsed=0.0, duplicate=True)
-
-
-class _closing:
-    """`contextlib.aclosing` for Python 3.10's async iterators typed as AsyncIterator."""
-
-    def __init__(self, iterator: AsyncIterator[object]) -> None:
-        self._iterator = iterator
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        aclose = getattr(self._iterator, "aclose", None)
-        if aclose is not None:
-            await aclose()
 
 
 def fetch_users(

@@ -10,24 +10,21 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ._cli_common import EXIT_USAGE
 from ._version import __version__
-
-EXIT_OK = 0
-EXIT_SOME_FAILED = 1
-EXIT_USAGE = 2
-EXIT_ABORTED = 3
-EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tiktok-async",
-        description="Enrich TikTok handles and video links in bulk, or serve an emulator of the API.",
+        description="Enrich TikTok handles and video links in bulk, or serve an emulator.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from . import _enrich
     from .emulator import _serve
 
+    _enrich.register(subparsers)
     _serve.register(subparsers)
     return parser
 

@@ -39,6 +39,7 @@ __all__ = [
     "decode_user_profile",
     "decode_video",
     "encode_json",
+    "flat_columns",
     "to_builtins",
 ]
 
@@ -211,6 +212,17 @@ def _snake_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_snake_value(item) for item in value]
     return value
+
+
+def flat_columns(model: type[_Model], prefix: str = "") -> list[str]:
+    """The dotted snake_case column names of `model` flattened (`user.id`, `stats.heart`),
+    in field order: the columns of a CSV output."""
+    columns: list[str] = []
+    for field in msgspec.structs.fields(model):
+        nested = _nested_model(field.type)
+        name = prefix + field.name
+        columns.extend(flat_columns(nested, name + ".") if nested else [name])
+    return columns
 
 
 def to_builtins(value: Any) -> Any:
