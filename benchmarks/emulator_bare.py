@@ -1,6 +1,6 @@
 """A minimal aiohttp server, for scale: `wrk` against it shows the HTTP stack's ceiling.
 
-Usage: python benchmarks/emulator_bare.py [--port 0] [--cpu N] [--no-uvloop]
+Usage: python benchmarks/emulator_bare.py [--port 0] [--cpu N] [--no-uvloop] [--low-level]
 Prints its base URL (same path layout as the emulator) and serves one fixed JSON body.
 """
 
@@ -21,10 +21,18 @@ async def handler(request: web.Request) -> web.Response:
     return web.Response(body=BODY, content_type="application/json")
 
 
-async def serve(port: int) -> None:
-    app = web.Application()
-    app.router.add_get("/dev/tiktok/user/{handle}", handler)
-    runner = web.AppRunner(app, access_log=None)
+async def low_level_handler(request: web.BaseRequest) -> web.Response:
+    return web.Response(body=BODY, content_type="application/json")
+
+
+async def serve(port: int, low_level: bool) -> None:
+    runner: web.BaseRunner
+    if low_level:  # aiohttp's web.Server: no Application, no router (as the emulator)
+        runner = web.ServerRunner(web.Server(low_level_handler, access_log=None))
+    else:
+        app = web.Application()
+        app.router.add_get("/dev/tiktok/user/{handle}", handler)
+        runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
@@ -43,10 +51,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--cpu", type=int, action="append")
     parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument("--low-level", action="store_true", help="web.Server, no router")
     args = parser.parse_args()
     if args.cpu:
         pin(args.cpu)
-    run_loop(serve(args.port), use_uvloop=not args.no_uvloop)
+    run_loop(serve(args.port, args.low_level), use_uvloop=not args.no_uvloop)
 
 
 if __name__ == "__main__":

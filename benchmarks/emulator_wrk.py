@@ -1,7 +1,9 @@
 """Emulator throughput under `wrk`, side by side with a minimal aiohttp server.
 
-Server pinned to CPU 0, wrk to CPU 1, cached `/user` lookups, runs alternated so both
-servers see the same machine noise; prints every run and the medians.
+Server pinned to CPU 0, wrk to CPU 1, cached `/user` lookups, runs alternated so every
+server sees the same machine noise; prints every run and the medians. For scale, two
+minimal aiohttp servers of one fixed body (`emulator_bare.py`): a `web.Application` with
+one route, and aiohttp's low-level `web.Server` (what the emulator is built on).
 
 Two figures per run: requests/s as wrk saw them, and requests per CPU-second of the
 server process (its user + system time from /proc during the run). The second is what
@@ -85,19 +87,24 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk")
     extra = ["--no-uvloop"] if args.no_uvloop else []
-    results: dict[str, list[tuple[float, float]]] = {"emulator": [], "bare aiohttp": []}
+    servers = {
+        "emulator": lambda: EmulatorProcess(*extra, cpu=args.server_cpu),
+        "bare aiohttp": lambda: BareProcess(*extra, cpu=args.server_cpu),
+        "bare web.Server": lambda: BareProcess(*extra, "--low-level", cpu=args.server_cpu),
+    }
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
     for run in range(args.runs):
-        for name, proc in (("emulator", EmulatorProcess(*extra, cpu=args.server_cpu)),
-                           ("bare aiohttp", BareProcess(*extra, cpu=args.server_cpu))):
+        for name, make in servers.items():
+            proc = make()
             rate, per_cpu = measure(proc, args)
             results[name].append((rate, per_cpu))
-            print(f"run {run + 1}: {name:13s} {rate:10,.0f} req/s "
+            print(f"run {run + 1}: {name:15s} {rate:10,.0f} req/s "
                   f"{per_cpu:10,.0f} req/CPU-s", flush=True)
     loop = "asyncio" if args.no_uvloop else "uvloop"
     for name, rows in results.items():
         rate = statistics.median(r for r, _ in rows)
         per_cpu = statistics.median(c for _, c in rows)
-        print(f"median {name:13s} {rate:10,.0f} req/s {per_cpu:10,.0f} req/CPU-s ({loop})")
+        print(f"median {name:15s} {rate:10,.0f} req/s {per_cpu:10,.0f} req/CPU-s ({loop})")
 
 
 if __name__ == "__main__":

@@ -115,7 +115,8 @@ class EmulatorCore:
             body = self.store.cache.get(cache_key)
             if body is not None:  # the fast path: a cached answer, nothing to check
                 self.stats.record(key, route.name, 200, arrival)  # type: ignore[union-attr]
-                return self.ok(body)
+                return web.Response(body=body, headers={
+                    "Content-Type": JSON_TYPE, "x-amzn-RequestId": self.ids.next()})
         status = 0
         try:
             response = await self._answer(request, route, key)

@@ -174,11 +174,11 @@ class RequestIds:
     def __init__(self) -> None:
         raw = os.urandom(10).hex()
         self._prefix = f"{raw[:8]}-{raw[8:12]}-4{raw[12:15]}-a{raw[15:18]}-"
-        self._counter = count(int.from_bytes(os.urandom(3), "big") << 24)
+        self._counter = count(int.from_bytes(os.urandom(3), "big") << 24)  # < 2^48 for years
 
     def next(self) -> str:
         """A new request id."""
-        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFF:012x}"
+        return f"{self._prefix}{next(self._counter):012x}"
 
 
 @dataclass(frozen=True)

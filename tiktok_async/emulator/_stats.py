@@ -113,7 +113,8 @@ class Stats:
 
     def record(self, key: str | None, route: str, status: int, arrival: float) -> None:
         """Count one request."""
-        self.rows[(self.label(key), route, status)] += 1
+        label = self._labels.get(key) or self.label(key)
+        self.rows[(label, route, status)] += 1
         self.arrivals.append((arrival, status))
 
     def reset(self) -> None:
