@@ -7,11 +7,18 @@ import logging
 import time
 import traceback
 
+import aiohttp
 import pytest
 from aioresponses import aioresponses as MockHTTP
 
 from tiktok_async._client import API_KEY_ENV, BASE_URL_ENV, ClientHooks, TikTokClient
-from tiktok_async._exceptions import DecodeError, ForbiddenError, RateLimitedError, TikTokError
+from tiktok_async._exceptions import (
+    ConnectError,
+    DecodeError,
+    ForbiddenError,
+    RateLimitedError,
+    TikTokError,
+)
 from tiktok_async._retry import RetryPolicy
 from tiktok_async._stats import StatsRecorder
 
@@ -82,23 +89,34 @@ def test_repr_hides_the_key() -> None:
     assert "api_key=***" in repr(client)
 
 
+def assert_key_nowhere_in(error: BaseException) -> None:
+    """Not in the text of the error (or its cause), nor in a local of our frames."""
+    for err in (error, error.__cause__):
+        if err is not None:
+            assert KEY not in str(err)
+            assert KEY not in repr(err)
+            for frame, _ in traceback.walk_tb(err.__traceback__):
+                if "tiktok_async" in frame.f_code.co_filename:
+                    for name, value in frame.f_locals.items():
+                        assert KEY not in repr(value), (frame.f_code.co_name, name)
+
+
 async def test_key_is_in_no_log_line_exception_or_traceback_local(
     mock_http: MockHTTP, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="tiktok_async")
     mock_http.get(USER_URL, status=500, body=b'{"message":"Internal server error"}')
     mock_http.get(USER_URL, status=403, body=b'{"message":"Forbidden"}')
-    async with TikTokClient(KEY, BASE, retry=RetryPolicy.testing()) as client:
-        with pytest.raises(ForbiddenError) as caught:
+    mock_http.get(USER_URL, exception=aiohttp.ServerDisconnectedError())
+    async with TikTokClient(KEY, BASE, retry=RetryPolicy.testing(max_attempts=2)) as client:
+        with pytest.raises(ForbiddenError) as forbidden:
             await client.get_user("someone")
-    error = caught.value
+        with pytest.raises(ConnectError) as dropped:
+            await client.get_user("someone")
     assert KEY not in caplog.text
-    assert KEY not in str(error)
-    assert KEY not in repr(error)
-    for frame, _ in traceback.walk_tb(error.__traceback__):
-        if "tiktok_async" in frame.f_code.co_filename:
-            for name, value in frame.f_locals.items():
-                assert KEY not in repr(value), (frame.f_code.co_name, name)
+    assert caplog.records  # the debug and warning lines were there to check
+    assert_key_nowhere_in(forbidden.value)
+    assert_key_nowhere_in(dropped.value)
 
 
 # --- exact answers (aioresponses) ------------------------------------------------------------
