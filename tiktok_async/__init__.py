@@ -1,5 +1,7 @@
 """tiktok_async: a fast, dependable asyncio client for the hosted TikTok data API."""
 
+import logging
+
 from ._client import ClientHooks, TikTokClient
 from ._exceptions import (
     APIStatusError,
@@ -57,3 +59,7 @@ __all__ = [
     "parse_handle",
     "parse_video",
 ]
+
+# A library logs, an application decides where logs go: without this, Python's last-resort
+# handler would print every retry warning to stderr of programs that never asked for it.
+logging.getLogger("tiktok_async").addHandler(logging.NullHandler())

@@ -21,11 +21,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from . import _enrich
+    from . import _demo, _enrich
     from .emulator import _serve
 
     _enrich.register(subparsers)
     _serve.register(subparsers)
+    _demo.register(subparsers)
     return parser
 
 
