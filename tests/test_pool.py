@@ -360,3 +360,26 @@ def test_every_item_yields_once_with_its_result(
     pairs = asyncio.run(run())
     expected = [(i, i * 3) for i in items]
     assert (pairs if ordered else sorted(pairs)) == (expected if ordered else sorted(expected))
+
+
+async def test_results_finished_before_an_abort_are_still_yielded() -> None:
+    """An answer already paid for is handed out before the error that stops the map."""
+
+    class Stop(Exception):
+        pass
+
+    async def worker(n: int) -> int:
+        if n == 5:
+            await asyncio.sleep(0.01)  # the others finish first
+            raise Stop
+        return n
+
+    got: list[int] = []
+
+    async def consume() -> None:
+        async for _, result in bounded_map(range(6), worker, concurrency=6):
+            got.append(result)
+
+    with pytest.raises(Stop):
+        await consume()
+    assert sorted(got) == [0, 1, 2, 3, 4]

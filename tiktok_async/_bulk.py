@@ -7,12 +7,14 @@ results wait for the consumer, so memory does not grow with the input.
 
 One bad input never stops the batch: an invalid input, a missing user or a request
 that failed after its retries is a `Result` with `error` set. Only answers that make
-every later request fail too stop the batch, by raising from the iterator:
-`ForbiddenError` (bad key) and `QuotaExceededError` (quota used up).
+every later request fail too stop the batch: `ForbiddenError` (bad key) and
+`QuotaExceededError` (quota used up). No new input is taken, the requests in flight
+settle and their results are yielded, then the error is raised from the iterator.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -21,6 +23,7 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
+    Iterator,
 )
 from contextlib import aclosing
 from dataclasses import dataclass, replace
@@ -110,16 +113,39 @@ def _as_text(raw: object) -> str:
     raise InvalidInputError(repr(raw)[:80], f"expected text, got {type(raw).__name__}")
 
 
-async def _parsed_stream(
+def _parsed_stream(
     items: Iterable[object] | AsyncIterable[object],
     parse: Callable[[object], _Parsed[InputT]],
-) -> AsyncIterator[_Parsed[InputT]]:
+    abort: _Abort,
+) -> Iterator[_Parsed[InputT]] | AsyncIterator[_Parsed[InputT]]:
     if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield parse(item)
-    else:
-        for item in items:
-            yield parse(item)
+        return _parsed_async(items, parse, abort)
+    # A plain generator for a plain iterable: the pool pulls it without a lock or a hop.
+    return (parse(item) for item in itertools.takewhile(abort.not_yet, items))
+
+
+async def _parsed_async(
+    items: AsyncIterable[object], parse: Callable[[object], _Parsed[InputT]], abort: _Abort
+) -> AsyncIterator[_Parsed[InputT]]:
+    async for item in items:
+        if abort.error is not None:
+            return
+        yield parse(item)
+
+
+class _Abort:
+    """The first error that stops a bulk run. Once set, no new input is taken; what is in
+    flight settles (an answer already paid for is kept), then the error is raised."""
+
+    def __init__(self) -> None:
+        self.error: TikTokError | None = None
+
+    def not_yet(self, _item: object = None) -> bool:
+        return self.error is None
+
+    def set(self, error: TikTokError) -> None:
+        if self.error is None:
+            self.error = error
 
 
 def _dedupe_key(parsed: _Parsed[InputT]) -> object:
@@ -128,15 +154,19 @@ def _dedupe_key(parsed: _Parsed[InputT]) -> object:
 
 
 async def _answer(
-    parsed: _Parsed[InputT], fetch: Callable[[InputT], Awaitable[tuple[T, int]]]
-) -> Result[T]:
+    parsed: _Parsed[InputT], fetch: Callable[[InputT], Awaitable[tuple[T, int]]], abort: _Abort
+) -> Result[T] | None:
+    """The input's result; None when the run was stopped before it got an answer."""
     if parsed.invalid is not None or parsed.target is None:
         return Result(parsed.raw, None, None, error=parsed.invalid)
+    if abort.error is not None:
+        return None
     started = time.monotonic()
     try:
         value, attempts = await fetch(parsed.target)
-    except ABORTING_ERRORS:
-        raise
+    except ABORTING_ERRORS as exc:
+        abort.set(exc)
+        return None
     except TikTokError as exc:
         elapsed = time.monotonic() - started
         return Result(parsed.raw, parsed.key, parsed.handle, error=exc, attempts=exc.attempts,
@@ -155,13 +185,18 @@ async def run_bulk(
     ordered: bool,
     dedupe: bool,
 ) -> AsyncGenerator[Result[T], None]:
-    """Parse, dedupe and fetch every input; yield one `Result` per input."""
+    """Parse, dedupe and fetch every input; yield one `Result` per input.
 
-    async def work(parsed: _Parsed[InputT]) -> tuple[_Parsed[InputT], Result[T]]:
-        return parsed, await _answer(parsed, fetch)
+    A bad key or a used-up quota stops taking input; the requests in flight settle and
+    their results are yielded; then that error is raised. Inputs it stopped get no result.
+    """
+    abort = _Abort()
+
+    async def work(parsed: _Parsed[InputT]) -> tuple[_Parsed[InputT], Result[T] | None]:
+        return parsed, await _answer(parsed, fetch, abort)
 
     results = bounded_map(
-        _parsed_stream(items, parse),
+        _parsed_stream(items, parse, abort),
         work,
         concurrency=concurrency,
         ordered=ordered,
@@ -169,10 +204,14 @@ async def run_bulk(
     )
     async with aclosing(results):
         async for parsed, (origin, result) in results:
+            if result is None:
+                continue  # stopped before it was answered: a later run will ask again
             if origin is parsed:
                 yield result
             else:  # a duplicate: the answer fetched for an earlier input with the same key
                 yield replace(result, input=parsed.raw, attempts=0, elapsed=0.0, duplicate=True)
+    if abort.error is not None:
+        raise abort.error
 
 
 def fetch_users(

@@ -12,7 +12,8 @@ keeps three promises whatever the input's length:
   reorder buffer of `ordered=True`, and duplicates waiting for their key's answer.
   The dedupe memory of finished keys is an LRU of `dedupe_memory` entries.
 - **Clean.** An exception raised by `worker` (or `key`, or by the input iterable) is
-  an abort, not a per-item error: every other task is cancelled and awaited, then the
+  an abort, not a per-item error: every other task is cancelled; results that had
+  already finished are still yielded (an answer paid for is never dropped), then the
   exception propagates to the consumer. Per-item failures must be returned as values.
   Closing the iterator (`aclose()`, a `break` inside `contextlib.aclosing`, cancelling
   the consuming task, or garbage collection) cancels the work and awaits it; an async
@@ -140,15 +141,15 @@ class _Pool(Generic[T, R]):
         finally:
             await self._stop()
 
+    # After an abort, results that finished before it are still handed out, then the error:
+    # an answer that was paid for (a request, a quota token) is never thrown away.
     def _take_ready(self) -> tuple[T, R] | None:
-        if not self._ready or self._error is not None:
+        if not self._ready:
             return None
         self._release_slot()
         return self._ready.popleft()
 
     def _take_ordered(self) -> tuple[T, R] | None:
-        if self._error is not None:
-            return None
         pair = self._reorder.pop(self._next_seq, None)
         if pair is not None:
             self._next_seq += 1

@@ -1,0 +1,215 @@
+"""The `tiktok-async users/videos/demo` commands as real subprocesses against the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from tiktok_async.emulator import Emulator, Faults, is_missing
+
+Factory = Callable[..., Awaitable[Emulator]]
+
+
+@pytest.fixture
+async def emulator(tiktok_emulator_factory: Factory) -> Emulator:
+    return await tiktok_emulator_factory(upstream_latency_ms=0, upstream_jitter_ms=0)
+
+
+def cli_env(emu: Emulator, key: str | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONASYNCIODEBUG", None)  # the subprocess is the product, not the test
+    env.update(TIKTOK_API_KEY=key or emu.api_key, TIKTOK_API_BASE_URL=emu.base_url)
+    return env
+
+
+async def start(emu: Emulator, *args: str, key: str | None = None,
+                stdin: bytes | None = None) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tiktok_async", *args, env=cli_env(emu, key),
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def run(emu: Emulator, *args: str, key: str | None = None,
+              stdin: bytes | None = None) -> tuple[int, str, str]:
+    proc = await start(emu, *args, key=key, stdin=stdin)
+    out, err = await asyncio.wait_for(proc.communicate(stdin), 120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def rows(path: Path) -> list[dict[str, object]]:
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    assert data == b"" or data.endswith(b"\n"), f"{path} ends with a torn line"
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def assert_every_input_once(inputs: list[str], out: Path) -> None:
+    """Each distinct key once in output + errors, and every input accounted for."""
+    done, errors = rows(out), rows(out.with_suffix(".errors.jsonl"))
+    keys = [r["key"] for r in done + errors if r["key"] is not None]
+    assert len(keys) == len(set(keys)), "a key was written twice"
+    expected = {h.lower() for h in inputs}
+    assert set(keys) == expected
+
+
+HANDLES = [f"user{n}.test" for n in range(1500)]
+
+
+async def test_users_answers_every_line_in_one_place(emulator: Emulator, tmp_path: Path) -> None:
+    bad_lines = ["bad handle!", "x" * 10_000, "https://tiktok.com.evil.io/@x",
+                 "https://www.tiktok.com/music/song-123", "https://vm.tiktok.com/ZMabc/"]
+    handles = HANDLES[:200]
+    source = tmp_path / "in.txt"
+    body = "\ufeff# comment\r\n" + "\r\n".join(handles + handles[:20] + bad_lines) + "\r\n\r\n"
+    source.write_bytes(body.encode() + b"\xff\xfe\x00garbage\n")
+    out = tmp_path / "users.jsonl"
+    code, _, err = await run(emulator, "users", str(source), "-o", str(out), "-q")
+    assert code == 0, err
+    assert_every_input_once(handles, out)
+    invalid = [r for r in rows(tmp_path / "users.errors.jsonl") if r["kind"] == "invalid"]
+    assert len(invalid) == len(bad_lines) + 1  # and the line of binary garbage
+    assert all(isinstance(r["message"], str) and len(r["message"]) < 400 for r in invalid)
+    missing = [r for r in rows(tmp_path / "users.errors.jsonl") if r["kind"] == "not_found"]
+    assert len(missing) == sum(is_missing(h) for h in handles)
+    assert "duplicates 20" in err
+
+
+async def test_sigkill_mid_run_then_resume_completes_without_duplicates(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(HANDLES) + "\n")
+    out = tmp_path / "users.jsonl"
+    proc = await start(emulator, "users", str(source), "-o", str(out), "--rate", "300",
+                       "--burst", "5", "-q")
+    await wait_for_rows(out, 150)
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+    with out.open("ab") as torn:  # as if the crash had cut a line in half
+        torn.write(b'{"input":"user1.test","key":"user1.te')
+    code, _, err = await run(emulator, "users", str(source), "-o", str(out), "-q")
+    assert code == 0, err
+    assert "skipped (already done)" in err
+    assert_every_input_once(HANDLES, out)
+
+
+async def test_sigint_settles_in_flight_exits_130_and_resumes(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(HANDLES) + "\n")
+    out = tmp_path / "users.jsonl"
+    proc = await start(emulator, "users", str(source), "-o", str(out), "--rate", "300",
+                       "--burst", "5", "-q")
+    await wait_for_rows(out, 150)
+    proc.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 130
+    assert "interrupted" in err.decode()
+    assert "Traceback" not in err.decode()
+    first = len(rows(out)) + len(rows(tmp_path / "users.errors.jsonl"))
+    assert 150 <= first < len(HANDLES)
+    code, _, err2 = await run(emulator, "users", str(source), "-o", str(out), "-q")
+    assert code == 0, err2
+    assert_every_input_once(HANDLES, out)
+
+
+def line_count(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+async def wait_for_rows(path: Path, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if line_count(path) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{path} never reached {count} rows")
+
+
+async def test_bad_key_exits_3_with_one_message(emulator: Emulator, tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(HANDLES) + "\n")
+    started = time.monotonic()
+    code, _, err = await run(emulator, "users", str(source), "-o", str(tmp_path / "u.jsonl"),
+                             "-q", key="wrong-key")
+    assert code == 3
+    assert time.monotonic() - started < 30
+    assert err.count("403 Forbidden") == 1
+    assert "wrong-key" not in err
+    assert rows(tmp_path / "u.errors.jsonl") == []
+    assert emulator.stats().total <= 64 * 2
+
+
+async def test_used_up_quota_exits_3(tiktok_emulator_factory: Factory, tmp_path: Path) -> None:
+    emu = await tiktok_emulator_factory(quota=50, upstream_latency_ms=0)
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(HANDLES[:300]) + "\n")
+    out = tmp_path / "u.jsonl"
+    code, _, err = await run(emu, "users", str(source), "-o", str(out), "-q")
+    assert code == 3
+    assert "Limit Exceeded" in err
+    assert 0 < len(rows(out)) <= 50
+
+
+async def test_failures_after_retries_exit_1_and_are_recorded(
+    tiktok_emulator_factory: Factory, tmp_path: Path
+) -> None:
+    emu = await tiktok_emulator_factory(faults=Faults(http_500=1.0), upstream_latency_ms=0)
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(HANDLES[:5]) + "\n")
+    code, _, _ = await run(emu, "users", str(source), "-o", str(tmp_path / "u.jsonl"), "-q",
+                           "--max-retries", "1")
+    assert code == 1
+    failed = rows(tmp_path / "u.errors.jsonl")
+    assert [(r["kind"], r["status"], r["attempts"]) for r in failed] == [("failed", 500, 2)] * 5
+
+
+async def test_csv_input_column_and_csv_output(emulator: Emulator, tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("name,handle\nA,user1.test\nB,@user2.test\n")
+    out = tmp_path / "users.csv"
+    code, _, err = await run(emulator, "users", str(source), "--column", "handle", "-o",
+                             str(out), "-q")
+    assert code == 0, err
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("input,key,user.id,")
+    assert [line.split(",")[1] for line in lines[1:]] == ["user1.test", "user2.test"] or \
+        sorted(line.split(",")[1] for line in lines[1:]) == ["user1.test", "user2.test"]
+
+
+async def test_missing_csv_column_is_a_usage_error(emulator: Emulator, tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("name,handle\nA,user1.test\n")
+    code, _, err = await run(emulator, "users", str(source), "--column", "nope", "-q")
+    assert code == 2
+    assert "handle" in err
+    assert "Traceback" not in err
+
+
+async def test_stdin_to_stdout(emulator: Emulator, tmp_path: Path) -> None:
+    code, out, err = await run(emulator, "videos", "-", "-o", "-", "-q",
+                               stdin=b"user1.test,7301234567890123456\n")
+    assert code == 0, err
+    assert len(out.splitlines()) + len(rows(Path("errors.jsonl"))) >= 1
+
+
+async def test_demo_runs_the_bundled_job(emulator: Emulator, tmp_path: Path) -> None:
+    code, out, err = await run(emulator, "demo", "--out", str(tmp_path / "demo"),
+                               "--quota", "2000", "-q")
+    assert code == 0, err
+    assert len(rows(tmp_path / "demo" / "users.jsonl")) > 1500
+    assert len(rows(tmp_path / "demo" / "videos.jsonl")) > 200
+    assert "emulator at http://127.0.0.1:" in out
