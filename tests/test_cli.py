@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tiktok_async.emulator import Emulator, Faults, is_missing
+from tiktok_async.emulator import Emulator, Faults, existing_handle, is_missing, video_id_for
 
 Factory = Callable[..., Awaitable[Emulator]]
 
@@ -31,17 +31,18 @@ def cli_env(emu: Emulator, key: str | None = None) -> dict[str, str]:
 
 
 async def start(emu: Emulator, *args: str, key: str | None = None,
-                stdin: bytes | None = None) -> asyncio.subprocess.Process:
+                stdin: bytes | None = None, cwd: Path | None = None,
+                ) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tiktok_async", *args, env=cli_env(emu, key),
+        sys.executable, "-m", "tiktok_async", *args, env=cli_env(emu, key), cwd=cwd,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
 
 
 async def run(emu: Emulator, *args: str, key: str | None = None,
-              stdin: bytes | None = None) -> tuple[int, str, str]:
-    proc = await start(emu, *args, key=key, stdin=stdin)
+              stdin: bytes | None = None, cwd: Path | None = None) -> tuple[int, str, str]:
+    proc = await start(emu, *args, key=key, stdin=stdin, cwd=cwd)
     out, err = await asyncio.wait_for(proc.communicate(stdin), 120)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
@@ -200,10 +201,17 @@ async def test_missing_csv_column_is_a_usage_error(emulator: Emulator, tmp_path:
 
 
 async def test_stdin_to_stdout(emulator: Emulator, tmp_path: Path) -> None:
-    code, out, err = await run(emulator, "videos", "-", "-o", "-", "-q",
-                               stdin=b"user1.test,7301234567890123456\n")
+    handle = existing_handle(1)
+    video = video_id_for(handle)
+    lines = f"{handle},{video}\nhttps://vm.tiktok.com/ZMabc/\n".encode()
+    code, out, err = await run(emulator, "videos", "-", "-o", "-", "-q", stdin=lines,
+                               cwd=tmp_path)
     assert code == 0, err
-    assert len(out.splitlines()) + len(rows(Path("errors.jsonl"))) >= 1
+    [row] = [json.loads(line) for line in out.splitlines()]
+    assert row["key"] == f"{handle.lower()}/{video}"
+    assert row["id"] == video
+    [invalid] = rows(tmp_path / "errors.jsonl")
+    assert invalid["kind"] == "invalid"
 
 
 async def test_demo_runs_the_bundled_job(emulator: Emulator, tmp_path: Path) -> None:
