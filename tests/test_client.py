@@ -241,6 +241,20 @@ async def test_throttle_holds_back_every_task_for_the_wait(emulator: Emulator) -
     assert min(others) - throttled_at >= 0.38
 
 
+async def test_a_backoff_holds_no_concurrency_slot(emulator: Emulator) -> None:
+    retried = asyncio.Event()
+    hooks = ClientHooks(on_retry=lambda *args: retried.set())
+    policy = RetryPolicy(initial_wait=0.5, jitter=0.0)
+    emulator.inject("503", 1)
+    async with client_for(emulator, concurrency=1, retry=policy, hooks=hooks) as client:
+        first = asyncio.ensure_future(client.get_user(HANDLE))
+        await retried.wait()  # the only slot's task now sleeps 0.5 s before its retry
+        started = time.monotonic()
+        await client.get_user(existing_handle(1))
+        assert time.monotonic() - started < 0.3
+        await first
+
+
 # --- the rate, judged by the server -------------------------------------------------------
 
 
