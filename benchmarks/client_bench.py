@@ -7,7 +7,8 @@ uvloop, no upstream latency, every handle exists); this process pins itself to c
 Every side does the same thing: cached `GET /user/{handle}` lookups of a fixed set of 200
 handles (warmed first), 64 workers over one connection pool of 64, the body decoded into
 a typed object. Sides run interleaved, `--runs` times each; the table gives medians of
-requests/s and of client CPU per request (`time.process_time()` delta / requests).
+requests/s, of client CPU per request (`time.process_time()` delta / requests), and of
+the share of its core the emulator used ("server busy": near 100 % means it was the limit).
 
 1. bare: one `aiohttp.ClientSession`, `resp.read()`, a reused `msgspec.json.Decoder`.
 2. client: `TikTokClient(concurrency=64)` (no rate limit), `get_user(handle)`.
@@ -42,12 +43,29 @@ HANDLES = [f"bench{i}.user" for i in range(200)]
 SERVER_CPU, CLIENT_CPU = 0, 1
 
 
+#: The emulator's process id, to read its CPU time (`/proc/PID/stat`) around each run.
+server_pid: int | None = None
+
+
+def server_cpu_seconds() -> float:
+    """User + system CPU seconds of the emulator process so far (0 where unknown)."""
+    if server_pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{server_pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass(frozen=True)
 class Run:
     side: str
     requests: int
     seconds: float
     cpu_seconds: float
+    server_cpu_seconds: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -56,6 +74,11 @@ class Run:
     @property
     def cpu_us(self) -> float:
         return self.cpu_seconds / self.requests * 1e6
+
+    @property
+    def server_busy(self) -> float:
+        """Share of one core the emulator used during the run (near 1: it was the limit)."""
+        return self.server_cpu_seconds / self.seconds
 
 
 async def drive(count: int, one: Callable[[str], Awaitable[object]]) -> None:
@@ -71,9 +94,15 @@ async def drive(count: int, one: Callable[[str], Awaitable[object]]) -> None:
 
 async def timed(side: str, count: int, one: Callable[[str], Awaitable[object]]) -> Run:
     await drive(len(HANDLES), one)  # warm this side's connections
-    wall, cpu = time.perf_counter(), time.process_time()
+    wall, cpu, server = time.perf_counter(), time.process_time(), server_cpu_seconds()
     await drive(count, one)
-    return Run(side, count, time.perf_counter() - wall, time.process_time() - cpu)
+    return Run(
+        side,
+        count,
+        time.perf_counter() - wall,
+        time.process_time() - cpu,
+        server_cpu_seconds() - server,
+    )
 
 
 # --- 1. bare aiohttp + msgspec -------------------------------------------------------------
@@ -171,7 +200,14 @@ def run_side(side: Side, base_url: str, key: str, count: int, use_uvloop: bool) 
 def median_row(runs: list[Run], reference: Run | None) -> dict[str, Any]:
     rate = statistics.median(r.rate for r in runs)
     cpu = statistics.median(r.cpu_us for r in runs)
-    row: dict[str, Any] = {"side": runs[0].side, "runs": len(runs), "rate": rate, "cpu_us": cpu}
+    busy = statistics.median(r.server_busy for r in runs)
+    row: dict[str, Any] = {
+        "side": runs[0].side,
+        "runs": len(runs),
+        "rate": rate,
+        "cpu_us": cpu,
+        "server_busy": busy,
+    }
     if reference is not None:
         row["rate_vs_bare"] = rate / reference.rate
         row["cpu_vs_bare"] = cpu / reference.cpu_us
@@ -180,8 +216,10 @@ def median_row(runs: list[Run], reference: Run | None) -> dict[str, Any]:
 
 def print_table(rows: list[dict[str, Any]], loop_name: str) -> None:
     print(f"\n{loop_name}: medians")
-    print("| side | runs | requests/s | client CPU us/request | vs bare (req/s, CPU) |")
-    print("|---|---|---|---|---|")
+    print(
+        "| side | runs | requests/s | client CPU us/request | vs bare (req/s, CPU) | server busy |"
+    )
+    print("|---|---|---:|---:|---|---:|")
     for row in rows:
         versus = (
             f"{row['rate_vs_bare']:.0%}, {row['cpu_vs_bare']:.2f}x"
@@ -194,6 +232,7 @@ def print_table(rows: list[dict[str, Any]], loop_name: str) -> None:
             f"{row['rate']:,.0f}",
             f"{row['cpu_us']:.0f}",
             versus,
+            f"{row['server_busy']:.0%}",
         ]
         print("| " + " | ".join(cells) + " |")
 
@@ -208,7 +247,8 @@ def benchmark(args: argparse.Namespace, base_url: str, key: str) -> list[dict[st
             run = run_side(side, base_url, key, count, args.uvloop)
             results.setdefault(run.side, []).append(run)
             print(
-                f"run {n + 1}: {run.side:22s} {run.rate:9,.0f} req/s {run.cpu_us:6.0f} us CPU/req",
+                f"run {n + 1}: {run.side:22s} {run.rate:9,.0f} req/s {run.cpu_us:6.0f} us CPU/req"
+                f"  server busy {run.server_busy:4.0%}",
                 file=sys.stderr,
             )
     bare_runs = results["bare aiohttp+msgspec"]
@@ -239,7 +279,9 @@ def main() -> None:
         os.sched_setaffinity(0, {CLIENT_CPU})
     key = "bench-key"
     server_args = ("--key", key, "--upstream-latency-ms", "0", "--missing-share", "0")
+    global server_pid
     with EmulatorProcess(*server_args, cpu=SERVER_CPU) as server:
+        server_pid = server.pid
         rows = benchmark(args, server.base_url, key)
     loop_name = "uvloop" if args.uvloop else "asyncio"
     print_table(rows, loop_name)
