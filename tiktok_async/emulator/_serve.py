@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--jitter-ms", type=float, default=0.0, help="added uniform jitter per request")
     add("--upstream-latency-ms", type=float, default=20.0,
         help="latency of a first fetch (default 20)")
+    add("--upstream-jitter-ms", type=float, default=10.0,
+        help="added uniform jitter of a first fetch (default 10)")
     add("--db", default=":memory:", metavar="PATH", help="SQLite file (default in memory)")
     add("--seed", type=int, default=0, help="seed of faults and jitter (default 0)")
     add("--missing-share", type=float, default=DEFAULT_MISSING_SHARE,
@@ -74,6 +76,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         rate=args.rate, burst=args.burst, quota=args.quota,
         quota_period=parse_period(args.quota_period), retry_after=args.retry_after,
         missing_share=args.missing_share, upstream_latency_ms=args.upstream_latency_ms,
+        upstream_jitter_ms=args.upstream_jitter_ms,
         faults=faults, db_path=args.db, seed=args.seed,
     )
 
