@@ -16,7 +16,8 @@ One test per fenced block, named `<file>:<n>` (n counts that file's ```python bl
 - ```python no-run : a fragment (a signature, an excerpt); never run. Keep it rare.
 - ```console / ```sh : shell sessions; not run.
 
-Also: every `$ tiktok-async SUBCOMMAND --option` line of a console block names a
+Also: every `$ tiktok-async SUBCOMMAND --option` line of a console block, and every
+`--option` in backticks under a sub-command's heading of `docs/cli.md`, names a
 sub-command and options that exist (skipped while the sub-command is still landing), and
 the site builds with `mkdocs build --strict`.
 """
@@ -261,7 +262,21 @@ def documented_commands() -> dict[str, set[str]]:
     return commands
 
 
+def cli_page_options() -> dict[str, set[str]]:
+    """`{sub-command: {--options}}` named in backticks under each sub-command heading of cli.md."""
+    found: dict[str, set[str]] = {}
+    commands: list[str] = []
+    for line in (ROOT / "docs" / "cli.md").read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            commands = re.findall(r"`([a-z]+)`", line)
+        for command in commands:
+            found.setdefault(command, set()).update(re.findall(r"`(--[a-z][a-z-]*)", line))
+    return found
+
+
 DOCUMENTED_COMMANDS = documented_commands()
+for _command, _options in cli_page_options().items():
+    DOCUMENTED_COMMANDS.setdefault(_command, set()).update(_options)
 
 
 def _subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
