@@ -10,7 +10,8 @@ Rules a test can rely on:
 - `missing_*` handles do not exist, and neither does a deterministic share of the others
   (`missing_share`, 2% by default): `is_missing()` says which, `missing_handle(n)` and
   `existing_handle(n)` name some.
-- `broken_*` handles exist but their `stats.followerCount` is a string (does not fit the schema).
+- `broken_*` handles exist but their `stats.followerCount` is a display string such as
+  `"12.3K"` (does not fit the schema, even for a decoder that accepts digit strings).
 - A video does not exist when its author does not exist, when its id is not a plausible
   TikTok id (`id >> 32` before 2016-09-01, or 2^64 and above), or for a deterministic share
   (`missing_share`) of (handle, id) pairs: `is_video_missing()`, `missing_video_id()`,
@@ -244,8 +245,8 @@ def make_user_stats(handle: str) -> JSON:
     big = rng.random() < 0.08
     heart_count = rng.randrange(2**31, 40_000_000_000) if big else _count(rng, 5e8)
     follower: int | str = rng.randrange(5_000_000, 200_000_000) if big else _count(rng, 5e7)
-    if is_broken(key):
-        follower = str(follower)
+    if is_broken(key):  # a display string, not a number, even for a lax decoder
+        follower = f"{follower / 1000:.1f}K"
     return {
         "diggCount": _count(rng, 2e5),
         "followerCount": follower,

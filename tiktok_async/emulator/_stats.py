@@ -130,5 +130,5 @@ class Stats:
 
     def snapshot(self, faults: dict[str, int]) -> StatsSnapshot:
         """A frozen copy."""
-        arrivals = tuple(zip(self.times, self.statuses))
+        arrivals = tuple(zip(self.times, self.statuses, strict=True))
         return StatsSnapshot(dict(self.rows), arrivals, dict(faults))
