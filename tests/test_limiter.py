@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tiktok_async._limiter import RateLimiter
+from tiktok_async._limiter import ConcurrencyGate, RateLimiter
 
 Runner = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -48,7 +48,7 @@ def test_worst_second_holds_at_most_rate_plus_burst(
     rate: float, burst: int, run_virtual: Runner
 ) -> None:
     async def scenario() -> list[float]:
-        return await acquire_times(RateLimiter(rate, burst), count=int(rate * 4) + burst)
+        return await acquire_times(RateLimiter(rate, burst), count=int(rate * 2) + burst)
 
     times = run_virtual(scenario())
     assert worst_window(times) <= int(rate + burst)
@@ -57,7 +57,7 @@ def test_worst_second_holds_at_most_rate_plus_burst(
 @pytest.mark.parametrize(("rate", "burst"), [(20, 1), (50, 1), (10, 5), (1000, 10)])
 def test_mean_rate_reaches_the_rate(rate: float, burst: int, run_virtual: Runner) -> None:
     async def scenario() -> list[float]:
-        return await acquire_times(RateLimiter(rate, burst), count=int(rate * 4) + burst)
+        return await acquire_times(RateLimiter(rate, burst), count=int(rate * 2) + burst)
 
     times = sorted(run_virtual(scenario()))
     steady = times[burst:]  # after the initial burst, the bucket refills at `rate`
@@ -186,3 +186,90 @@ async def test_real_clock_mean_rate_survives_late_timer_wakeups() -> None:
     elapsed = time.perf_counter() - start
     assert 100 / elapsed >= 0.97 * 50
     assert worst_window(times) <= 51
+
+
+# --- the concurrency gate -----------------------------------------------------------------
+
+
+def test_gate_holds_at_most_limit_and_serves_in_order(run_virtual: Runner) -> None:
+    async def scenario() -> tuple[int, list[int]]:
+        gate = ConcurrencyGate(3)
+        inside, most, order = 0, 0, []
+
+        async def task(n: int) -> None:
+            nonlocal inside, most
+            if not gate.try_enter():
+                await gate.enter()
+            try:
+                order.append(n)
+                inside += 1
+                most = max(most, inside)
+                await asyncio.sleep(1)
+                inside -= 1
+            finally:
+                gate.leave()
+
+        await asyncio.gather(*(task(n) for n in range(10)))
+        assert gate.free == 3
+        return most, order
+
+    most, order = run_virtual(scenario())
+    assert most == 3
+    assert order == list(range(10))
+
+
+def test_gate_cancelled_waiter_keeps_no_slot(run_virtual: Runner) -> None:
+    async def scenario() -> int:
+        gate = ConcurrencyGate(1)
+        assert gate.try_enter()
+        waiter = asyncio.ensure_future(gate.enter())
+        await asyncio.sleep(0)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        gate.leave()
+        return gate.free
+
+    assert run_virtual(scenario()) == 1
+
+
+def test_gate_slot_handed_to_a_task_cancelled_at_that_moment_is_passed_on(
+    run_virtual: Runner,
+) -> None:
+    async def scenario() -> bool:
+        gate = ConcurrencyGate(1)
+        assert gate.try_enter()
+        first = asyncio.ensure_future(gate.enter())
+        second = asyncio.ensure_future(gate.enter())
+        await asyncio.sleep(0)
+        gate.leave()  # hands the slot to `first`...
+        first.cancel()  # ...which is cancelled before it runs again
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await second  # so the slot went on to `second`
+        return gate.try_enter()
+
+    assert run_virtual(scenario()) is False  # `second` holds the only slot
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1.5, True])
+def test_gate_bad_limit_is_refused(limit: object) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        ConcurrencyGate(limit)  # type: ignore[arg-type]
+
+
+def test_free_flag_follows_rate_and_cooldown(run_virtual: Runner) -> None:
+    async def scenario() -> list[bool]:
+        limiter = RateLimiter(None)
+        seen = [limiter.free]
+        limiter.on_throttled(1.0)
+        seen.append(limiter.free)
+        await limiter.acquire()  # waits the cool-down out
+        seen.append(limiter.free)
+        limiter.set_rate(10)
+        seen.append(limiter.free)
+        limiter.set_rate(None)
+        seen.append(limiter.free)
+        return seen
+
+    assert run_virtual(scenario()) == [True, False, True, False, True]

@@ -32,7 +32,7 @@ from yarl import URL
 
 from ._exceptions import ClientStateError, RateLimitedError, TikTokError
 from ._inputs import VideoRef, make_video_ref, parse_handle, parse_video, user_path, video_path
-from ._limiter import RateLimiter
+from ._limiter import ConcurrencyGate, RateLimiter
 from ._models import UserProfile, Video, decode_user_profile, decode_video
 from ._protocol import decipher_response, retry_cause
 from ._retry import Retrier, RetryPolicy
@@ -132,7 +132,7 @@ class TikTokClient:
         self._stats = StatsRecorder()
         self._state = _UNOPENED
         self._limiter: RateLimiter | None = None
-        self._slots: asyncio.Semaphore | None = None
+        self._slots: ConcurrencyGate | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -140,7 +140,7 @@ class TikTokClient:
         if self._state != _UNOPENED:
             raise ClientStateError(f"cannot open a client that is {self._state}: make a new one")
         self._limiter = RateLimiter(self._rate, self._burst)
-        self._slots = asyncio.Semaphore(self._concurrency)
+        self._slots = ConcurrencyGate(self._concurrency)
         self._transport.open()
         self._state = _OPEN
         return self
@@ -228,14 +228,26 @@ class TikTokClient:
         """
         if self._state != _OPEN:
             raise self._state_error()
-        return await self._retrier.call(lambda: self._attempt(path, decode), path)
+        started = asyncio.get_running_loop().time()
+        try:  # the first attempt inline: no retry machinery on the happy path
+            return await self._attempt(path, decode), 1
+        except TikTokError as exc:
+            if not self._retrier.should_retry(exc, 1):
+                raise
+            first = exc
+        return await self._retrier.after_failure(
+            lambda: self._attempt(path, decode), first, started, path
+        )
 
     async def _attempt(self, path: str, decode: Callable[[bytes], T]) -> T:
         limiter, slots, stats, hooks = self._limiter, self._slots, self._stats, self._hooks
         if limiter is None or slots is None:
             raise self._state_error()
-        async with slots:
-            await limiter.acquire()
+        if not slots.try_enter():
+            await slots.enter()
+        try:
+            if not limiter.free:
+                await limiter.acquire()
             if hooks is not None and hooks.on_request is not None:
                 hooks.on_request(path)
             stats.sent()
@@ -245,6 +257,8 @@ class TikTokClient:
             except TikTokError as exc:
                 self._on_error(path, exc)
                 raise
+        finally:
+            slots.leave()
         seconds = time.perf_counter() - started
         status = answer.status
         stats.answered(status, seconds)
