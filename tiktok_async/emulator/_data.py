@@ -244,12 +244,12 @@ def make_user_stats(handle: str) -> JSON:
     rng = _rng("user-stats", key)
     big = rng.random() < 0.08
     heart_count = rng.randrange(2**31, 40_000_000_000) if big else _count(rng, 5e8)
-    follower: int | str = rng.randrange(5_000_000, 200_000_000) if big else _count(rng, 5e7)
-    if is_broken(key):  # a display string, not a number, even for a lax decoder
-        follower = f"{follower / 1000:.1f}K"
+    follower = rng.randrange(5_000_000, 200_000_000) if big else _count(rng, 5e7)
+    # broken_*: a display string, not a number, that even a lax decoder rejects
+    shown: int | str = f"{follower / 1000:.1f}K" if is_broken(key) else follower
     return {
         "diggCount": _count(rng, 2e5),
-        "followerCount": follower,
+        "followerCount": shown,
         "followingCount": _count(rng, 1e4),
         "friendCount": _count(rng, 5e3),
         "heartCount": heart_count,
