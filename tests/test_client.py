@@ -142,11 +142,6 @@ async def test_server_errors_give_up_after_max_attempts(emulator: Emulator) -> N
     assert emulator.stats().total == 3
 
 
-@pytest.mark.xfail(
-    reason="the emulator's broken_* body sends followerCount as a digit string, which the "
-    "lax decoder accepts by design; tests/test_client_unit.py covers DecodeError meanwhile",
-    strict=False,
-)
 async def test_body_that_does_not_fit_raises_decode_error_with_path(emulator: Emulator) -> None:
     async with client_for(emulator) as client:
         with pytest.raises(DecodeError) as caught:
