@@ -71,7 +71,14 @@ def test_bucket_starts_full_so_burst_goes_at_once(run_virtual: Runner) -> None:
 
     times = sorted(run_virtual(scenario()))
     assert times[:5] == pytest.approx([0.0] * 5, abs=1e-6)
-    assert times[5] == pytest.approx(0.5)  # the half token of slack, then 1 a second
+    assert times[5] == pytest.approx(1.0)  # then one a second, as a token bucket refills
+
+
+def test_one_deep_bucket_has_half_a_token_of_slack(run_virtual: Runner) -> None:
+    async def scenario() -> list[float]:
+        return await acquire_times(RateLimiter(rate=1, burst=1), count=3)
+
+    assert sorted(run_virtual(scenario())) == pytest.approx([0.0, 0.5, 1.5], abs=1e-6)
 
 
 def test_no_rate_means_no_wait(run_virtual: Runner) -> None:

@@ -10,12 +10,18 @@ an acquire waits while the bucket would overflow `max_rate`. With capacity `burs
 leak of `rate` a second that is the same envelope as the token bucket (an empty meter is
 a full token bucket). Two honest details:
 
-- The bucket here is `burst + 0.5` deep, not `burst`. asyncio wakes timers up to about a
-  millisecond late; with a bucket exactly one deep (`burst=1`) the meter runs dry during
-  that lateness and the lost drain is never made up (aiolimiter's `AsyncLimiter(1, 1/r)`
-  measured 5 % under `r` at 200/s). Half a token of slack absorbs the lateness and can
-  never let a whole extra request through a window whose `rate * T` is a whole number:
-  the bound is `floor(rate * T + burst + 0.5)` requests in any T-second window.
+- With `burst=1` the bucket here is 1.5 deep, not 1. asyncio wakes timers up to about a
+  millisecond late; with a bucket exactly one deep the meter runs dry during that
+  lateness and the lost drain is never made up (aiolimiter's `AsyncLimiter(1, 1/r)`
+  measured 5 % under `r` at 200/s here). Half a token of slack absorbs the lateness and
+  can never let a whole extra request through a window whose `rate * T` is a whole
+  number: the bound is `floor(rate * T + 1.5)` requests in any T-second window. The
+  price: a request may follow the one before by less than `1 / rate` (by up to half of
+  it, after an idle spell or a late wake-up), which a server bucket exactly one deep
+  answers with 429. Against a plan of burst 1, run a little under its rate.
+- With `burst >= 2` the bucket is exactly `burst` deep: a late wake-up leaves the meter
+  above empty, so nothing is lost, and the client never asks before the server's bucket
+  has a token (when both run the same figures).
 - `burst=1` (the default) is the smooth schedule: one request every `1 / rate` seconds.
   Above a few hundred requests a second, give a larger burst (about `rate / 100`), or
   timer lateness, not the limiter, caps the rate.
@@ -39,7 +45,7 @@ from aiolimiter import AsyncLimiter
 
 __all__ = ["ConcurrencyGate", "RateLimiter"]
 
-# Extra depth of the leaky bucket, in requests; see the module docstring.
+# Extra depth of a one-deep bucket, in requests; see the module docstring.
 _SLACK = 0.5
 # Cool-down after a 429 when the caller gives none and there is no rate to derive it from.
 _DEFAULT_PAUSE = 0.5
@@ -205,7 +211,7 @@ def _checked_rate(rate: float | None) -> float | None:
 
 
 def _new_bucket(rate: float, burst: int) -> AsyncLimiter:
-    capacity = burst + _SLACK
+    capacity = burst + _SLACK if burst == 1 else float(burst)
     return AsyncLimiter(capacity, capacity / rate)
 
 
