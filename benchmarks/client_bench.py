@@ -13,6 +13,9 @@ the share of its core the emulator used ("server busy": near 100 % means it was 
 1. bare: one `aiohttp.ClientSession`, `resp.read()`, a reused `msgspec.json.Decoder`.
 2. client: `TikTokClient(concurrency=64)` (no rate limit), `get_user(handle)`.
 3. httpx: `httpx.AsyncClient` + a pydantic model (`model_validate_json`): what many write.
+4. (`--json-side`) aiohttp + `json.loads`: the bare loop with plain dicts, no validation.
+
+`compare()` is the same comparison as a function (`benchmarks/bench_throughput.py`).
 """
 
 from __future__ import annotations
@@ -121,6 +124,21 @@ async def bare(base_url: str, key: str, count: int) -> Run:
                 return decoder.decode(body)
 
         return await timed("bare aiohttp+msgspec", count, one)
+
+
+async def aiohttp_json(base_url: str, key: str, count: int) -> Run:
+    connector = aiohttp.TCPConnector(limit=WORKERS)
+    async with aiohttp.ClientSession(connector=connector, headers={"x-api-key": key}) as session:
+
+        async def one(handle: str) -> dict[str, Any]:
+            async with session.get(f"{base_url}/user/{handle}") as resp:
+                body = await resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(f"status {resp.status}")
+                data: dict[str, Any] = json.loads(body)
+                return data
+
+        return await timed("aiohttp+json dicts", count, one)
 
 
 # --- 2. TikTokClient -------------------------------------------------------------------------
@@ -237,20 +255,29 @@ def print_table(rows: list[dict[str, Any]], loop_name: str) -> None:
         print("| " + " | ".join(cells) + " |")
 
 
-def benchmark(args: argparse.Namespace, base_url: str, key: str) -> list[dict[str, Any]]:
-    sides: list[tuple[Side, int]] = [(bare, args.requests), (client, args.requests)]
-    if not args.no_httpx:
-        sides.append((httpx_pydantic, args.httpx_requests))
+def compare(
+    base_url: str,
+    key: str,
+    sides: list[tuple[Side, int]],
+    runs: int,
+    use_uvloop: bool = False,
+) -> dict[str, list[Run]]:
+    """Every side `runs` times, interleaved (every other round reversed): runs by side."""
     results: dict[str, list[Run]] = {}
-    for n in range(args.runs):
+    for n in range(runs):
         for side, count in sides if n % 2 == 0 else reversed(sides):
-            run = run_side(side, base_url, key, count, args.uvloop)
+            run = run_side(side, base_url, key, count, use_uvloop)
             results.setdefault(run.side, []).append(run)
             print(
                 f"run {n + 1}: {run.side:22s} {run.rate:9,.0f} req/s {run.cpu_us:6.0f} us CPU/req"
                 f"  server busy {run.server_busy:4.0%}",
                 file=sys.stderr,
             )
+    return results
+
+
+def median_rows(results: dict[str, list[Run]]) -> list[dict[str, Any]]:
+    """One row of medians per side; every side but the bare loop is compared with it."""
     bare_runs = results["bare aiohttp+msgspec"]
     reference = Run(
         "bare",
@@ -264,6 +291,15 @@ def benchmark(args: argparse.Namespace, base_url: str, key: str) -> list[dict[st
     ]
 
 
+def benchmark(args: argparse.Namespace, base_url: str, key: str) -> list[dict[str, Any]]:
+    sides: list[tuple[Side, int]] = [(bare, args.requests), (client, args.requests)]
+    if args.json_side:
+        sides.append((aiohttp_json, args.requests))
+    if not args.no_httpx:
+        sides.append((httpx_pydantic, args.httpx_requests))
+    return median_rows(compare(base_url, key, sides, args.runs, args.uvloop))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -273,6 +309,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--uvloop", action="store_true", help="run the client side on uvloop")
     parser.add_argument("--no-httpx", action="store_true", help="skip the (slow) httpx side")
+    parser.add_argument("--json-side", action="store_true", help="add aiohttp + json.loads")
     parser.add_argument("--json", metavar="OUT", help="also write the medians as JSON")
     args = parser.parse_args()
     with contextlib.suppress(AttributeError, OSError):

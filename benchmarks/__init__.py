@@ -1,0 +1,1 @@
+"""Benchmarks of tiktok_async against what users would write instead (`make bench`)."""

@@ -1,0 +1,106 @@
+"""Section 5: peak RSS of a process streaming N handles through `fetch_users`.
+
+Each N runs in a fresh child process (`python -m benchmarks.bench_memory --child N URL`,
+pinned to the client's core): a generator of handles `user{n}.test` goes through
+`TikTokClient(key, url).fetch_users(...)`, results are counted and dropped. The child
+reports its peak RSS (`ru_maxrss`) and its RSS every `SAMPLE_EVERY` results (for the
+chart). The emulator serves every handle for the first time (no upstream latency, every
+user exists), in its own process; its peak RSS is reported too (not the client's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.bench_common import FAST, KEY, ROOT, Section, Server, log
+
+SAMPLE_EVERY = 10_000
+PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 1024 / 1024
+
+
+def _rss_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * PAGE_MB
+
+
+async def _stream(count: int, base_url: str) -> dict[str, Any]:
+    from tiktok_async import TikTokClient
+
+    done = ok = 0
+    samples: list[tuple[int, float]] = [(0, _rss_mb())]
+    started = time.perf_counter()
+    async with TikTokClient(KEY, base_url) as client:
+        async for result in client.fetch_users(f"user{n}.test" for n in range(count)):
+            done += 1
+            ok += result.ok
+            if done % SAMPLE_EVERY == 0:
+                samples.append((done, _rss_mb()))
+    return {"count": count, "results": done, "ok": ok,
+            "seconds": time.perf_counter() - started, "rss_samples": samples}
+
+
+def child(count: int, base_url: str) -> None:
+    """In the child: stream, then print one JSON line with the peak RSS."""
+    report = asyncio.run(_stream(count, base_url))
+    report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(report), flush=True)
+
+
+def one_size(count: int) -> dict[str, Any]:
+    """A fresh emulator and a fresh client process for `count` handles."""
+    with Server(*FAST) as server:
+        command = [sys.executable, "-m", "benchmarks.bench_memory", "--child", str(count),
+                   server.base_url]
+        out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"memory child for {count:,} failed: {out.stderr[-2000:]}")
+        report: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+        report["emulator_peak_rss_mb"] = server.peak_rss_mb()
+        report["emulator_db_users"] = server.stats()["db"]["users"]
+    return report
+
+
+def run(counts: tuple[int, ...]) -> Section:
+    section = Section("memory", "Memory streaming handles through fetch_users")
+    for count in counts:
+        log(f"memory: {count:,} handles in a fresh process")
+        row = one_size(count)
+        log(f"  peak RSS {row['peak_rss_mb']:.1f} MB, {row['results']:,} results in "
+            f"{row['seconds']:.0f} s; emulator peak {row['emulator_peak_rss_mb']:.0f} MB")
+        section.rows.append(row)
+        answered = row["results"] == count
+        section.figure(f"{count:,} handles: peak RSS", row["peak_rss_mb"], "MB",
+                       "<= 150 MB" if count >= 1_000_000 else "",
+                       row["peak_rss_mb"] <= 150 if count >= 1_000_000 else None,
+                       note=f"{row['results']:,} results, {row['count'] / row['seconds']:,.0f}"
+                            f"/s" + ("" if answered else " (NOT every input answered)"))
+    peaks = {row["count"]: row["peak_rss_mb"] for row in section.rows}
+    if 100_000 in peaks and 1_000_000 in peaks:
+        growth = peaks[1_000_000] / peaks[100_000] - 1
+        section.figure("peak RSS at 1,000,000 vs at 100,000", growth, "growth", "<= +20%",
+                       growth <= 0.2)
+    elif 10_000 in peaks and 100_000 in peaks:
+        growth = peaks[100_000] / peaks[10_000] - 1
+        section.figure("peak RSS at 100,000 vs at 10,000", growth, "growth",
+                       "(quick: no 1,000,000 run; the target is 1M vs 100k <= +20%)")
+    return section
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", type=int, metavar="N", required=True)
+    parser.add_argument("base_url")
+    args = parser.parse_args()
+    child(args.child, args.base_url)
+
+
+if __name__ == "__main__":
+    main()

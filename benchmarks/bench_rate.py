@@ -1,0 +1,162 @@
+"""Section 3: rate accuracy at a fixed rate, judged from the emulator's arrival times.
+
+Each side sends cached `/user` lookups from 64 workers for `seconds`; the emulator
+records when every request arrived. Two figures per run: the most requests in any 1 s
+window (the limit's promise: at most rate + burst) and the mean rate, (arrivals - 1) /
+(last - first arrival). Sides, interleaved:
+
+- TikTokClient(rate=10, burst=1) and TikTokClient(rate=100, burst=1);
+- the two common aiolimiter usages at 50/s, each in front of a plain aiohttp loop:
+  `AsyncLimiter(50, 1)` (a bucket 50 deep) and `AsyncLimiter(1, 1/50)` (one at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+from aiolimiter import AsyncLimiter
+
+from benchmarks.bench_common import (
+    FAST,
+    KEY,
+    Section,
+    Server,
+    interleaved,
+    log,
+    median,
+    run_async,
+)
+from tiktok_async import TikTokClient
+
+WORKERS = 64
+HANDLES = [f"rate{i}.user" for i in range(200)]
+
+
+@dataclass(frozen=True)
+class Side:
+    name: str
+    rate: float
+    burst: int
+    kind: str  # "client", "aiolimiter-bucket", "aiolimiter-smooth"
+
+
+SIDES = (
+    Side("tiktok_async rate=10 burst=1", 10, 1, "client"),
+    Side("tiktok_async rate=100 burst=1", 100, 1, "client"),
+    Side("aiolimiter AsyncLimiter(50, 1)", 50, 50, "aiolimiter-bucket"),
+    Side("aiolimiter AsyncLimiter(1, 1/50)", 50, 1, "aiolimiter-smooth"),
+)
+
+
+async def _loop(one: Callable[[str], Awaitable[object]], seconds: float) -> None:
+    """`WORKERS` workers calling `one` until `seconds` have passed."""
+    deadline = asyncio.get_running_loop().time() + seconds
+
+    async def worker(offset: int) -> None:
+        n = offset
+        while asyncio.get_running_loop().time() < deadline:
+            await one(HANDLES[n % len(HANDLES)])
+            n += WORKERS
+
+    await asyncio.gather(*(worker(i) for i in range(WORKERS)))
+
+
+async def _client_side(side: Side, base_url: str, seconds: float) -> None:
+    async with TikTokClient(KEY, base_url, rate=side.rate, burst=side.burst,
+                            concurrency=WORKERS) as client:
+        await _loop(client.get_user, seconds)
+
+
+async def _aiolimiter_side(side: Side, base_url: str, seconds: float) -> None:
+    if side.kind == "aiolimiter-bucket":
+        limiter = AsyncLimiter(side.rate, 1)
+    else:
+        limiter = AsyncLimiter(1, 1 / side.rate)
+    connector = aiohttp.TCPConnector(limit=WORKERS)
+    async with aiohttp.ClientSession(connector=connector, headers={"x-api-key": KEY}) as session:
+
+        async def one(handle: str) -> bytes:
+            async with limiter, session.get(f"{base_url}/user/{handle}") as resp:
+                return await resp.read()
+
+        await _loop(one, seconds)
+
+
+def worst_window(times: list[float], seconds: float = 1.0) -> int:
+    """The most arrivals within any window of `seconds` (half-open: [t, t + seconds))."""
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= seconds:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def mean_rate(times: list[float]) -> float:
+    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+
+
+def trailing_counts(times: list[float], step: float = 0.05) -> tuple[list[float], list[int]]:
+    """Requests in the trailing 1 s, every `step` s from the first arrival (for the chart)."""
+    if not times:
+        return [], []
+    xs, ys, start, end, t0 = [], [], 0, 0, times[0]
+    now = t0
+    while now <= times[-1] + 1.0:
+        while end < len(times) and times[end] <= now:
+            end += 1
+        while start < end and times[start] <= now - 1.0:
+            start += 1
+        xs.append(now - t0)
+        ys.append(end - start)
+        now += step
+    return xs, ys
+
+
+def measure(server: Server, side: Side, seconds: float) -> list[float]:
+    """Arrival times of one run of `side` (every status; the limit counts requests)."""
+    server.reset()
+    since = time.time()
+    if side.kind == "client":
+        run_async(_client_side(side, server.base_url, seconds))
+    else:
+        run_async(_aiolimiter_side(side, server.base_url, seconds))
+    return sorted(t for t, _ in server.arrivals(since=since))
+
+
+def run(seconds: float, runs: int) -> tuple[Section, dict[str, list[float]]]:
+    """The section, and the arrival times of each side's first run (for the chart)."""
+    section = Section("rate", "Rate accuracy at a fixed rate")
+    windows: dict[str, list[int]] = {}
+    means: dict[str, list[float]] = {}
+    first_run: dict[str, list[float]] = {}
+    log(f"rate accuracy: {runs} interleaved runs of {seconds:g} s per side")
+    with Server(*FAST) as server:
+        server.warm(HANDLES)
+        for _, side in interleaved(SIDES, runs):
+            times = measure(server, side, seconds)
+            windows.setdefault(side.name, []).append(worst_window(times))
+            means.setdefault(side.name, []).append(mean_rate(times))
+            first_run.setdefault(side.name, times)
+            log(f"  {side.name:36s} worst 1 s {windows[side.name][-1]:4d}  "
+                f"mean {means[side.name][-1]:7.2f}/s")
+    for side in SIDES:
+        worst, mean = max(windows[side.name]), median(means[side.name])
+        section.rows.append({
+            "side": side.name, "rate": side.rate, "burst": side.burst, "runs": runs,
+            "seconds": seconds, "worst_1s_window": worst, "worst_1s_each_run": windows[side.name],
+            "mean_rate": mean, "mean_share": mean / side.rate,
+        })
+        bound = side.rate + (1 if side.kind == "aiolimiter-bucket" else side.burst)
+        label = f"{side.name}: worst 1 s window"
+        target = f"<= {bound:g}"
+        if side.kind == "aiolimiter-bucket":
+            target += " (rate + 1, as a smooth limit would)"
+        section.figure(label, worst, "requests", target, worst <= bound)
+        section.figure(f"{side.name}: mean rate", mean / side.rate, "x rate", ">= 0.97x",
+                       mean / side.rate >= 0.97, note=f"{mean:.2f}/s")
+    return section, first_run
