@@ -76,6 +76,7 @@ async def open_bare(stack: contextlib.AsyncExitStack, base_url: str, key: str) -
 
 async def open_client(stack: contextlib.AsyncExitStack, base_url: str, key: str) -> One:
     client = await stack.enter_async_context(TikTokClient(key, base_url, concurrency=WORKERS))
+    stack.callback(lambda: print(f"TikTokClient: {client.stats}", file=sys.stderr))
     return client.get_user
 
 
