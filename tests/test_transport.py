@@ -291,3 +291,12 @@ async def test_lent_session_gets_our_headers_and_is_not_closed(
         assert not session.closed
     [call] = next(iter(mock_http.requests.values()))
     assert call.kwargs["headers"]["x-api-key"] == KEY
+
+
+async def test_lent_session_closed_by_its_owner_is_a_state_error() -> None:
+    session = aiohttp.ClientSession()
+    t = make_transport(session=session)
+    t.open()
+    await session.close()
+    with pytest.raises(ClientStateError, match="lent"):
+        await t.get("user/someone")

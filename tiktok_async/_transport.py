@@ -139,6 +139,8 @@ class Transport:
         session = self._session
         if session is None:
             raise ClientStateError("the transport is not open")
+        if not self._owned and session.closed:
+            raise ClientStateError("the aiohttp session lent to the client was closed")
         url = URL(self._base + path, encoded=True)
         answered = False
         try:
