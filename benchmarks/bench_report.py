@@ -72,7 +72,7 @@ def _details(section: dict[str, Any]) -> list[str]:
     """A per-section table of the rows behind the figures."""
     rows, key = section["rows"], section["key"]
     if key == "throughput":
-        out = ["| side | runs | requests/s | client CPU µs/request | vs bare | emulator busy |",
+        out = ["| side | rounds | requests/s | client CPU µs/request | vs bare | emulator busy |",
                "|---|---:|---:|---:|---|---:|"]
         for r in rows:
             versus = (f"{r['rate_vs_bare']:.0%} req/s, {r['cpu_vs_bare']:.2f}x CPU"

@@ -36,9 +36,9 @@ SECTIONS = ("throughput", "decode", "rate", "adaptive", "memory", "faults")
 class Plan:
     """How long each section runs."""
 
-    requests: int = 20_000  # per throughput run (bare, client, json)
-    httpx_requests: int = 600  # per throughput run (httpx + pydantic: slow)
-    throughput_runs: int = 3
+    rounds: int = 30  # paired throughput rounds
+    batch: int = 1_000  # requests a side a round (bare, client, json)
+    httpx_batch: int = 50  # requests a round for httpx + pydantic (slow)
     decode_number: int = 20_000
     decode_repeat: int = 5
     rate_seconds: float = 8.0
@@ -49,7 +49,7 @@ class Plan:
 
 
 FULL = Plan()
-QUICK = Plan(requests=3_000, httpx_requests=150, throughput_runs=1, decode_number=2_000,
+QUICK = Plan(rounds=6, batch=500, httpx_batch=25, decode_number=2_000,
              decode_repeat=3, rate_seconds=2.0, rate_runs=1, adaptive_seconds=15.0,
              memory_counts=(10_000, 100_000), fault_inputs=1_000)
 
@@ -59,8 +59,7 @@ def run_section(name: str, plan: Plan, use_uvloop: bool, extra: dict[str, Any]) 
     if name == "throughput":
         from benchmarks import bench_throughput
 
-        return bench_throughput.run(plan.requests, plan.httpx_requests, plan.throughput_runs,
-                                    use_uvloop)
+        return bench_throughput.run(plan.rounds, plan.batch, plan.httpx_batch, use_uvloop)
     if name == "decode":
         from benchmarks import bench_decode
 
