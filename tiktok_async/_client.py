@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, TypeVar
 import aiohttp
 from yarl import URL
 
+from ._adaptive import AdaptiveRate
 from ._exceptions import ClientStateError, RateLimitedError, TikTokError
 from ._inputs import VideoRef, make_video_ref, parse_handle, parse_video, user_path, video_path
 from ._limiter import ConcurrencyGate, RateLimiter
@@ -88,7 +90,10 @@ class TikTokClient:
       `TIKTOK_API_BASE_URL` (`https://<id>.execute-api.<region>.amazonaws.com/dev/tiktok`).
       A missing one is a `ValueError` here, naming the variable. The key is shown nowhere.
     - `rate`, `burst`: client-side token bucket, requests a second and bucket size
-      (see `_limiter`); `rate=None` (default) sets no client-side limit.
+      (see `_limiter`). `rate=None` (default): adaptive, the client finds the key's
+      unknown quota from the answers (starts at 10/s, doubles until the first 429,
+      settles just under the quota; see `_adaptive`), never above `max_rate` if given.
+      `rate=math.inf`: no client-side limit at all.
     - `concurrency`: most attempts in flight (also the connection pool's size). 64.
     - `timeout`: seconds for one attempt, answer included (35: API Gateway gives up at
       29 s); `connect_timeout`: seconds to connect (10).
@@ -105,6 +110,7 @@ class TikTokClient:
         *,
         rate: float | None = None,
         burst: int = 1,
+        max_rate: float | None = None,
         concurrency: int = 64,
         timeout: float = 35.0,
         connect_timeout: float = 10.0,
@@ -116,8 +122,9 @@ class TikTokClient:
         del api_key  # from here on only the Secret holds it (not even this frame's locals)
         self._base_url = _resolve_base_url(base_url)
         _check_limits(concurrency, timeout, connect_timeout)
-        RateLimiter(rate, burst)  # validates rate and burst now, not at open
-        self._rate, self._burst, self._concurrency = rate, burst, concurrency
+        self._rate, self._burst, self._max_rate = rate, burst, max_rate
+        self._new_limiter()  # validates rate, burst and max_rate now, not at open
+        self._concurrency = concurrency
         self._transport = Transport(
             self._base_url,
             secret,
@@ -139,7 +146,7 @@ class TikTokClient:
     async def __aenter__(self) -> Self:
         if self._state != _UNOPENED:
             raise ClientStateError(f"cannot open a client that is {self._state}: make a new one")
-        self._limiter = RateLimiter(self._rate, self._burst)
+        self._limiter = self._new_limiter()
         self._slots = ConcurrencyGate(self._concurrency)
         self._transport.open()
         self._state = _OPEN
@@ -267,7 +274,12 @@ class TikTokClient:
             hooks.on_response(path, status, seconds)
         if status != 429:
             limiter.on_success()
-        return decipher_response(status, answer.headers, answer.body, decode)
+            return decipher_response(status, answer.headers, answer.body, decode)
+        try:
+            return decipher_response(status, answer.headers, answer.body, decode)
+        except RateLimitedError:
+            limiter.on_rate_limited()
+            raise
 
     def _on_error(self, path: str, error: TikTokError) -> None:
         self._stats.failed(retry_cause(error) or "other")
@@ -296,16 +308,38 @@ class TikTokClient:
 
     @property
     def rate(self) -> float | None:
-        """The client-side rate limit in requests a second, or None."""
-        return self._rate
+        """The client-side rate limit now, in requests a second (the adaptive mode's current
+        target while it runs); None when there is no client-side limit."""
+        if self._limiter is not None:
+            return self._limiter.rate
+        if self._rate is None:
+            return _initial_adaptive_rate(self._max_rate)
+        return None if math.isinf(self._rate) else self._rate
+
+    @property
+    def adaptive(self) -> bool:
+        """True while the rate is found from the answers (no `rate` was given)."""
+        return self._rate is None
 
     def set_rate(self, rate: float | None) -> None:
-        """Change the client-side rate now (None: no limit); waiting tasks follow it."""
+        """Fix the client-side rate now, ending the adaptive mode (`math.inf` or None: no
+        limit); tasks already waiting follow the new rate."""
+        fixed = math.inf if rate is None else rate
+        _checked_fixed_rate(fixed)
+        self._rate = fixed
         if self._limiter is not None:
-            self._limiter.set_rate(rate)
-        else:
-            RateLimiter(rate, self._burst)  # validate
-        self._rate = rate
+            self._limiter.stop_adapting()
+            self._limiter.set_rate(None if math.isinf(fixed) else fixed)
+
+    def _new_limiter(self) -> RateLimiter:
+        rate = self._rate
+        if rate is None:
+            adaptive = AdaptiveRate(_initial_adaptive_rate(self._max_rate), max_rate=self._max_rate)
+            return RateLimiter(burst=self._burst, adaptive=adaptive)
+        _checked_fixed_rate(rate)
+        if self._max_rate is not None:
+            raise ValueError("max_rate caps the adaptive rate: give it without a rate")
+        return RateLimiter(None if math.isinf(rate) else rate, self._burst)
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -327,8 +361,27 @@ class TikTokClient:
     def __repr__(self) -> str:
         return (
             f"TikTokClient(base_url={self._base_url!r}, api_key=***, state={self._state!r}, "
-            f"rate={self._rate!r}, burst={self._burst!r}, concurrency={self._concurrency!r})"
+            f"rate={'adaptive' if self._rate is None else self._rate!r}, "
+            f"burst={self._burst!r}, concurrency={self._concurrency!r})"
         )
+
+
+# The adaptive mode starts here and doubles every half second until the first 429: low
+# enough that a quota of 5 a second is overshot only briefly, high enough that a quota in
+# the thousands is reached in under five seconds.
+_ADAPTIVE_START = 10.0
+
+
+def _initial_adaptive_rate(max_rate: float | None) -> float:
+    if max_rate is None:
+        return _ADAPTIVE_START
+    return min(_ADAPTIVE_START, max_rate)
+
+
+def _checked_fixed_rate(rate: float) -> None:
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
+        raise ValueError(f"rate must be a positive number of requests a second (math.inf: "
+                         f"no limit; None: adaptive), not {rate!r}")
 
 
 def _resolve_key(api_key: str | None) -> Secret:

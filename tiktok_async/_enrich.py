@@ -87,6 +87,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--column", default=None, help="the CSV column holding the inputs")
     parser.add_argument("--rate", type=positive_float, default=None,
                         help="requests per second (default: adaptive, finds the quota)")
+    parser.add_argument("--max-rate", type=positive_float, default=None,
+                        help="a ceiling for the adaptive rate, requests per second")
     parser.add_argument("--burst", type=positive_int, default=1,
                         help="requests allowed at once above the rate (default 1)")
     parser.add_argument("--concurrency", type=positive_int, default=64,
@@ -136,8 +138,11 @@ def _make_client(args: argparse.Namespace) -> TikTokClient:
     if not (args.base_url or os.environ.get("TIKTOK_API_BASE_URL")):
         raise UsageError("no API base URL: pass --base-url or set TIKTOK_API_BASE_URL "
                          "(e.g. https://<id>.execute-api.<region>.amazonaws.com/dev/tiktok)")
+    if args.rate is not None and args.max_rate is not None:
+        raise UsageError("--max-rate caps the adaptive rate: give it without --rate")
     return TikTokClient(api_key, args.base_url, rate=args.rate, burst=args.burst,
-                        concurrency=args.concurrency, timeout=args.timeout, retry=retry)
+                        max_rate=args.max_rate, concurrency=args.concurrency,
+                        timeout=args.timeout, retry=retry)
 
 
 def _output_choice(kind: Kind, args: argparse.Namespace) -> tuple[Any, str]:

@@ -43,6 +43,8 @@ from collections import deque
 
 from aiolimiter import AsyncLimiter
 
+from ._adaptive import AdaptiveRate
+
 __all__ = ["ConcurrencyGate", "RateLimiter"]
 
 # Extra depth of a one-deep bucket, in requests; see the module docstring.
@@ -60,10 +62,16 @@ class RateLimiter:
     cool-down is running. Make it inside the running event loop.
     """
 
-    __slots__ = ("_bucket", "_burst", "_rate", "_resume_at", "free")
+    __slots__ = ("_adaptive", "_base_burst", "_bucket", "_burst", "_rate", "_resume_at", "free")
 
-    def __init__(self, rate: float | None = None, burst: int = 1) -> None:
+    def __init__(
+        self, rate: float | None = None, burst: int = 1, *, adaptive: AdaptiveRate | None = None
+    ) -> None:
         _check_burst(burst)
+        self._adaptive = adaptive
+        self._base_burst = burst
+        if adaptive is not None:
+            rate, burst = adaptive.rate, _adaptive_burst(adaptive.rate, burst)
         self._burst = burst
         self._rate = _checked_rate(rate)
         self._bucket = None if self._rate is None else _new_bucket(self._rate, burst)
@@ -95,20 +103,29 @@ class RateLimiter:
         if bucket is not None:
             await bucket.acquire()
 
-    def set_rate(self, rate: float | None) -> None:
-        """Change the rate now; tasks already waiting are rescheduled at the new rate."""
+    @property
+    def adaptive(self) -> AdaptiveRate | None:
+        """The controller that sets the rate from answers, when the rate is adaptive."""
+        return self._adaptive
+
+    def set_rate(self, rate: float | None, burst: int | None = None) -> None:
+        """Change the rate (and the bucket's size) now; tasks already waiting are
+        rescheduled at the new rate."""
         rate = _checked_rate(rate)
-        if rate == self._rate:
+        if burst is not None:
+            _check_burst(burst)
+        burst = self._burst if burst is None else burst
+        if rate == self._rate and burst == self._burst:
             return
-        self._rate = rate
+        self._rate, self._burst = rate, burst
         bucket = self._bucket
         if bucket is None:
-            self._bucket = None if rate is None else _new_bucket(rate, self._burst)
+            self._bucket = None if rate is None else _new_bucket(rate, burst)
         elif rate is None:
             _retune(bucket, bucket.max_rate, _UNLIMITED)  # release the tasks still waiting
             self._bucket = None
         else:
-            _retune(bucket, bucket.max_rate, rate)
+            _retune(bucket, _capacity(burst), rate)
         self._update_free()
 
     def on_throttled(self, pause: float | None = None) -> None:
@@ -116,7 +133,11 @@ class RateLimiter:
 
         Without `pause`, the time the bucket needs to refill (`burst / rate`), or half a
         second when there is no rate. A running cool-down is extended, never shortened.
+        In the adaptive mode the rate cut is the slow-down (`on_rate_limited`): pausing
+        every task on top of it would starve a rate the controller has just measured.
         """
+        if self._adaptive is not None:
+            return
         if pause is None:
             pause = _DEFAULT_PAUSE if self._rate is None else self._burst / self._rate
         if pause > 0:
@@ -125,7 +146,25 @@ class RateLimiter:
             self.free = False
 
     def on_success(self) -> None:
-        """An attempt got an answer that was not a 429 (a hook for the adaptive mode)."""
+        """An attempt got an answer that was not a 429: the adaptive rate may grow."""
+        adaptive = self._adaptive
+        if adaptive is not None:
+            self._follow(adaptive.on_success(asyncio.get_running_loop().time()))
+
+    def on_rate_limited(self) -> None:
+        """An attempt got 429 `Too Many Requests` (not a quota's `Limit Exceeded`):
+        the adaptive rate comes down."""
+        adaptive = self._adaptive
+        if adaptive is not None:
+            self._follow(adaptive.on_throttled(asyncio.get_running_loop().time()))
+
+    def stop_adapting(self) -> None:
+        """Keep the rate where it is from now on, whatever the answers."""
+        self._adaptive = None
+
+    def _follow(self, rate: float) -> None:
+        if rate != self._rate:
+            self.set_rate(rate, _adaptive_burst(rate, self._base_burst))
 
     async def _wait_cooldown(self) -> None:
         loop = asyncio.get_running_loop()
@@ -210,9 +249,19 @@ def _checked_rate(rate: float | None) -> float | None:
     return float(rate)
 
 
+def _capacity(burst: int) -> float:
+    return burst + _SLACK if burst == 1 else float(burst)
+
+
 def _new_bucket(rate: float, burst: int) -> AsyncLimiter:
-    capacity = burst + _SLACK if burst == 1 else float(burst)
+    capacity = _capacity(burst)
     return AsyncLimiter(capacity, capacity / rate)
+
+
+def _adaptive_burst(rate: float, base_burst: int) -> int:
+    """The bucket's size at an adaptive `rate`: a hundredth of a second's worth, at least
+    `base_burst`, so that late timer wake-ups do not cap a high rate (module docstring)."""
+    return max(base_burst, int(rate / 100))
 
 
 def _retune(bucket: AsyncLimiter, capacity: float, rate: float) -> None:
