@@ -28,6 +28,9 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	PYTHONASYNCIODEBUG=1 $(PY) -m pytest -W error -q
 
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict -d site
+
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
 
