@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 
@@ -221,11 +222,12 @@ async def test_retry_after_as_http_date_is_honoured(tiktok_emulator_factory: Fac
 
 
 async def test_throttle_holds_back_every_task_for_the_wait(emulator: Emulator) -> None:
+    """At a fixed rate (or none) a 429 pauses the whole client; adaptive cuts the rate."""
     retried = asyncio.Event()
     hooks = ClientHooks(on_retry=lambda *args: retried.set())
     policy = RetryPolicy(initial_wait=0.4, jitter=0.0)
     emulator.inject("throttle", 1)
-    async with client_for(emulator, retry=policy, hooks=hooks) as client:
+    async with client_for(emulator, retry=policy, hooks=hooks, rate=math.inf) as client:
         first = asyncio.ensure_future(client.get_user(HANDLE))
         await retried.wait()
         await client.get_user(existing_handle(1))  # another task, no 429 of its own
