@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from typing import NamedTuple, NoReturn
-from urllib.parse import SplitResult, quote, unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from ._exceptions import InvalidInputError
 
@@ -124,7 +124,10 @@ def _encoded_handle(handle: str) -> str:
         # '.' is unreserved, so quote() keeps it, and '..' in a path is collapsed by
         # URL libraries and servers alike: send it as %2E.
         return "%2E" * len(checked)
-    return quote(checked, safe="")
+    # Every character the handle rule allows is unreserved (RFC 3986 2.3), so a valid
+    # handle is its own percent-encoding: quote() would return it unchanged, at a cost
+    # paid on every request.
+    return checked
 
 
 def _strip(text: object) -> str:
