@@ -1,6 +1,7 @@
 """tiktok_async: a fast, dependable asyncio client for the hosted TikTok data API."""
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 from ._client import ClientHooks, TikTokClient
 from ._exceptions import (
@@ -22,10 +23,14 @@ from ._exceptions import (
     TruncatedBodyError,
 )
 from ._inputs import VideoRef, parse_handle, parse_video
+from ._limiter import Limiter
 from ._models import Music, User, UserProfile, UserStats, Video, VideoStats
 from ._retry import RetryPolicy
 from ._stats import ClientStats
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._redis_limiter import RedisLimiter
 
 __all__ = [
     "APIStatusError",
@@ -37,11 +42,13 @@ __all__ = [
     "DecodeError",
     "ForbiddenError",
     "InvalidInputError",
+    "Limiter",
     "MissingRouteError",
     "Music",
     "NotFoundError",
     "QuotaExceededError",
     "RateLimitedError",
+    "RedisLimiter",
     "RequestTimeoutError",
     "RetryPolicy",
     "ServerError",
@@ -63,3 +70,16 @@ __all__ = [
 # A library logs, an application decides where logs go: without this, Python's last-resort
 # handler would print every retry warning to stderr of programs that never asked for it.
 logging.getLogger("tiktok_async").addHandler(logging.NullHandler())
+
+
+def __getattr__(name: str) -> Any:
+    """`RedisLimiter` is imported on first use: it needs the optional `redis` extra."""
+    if name == "RedisLimiter":
+        try:
+            from ._redis_limiter import RedisLimiter
+        except ImportError as exc:
+            raise ImportError(
+                f"RedisLimiter needs the redis extra: pip install 'tiktok-async[redis]' ({exc})"
+            ) from exc
+        return RedisLimiter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

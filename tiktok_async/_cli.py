@@ -27,7 +27,29 @@ def build_parser() -> argparse.ArgumentParser:
     _enrich.register(subparsers)
     _serve.register(subparsers)
     _demo.register(subparsers)
+    try:
+        from . import _scale
+    except ImportError as exc:  # pragma: no cover - redis is an optional extra
+        _register_without_redis(subparsers, exc)
+    else:
+        _scale.register(subparsers)
     return parser
+
+
+def _register_without_redis(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], exc: ImportError
+) -> None:  # pragma: no cover - the dev extra installs redis
+    """The Redis commands, saying how to install what they need."""
+
+    def missing(args: argparse.Namespace) -> int:
+        print(f"tiktok-async {args.command}: needs the redis extra ({exc}): "
+              "pip install 'tiktok-async[redis]'", file=sys.stderr)
+        return EXIT_USAGE
+
+    for name in ("enqueue", "worker", "collect", "status"):
+        parser = subparsers.add_parser(name, help="(needs: pip install 'tiktok-async[redis]')")
+        parser.add_argument("rest", nargs=argparse.REMAINDER)
+        parser.set_defaults(func=missing)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

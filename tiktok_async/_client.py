@@ -34,7 +34,7 @@ from yarl import URL
 from ._adaptive import AdaptiveRate
 from ._exceptions import ClientStateError, RateLimitedError, TikTokError
 from ._inputs import VideoRef, make_video_ref, parse_handle, parse_video, user_path, video_path
-from ._limiter import ConcurrencyGate, RateLimiter
+from ._limiter import ConcurrencyGate, Limiter, RateLimiter
 from ._models import UserProfile, Video, decode_user_profile, decode_video
 from ._protocol import decipher_response, retry_cause
 from ._retry import Retrier, RetryPolicy
@@ -101,6 +101,8 @@ class TikTokClient:
       60 s a call); `RetryPolicy.testing()` for tests, `RetryPolicy.never()` for none.
     - `session`: an `aiohttp.ClientSession` to use instead of making one; never closed here.
     - `hooks`: `ClientHooks` for your own metrics.
+    - `limiter`: a `Limiter` to use instead of making one, e.g. a `RedisLimiter` shared by
+      every process on the key (then give no `rate`, `burst` or `max_rate`).
     """
 
     def __init__(
@@ -109,7 +111,7 @@ class TikTokClient:
         base_url: str | None = None,
         *,
         rate: float | None = None,
-        burst: int = 1,
+        burst: int | None = None,
         max_rate: float | None = None,
         concurrency: int = 64,
         timeout: float = 35.0,
@@ -117,12 +119,17 @@ class TikTokClient:
         retry: RetryPolicy | None = None,
         session: aiohttp.ClientSession | None = None,
         hooks: ClientHooks | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
+        if limiter is not None and not (rate is None and burst is None and max_rate is None):
+            raise ValueError("a limiter brings its own rate: give no rate, burst or max_rate "
+                             "with limiter=")
+        self._external = limiter
         secret = _resolve_key(api_key)
         del api_key  # from here on only the Secret holds it (not even this frame's locals)
         self._base_url = _resolve_base_url(base_url)
         _check_limits(concurrency, timeout, connect_timeout)
-        self._rate, self._burst, self._max_rate = rate, burst, max_rate
+        self._rate, self._burst, self._max_rate = rate, 1 if burst is None else burst, max_rate
         self._new_limiter()  # validates rate, burst and max_rate now, not at open
         self._concurrency = concurrency
         self._transport = Transport(
@@ -138,7 +145,7 @@ class TikTokClient:
         self._hooks = hooks
         self._stats = StatsRecorder()
         self._state = _UNOPENED
-        self._limiter: RateLimiter | None = None
+        self._limiter: Limiter | None = None
         self._slots: ConcurrencyGate | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -146,7 +153,7 @@ class TikTokClient:
     async def __aenter__(self) -> Self:
         if self._state != _UNOPENED:
             raise ClientStateError(f"cannot open a client that is {self._state}: make a new one")
-        self._limiter = self._new_limiter()
+        self._limiter = self._external or self._new_limiter()
         self._slots = ConcurrencyGate(self._concurrency)
         self._transport.open()
         self._state = _OPEN
@@ -312,6 +319,8 @@ class TikTokClient:
         target while it runs); None when there is no client-side limit."""
         if self._limiter is not None:
             return self._limiter.rate
+        if self._external is not None:
+            return self._external.rate
         if self._rate is None:
             return _initial_adaptive_rate(self._max_rate)
         return None if math.isinf(self._rate) else self._rate
@@ -319,15 +328,19 @@ class TikTokClient:
     @property
     def adaptive(self) -> bool:
         """True while the rate is found from the answers (no `rate` was given)."""
+        if self._external is not None:
+            return bool(getattr(self._external, "adaptive", False))
         return self._rate is None
 
     def set_rate(self, rate: float | None) -> None:
         """Fix the client-side rate now, ending the adaptive mode (`math.inf` or None: no
         limit); tasks already waiting follow the new rate."""
+        if self._external is not None:
+            raise ValueError("this client uses a limiter it was given: set the rate there")
         fixed = math.inf if rate is None else rate
         _checked_fixed_rate(fixed)
         self._rate = fixed
-        if self._limiter is not None:
+        if isinstance(self._limiter, RateLimiter):
             self._limiter.stop_adapting()
             self._limiter.set_rate(None if math.isinf(fixed) else fixed)
 

@@ -40,12 +40,13 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
+from typing import Protocol
 
 from aiolimiter import AsyncLimiter
 
 from ._adaptive import AdaptiveRate
 
-__all__ = ["ConcurrencyGate", "RateLimiter"]
+__all__ = ["ConcurrencyGate", "Limiter", "RateLimiter"]
 
 # Extra depth of a one-deep bucket, in requests; see the module docstring.
 _SLACK = 0.5
@@ -53,6 +54,41 @@ _SLACK = 0.5
 _DEFAULT_PAUSE = 0.5
 # A rate so high it lets every waiting task through at once (used to drop the limit).
 _UNLIMITED = 1e9
+
+
+class Limiter(Protocol):
+    """What `TikTokClient` asks of a rate limiter (`TikTokClient(..., limiter=...)`).
+
+    `RateLimiter` is the one-process implementation; `RedisLimiter` shares one bucket
+    between processes and hosts. The client calls `acquire()` before every attempt
+    unless `free` is True, then `on_success()` for any answer but a 429,
+    `on_rate_limited()` for a 429 `Too Many Requests`, and `on_throttled(wait)` when it
+    retries after a 429 (the retry's wait, so the limiter can hold everyone back).
+    """
+
+    #: True while `acquire()` has nothing to do: the client's hot path skips the call.
+    free: bool
+
+    @property
+    def rate(self) -> float | None:
+        """Requests a second now, or None for no limit."""
+        ...
+
+    async def acquire(self) -> None:
+        """Return when the next attempt may be sent."""
+        ...
+
+    def on_success(self) -> None:
+        """An attempt got an answer that was not a 429."""
+        ...
+
+    def on_rate_limited(self) -> None:
+        """An attempt got 429 `Too Many Requests`."""
+        ...
+
+    def on_throttled(self, pause: float | None = None) -> None:
+        """A 429 is being retried after `pause` seconds."""
+        ...
 
 
 class RateLimiter:

@@ -1,0 +1,161 @@
+"""RedisLimiter against a real redis-server: API Gateway's bucket shared by many limiters."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from redis_server import RedisServer
+
+from tiktok_async import RedisLimiter, TikTokClient
+from tiktok_async._redis_limiter import Redis, bucket_key, connect
+from tiktok_async.emulator import Emulator
+
+KEY = "secret-api-key-123"
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    with RedisServer(tmp_path) as server:
+        yield server
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    client = connect(redis_server.url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def worst_window(times: list[float], width: float = 1.0) -> int:
+    ordered, worst, start = sorted(times), 0, 0
+    for end, t in enumerate(ordered):
+        while t - ordered[start] > width:
+            start += 1
+        worst = max(worst, end - start + 1)
+    return worst
+
+
+async def grant_times(limiters: list[RedisLimiter], count: int, tasks: int = 8) -> list[float]:
+    """Loop times at which `count` acquires, spread over the limiters, got through."""
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+    remaining = [count]
+
+    async def worker(limiter: RedisLimiter) -> None:
+        while remaining[0] > 0:
+            remaining[0] -= 1
+            await limiter.acquire()
+            times.append(loop.time())
+
+    await asyncio.gather(*(worker(lim) for lim in limiters for _ in range(tasks)))
+    return times
+
+
+async def test_limiters_on_one_key_share_one_bucket(redis: Redis) -> None:
+    limiters = [RedisLimiter(redis, KEY, rate=100, burst=10) for _ in range(3)]
+    times = await grant_times(limiters, count=110)
+    assert worst_window(times, 0.5) <= 100 * 0.5 + 10 + 1
+    span = max(times) - min(times)
+    assert 0.9 <= span <= 1.3  # (110 - 10) / 100 s: the whole rate, shared
+
+
+async def test_bucket_starts_full_and_lets_the_burst_through_at_once(redis: Redis) -> None:
+    limiter = RedisLimiter(redis, KEY, rate=10, burst=20)
+    times = await grant_times([limiter], count=20)
+    assert max(times) - min(times) < 0.2
+
+
+async def test_the_key_itself_never_reaches_redis(redis: Redis) -> None:
+    limiter = RedisLimiter(redis, KEY, rate=10)
+    await limiter.acquire()
+    keys = [k async for k in redis.scan_iter("*")]
+    assert keys == [bucket_key(KEY)]
+    assert KEY not in keys[0] and KEY not in repr(limiter)
+    assert KEY not in str(await redis.hgetall(keys[0]))
+
+
+async def test_a_429_cool_down_holds_every_limiter(redis: Redis) -> None:
+    one, other = (RedisLimiter(redis, KEY, rate=1000, burst=100) for _ in range(2))
+    one.on_throttled(0.5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    publishing = asyncio.create_task(one.acquire())  # publishes the pause, waits it out
+    await asyncio.sleep(0.05)
+    await other.acquire()
+    assert loop.time() - started >= 0.45
+    await publishing
+
+
+async def test_a_429_seen_by_one_worker_lowers_the_shared_adaptive_rate(redis: Redis) -> None:
+    one, other = RedisLimiter(redis, KEY, initial=200), RedisLimiter(redis, KEY, initial=200)
+    await other.acquire()
+    assert other.rate == pytest.approx(200, rel=0.05)
+    one.on_rate_limited()
+    await one.acquire()
+    await other.acquire()
+    assert other.rate is not None and other.rate < 120
+
+
+async def test_adaptive_rate_doubles_in_slow_start_up_to_max_rate(redis: Redis) -> None:
+    limiter = RedisLimiter(redis, KEY, initial=10, max_rate=30, burst=100)
+    await limiter.acquire()
+    await asyncio.sleep(0.6)
+    await limiter.acquire()
+    assert limiter.rate is not None and 19 <= limiter.rate <= 30
+    await asyncio.sleep(1.0)
+    await limiter.acquire()
+    assert limiter.rate == 30
+
+
+async def test_acquire_survives_a_flushed_script_cache(redis: Redis) -> None:
+    limiter = RedisLimiter(redis, KEY, rate=100, burst=5)
+    await limiter.acquire()
+    await redis.script_flush()
+    await limiter.acquire()  # NOSCRIPT -> EVAL again
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="burst"):
+        RedisLimiter("redis://127.0.0.1:1/0", KEY, rate=1, burst=0)
+    with pytest.raises(ValueError, match="max_rate"):
+        RedisLimiter("redis://127.0.0.1:1/0", KEY, rate=1, max_rate=5)
+
+
+def test_a_client_given_a_limiter_refuses_its_own_rate() -> None:
+    limiter = RedisLimiter("redis://127.0.0.1:1/0", KEY, rate=10)
+    with pytest.raises(ValueError, match="limiter"):
+        TikTokClient(KEY, "http://127.0.0.1:1/dev/tiktok", limiter=limiter, rate=5)
+    with pytest.raises(ValueError, match="limiter"):
+        TikTokClient(KEY, "http://127.0.0.1:1/dev/tiktok", limiter=limiter, burst=5)
+    client = TikTokClient(KEY, "http://127.0.0.1:1/dev/tiktok", limiter=limiter)
+    assert client.rate == 10
+    with pytest.raises(ValueError, match="limiter"):
+        client.set_rate(5)
+
+
+async def test_two_clients_on_one_redis_limiter_keep_the_servers_limit(
+    redis_server: RedisServer,
+) -> None:
+    async with Emulator(rate=40, burst=5, upstream_latency_ms=0) as emulator:
+        limiters = [RedisLimiter(redis_server.url, emulator.api_key, rate=40, burst=5)
+                    for _ in range(2)]
+        clients = [TikTokClient(emulator.api_key, emulator.base_url, limiter=lim)
+                   for lim in limiters]
+        handles = [f"user_{i}" for i in range(60)]
+
+        async def run(client: TikTokClient, part: list[str]) -> int:
+            async with client:
+                return sum([1 async for r in client.fetch_users(part) if r.ok])
+
+        oks = await asyncio.gather(run(clients[0], handles[::2]), run(clients[1], handles[1::2]))
+        for lim in limiters:
+            await lim.aclose()
+        stats = emulator.stats()
+    assert sum(oks) >= 55  # a few handles do not exist (404)
+    assert stats.count(status=429) <= 3
+    assert stats.max_in_window(1.0, status=None) <= 40 + 5 + 1

@@ -1,0 +1,333 @@
+"""Scale out with Redis: `enqueue`, `worker`, `collect` and `status` of one job.
+
+A job is a handful of Redis keys under `tiktok_async:job:{NAME}:`:
+
+- `queue`: a Stream of pending inputs (`item` = `{"input", "line"}` as JSON), read by
+  the consumer group `workers`. An entry is deleted once its result is written.
+- `seen`: a set of the normalised keys (and `invalid:<text>`) ever enqueued: a re-run of
+  `enqueue`, or an input listed twice, adds nothing. An exact set, not a HyperLogLog:
+  "probably seen" would drop inputs.
+- `results`: a hash from the normalised key to `<kind>\\n<JSON record>` (kind `ok`,
+  `not_found`, `failed`, `invalid`). `HSET`, so a redelivered item never doubles a row.
+- `counts`: results by kind; `meta`: the job's kind (`users` or `videos`);
+  `tick:<epoch second>`: results written in that second (for `status`'s rate).
+
+Delivery is at least once: a worker writes an item's result, then acknowledges and
+deletes the entry in the same script (results before acks, so an append-only file that
+loses its tail after a crash loses the ack, never a result). A worker that dies leaves
+its entries pending; the others claim them (`XAUTOCLAIM`) once idle for `--claim-idle`.
+The worker itself is in `_scale_worker`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ._bulk import _Parsed
+from ._cli_common import EXIT_OK, EXIT_USAGE, UsageError, run_async
+from ._enrich import KINDS, Kind, _usage_message
+from ._files import InputFormatError, InputLine, OutputFiles, read_inputs
+from ._models import encode_json
+from ._redis_limiter import Redis, RedisError, connect
+
+__all__ = ["GROUP", "JobKeys", "register"]
+
+GROUP = "workers"
+_ENQUEUE_BATCH = 500
+_RATE_WINDOW = 10  # seconds of results `status` averages over
+
+# ARGV: triples (what, member, payload); what "q" queues payload, "r" stores it as a result.
+_ENQUEUE_LUA = """
+local added = 0
+for i = 1, #ARGV, 3 do
+  if redis.call('SADD', KEYS[1], ARGV[i + 1]) == 1 then
+    if ARGV[i] == 'q' then
+      redis.call('XADD', KEYS[2], '*', 'item', ARGV[i + 2])
+    else
+      redis.call('HSET', KEYS[3], ARGV[i + 1], ARGV[i + 2])
+      redis.call('HINCRBY', KEYS[4], 'invalid', 1)
+    end
+    added = added + 1
+  end
+end
+return added
+"""
+
+
+@dataclass(frozen=True)
+class JobKeys:
+    """The Redis keys of one job."""
+
+    name: str
+
+    def key(self, part: str) -> str:
+        """`tiktok_async:job:{NAME}:{part}`."""
+        return f"tiktok_async:job:{self.name}:{part}"
+
+    @property
+    def queue(self) -> str:
+        """The Stream of pending inputs."""
+        return self.key("queue")
+
+    @property
+    def seen(self) -> str:
+        """The set of normalised keys ever enqueued."""
+        return self.key("seen")
+
+    @property
+    def results(self) -> str:
+        """The hash of results by normalised key."""
+        return self.key("results")
+
+    @property
+    def counts(self) -> str:
+        """The hash of result counts by kind."""
+        return self.key("counts")
+
+    @property
+    def meta(self) -> str:
+        """The hash of the job's settings (`kind`)."""
+        return self.key("meta")
+
+    def tick(self, second: int) -> str:
+        """The counter of results written in one epoch second."""
+        return self.key(f"tick:{second}")
+
+
+def result_value(kind: str, row: dict[str, Any]) -> str:
+    """How a result is stored: its kind, a newline, its JSON row."""
+    return kind + "\n" + encode_json(row).decode()
+
+
+def invalid_field(text: str) -> str:
+    """The results field of an invalid input (it has no normalised key)."""
+    return "invalid:" + text
+
+
+async def ensure_group(redis: Redis, job: JobKeys) -> None:
+    """Create the stream and its consumer group if they do not exist yet."""
+    try:
+        await redis.xgroup_create(job.queue, GROUP, id="0", mkstream=True)
+    except RedisError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+async def job_kind(redis: Redis, job: JobKeys) -> Kind | None:
+    """The kind (`users`/`videos`) the job was enqueued with, None for an unknown job."""
+    name = await redis.hget(job.meta, "kind")
+    return KINDS.get(name) if isinstance(name, str) else None
+
+
+# -- the command line -----------------------------------------------------------------
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `enqueue`, `worker`, `collect` and `status`."""
+    from . import _scale_worker
+
+    enqueue = _job_parser(subparsers, "enqueue", "put a list of inputs on a job's queue")
+    enqueue.add_argument("input", metavar="INPUT",
+                         help="a text file (one input a line), a CSV file with --column, "
+                              "or - for stdin")
+    enqueue.add_argument("--kind", choices=tuple(KINDS), default="users",
+                         help="users (handles) or videos (URLs or 'handle,videoId')")
+    enqueue.add_argument("--column", default=None, help="the CSV column holding the inputs")
+    enqueue.set_defaults(func=lambda args: _run(args, _enqueue))
+
+    _scale_worker.register(_job_parser(subparsers, "worker",
+                                       "fetch a job's queued inputs (run many)"))
+
+    collect = _job_parser(subparsers, "collect", "write a job's results to files")
+    collect.add_argument("-o", "--output", required=True,
+                         help="output file, appended to and resumed (- for stdout)")
+    collect.add_argument("--format", choices=("jsonl", "csv"), default=None,
+                         help="output format (default: from the output's suffix, else jsonl)")
+    collect.add_argument("--errors", default=None,
+                         help="errors file (default: <output>.errors.jsonl)")
+    collect.set_defaults(func=lambda args: _run(args, _collect))
+
+    status = _job_parser(subparsers, "status", "show a job's progress")
+    status.set_defaults(func=lambda args: _run(args, _status))
+
+
+def _job_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+                help_text: str) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(name, help=help_text, description=help_text[0].upper()
+                                   + help_text[1:] + " (Redis-backed, see docs/scale-out.md).")
+    parser.add_argument("--redis", required=True, metavar="URL",
+                        help="Redis URL, e.g. redis://localhost:6379/0")
+    parser.add_argument("--job", required=True, metavar="NAME", help="the job's name")
+    return parser
+
+
+def _run(args: argparse.Namespace, command: Any) -> int:
+    try:
+        code: int = run_async(command(args))
+    except (UsageError, InputFormatError, ValueError, OSError) as exc:
+        print(f"tiktok-async {args.command}: {_usage_message(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except RedisError as exc:
+        print(f"tiktok-async {args.command}: Redis: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return code
+
+
+# -- enqueue --------------------------------------------------------------------------
+
+
+async def _enqueue(args: argparse.Namespace) -> int:
+    job, kind = JobKeys(args.job), KINDS[args.kind]
+    inputs = read_inputs(args.input, column=args.column)
+    redis = connect(args.redis)
+    try:
+        await _claim_kind(redis, job, kind)
+        await ensure_group(redis, job)
+        added, total = await enqueue_lines(redis, job, kind, inputs)
+    finally:
+        await redis.aclose()
+    print(f"tiktok-async enqueue: {added} new of {total} inputs queued for job {job.name!r}",
+          file=sys.stderr)
+    return EXIT_OK
+
+
+async def _claim_kind(redis: Redis, job: JobKeys, kind: Kind) -> None:
+    await redis.hsetnx(job.meta, "kind", kind.name)
+    existing = await job_kind(redis, job)
+    if existing is not None and existing.name != kind.name:
+        raise UsageError(f"job {job.name!r} holds {existing.name}, not {kind.name}: "
+                         "use another --job")
+
+
+async def enqueue_lines(redis: Redis, job: JobKeys, kind: Kind,
+                        inputs: Iterator[InputLine]) -> tuple[int, int]:
+    """Queue every input line the job has not seen; `(added, total)`."""
+    script = redis.register_script(_ENQUEUE_LUA)
+    keys = [job.seen, job.queue, job.results, job.counts]
+    added = total = 0
+    args: list[str] = []
+    for line in inputs:
+        total += 1
+        args += _enqueue_args(kind, line)
+        if len(args) >= 3 * _ENQUEUE_BATCH:
+            added += int(await script(keys=keys, args=args))
+            args = []
+    if args:
+        added += int(await script(keys=keys, args=args))
+    return added, total
+
+
+def _enqueue_args(kind: Kind, line: InputLine) -> list[str]:
+    parsed: _Parsed[Any] = kind.parse(line.text)
+    problem = line.problem or (parsed.invalid.reason if parsed.invalid is not None else None)
+    if problem is None and parsed.key is not None:
+        item = encode_json({"input": line.text, "line": line.line_no}).decode()
+        return ["q", parsed.key, item]
+    row = {"input": line.text, "key": None, "status": None, "message": problem,
+           "attempts": 0, "line": line.line_no}
+    field = invalid_field(line.text)
+    return ["r", field, result_value("invalid", row)]
+
+
+# -- collect --------------------------------------------------------------------------
+
+
+async def _collect(args: argparse.Namespace) -> int:
+    job = JobKeys(args.job)
+    redis = connect(args.redis)
+    try:
+        kind = await job_kind(redis, job)
+        if kind is None:
+            raise UsageError(f"no job {job.name!r} in this Redis (enqueue first)")
+        fmt: Literal["jsonl", "csv"] = args.format or (
+            "csv" if args.output.lower().endswith(".csv") else "jsonl")
+        with OutputFiles.open(args.output, fmt=fmt, columns=kind.columns, errors=args.errors,
+                              encode=encode_json) as files:
+            written = await collect_into(redis, job, files)
+    finally:
+        await redis.aclose()
+    print(f"tiktok-async collect: {written} new rows from job {job.name!r}", file=sys.stderr)
+    return EXIT_OK
+
+
+async def collect_into(redis: Redis, job: JobKeys, files: OutputFiles) -> int:
+    """Append every result not in `files` yet; the rows written."""
+    written = 0
+    async for field, value in redis.hscan_iter(job.results, count=1000):
+        kind, _, data = str(value).partition("\n")
+        row = json.loads(data)
+        key = None if kind == "invalid" else str(field)
+        if files.is_done(row["input"], key):
+            continue
+        if kind == "ok":
+            assert key is not None
+            files.write_ok(row["input"], key, row["record"])
+        else:
+            files.write_error(row["input"], key, kind, row["status"], row["message"],
+                              row["attempts"], row["line"])
+        _remember(files, row["input"], key)
+        written += 1
+    return written
+
+
+def _remember(files: OutputFiles, text: str, key: str | None) -> None:
+    if key is None:
+        files.invalid_inputs.add(text)
+    else:
+        files.done_keys.add(key)
+
+
+# -- status ---------------------------------------------------------------------------
+
+
+async def _status(args: argparse.Namespace) -> int:
+    job = JobKeys(args.job)
+    redis = connect(args.redis)
+    try:
+        if await job_kind(redis, job) is None:
+            raise UsageError(f"no job {job.name!r} in this Redis")
+        status = await job_status(redis, job)
+    finally:
+        await redis.aclose()
+    for name, value in status.items():
+        print(f"{name:>10}: {value}")
+    return EXIT_OK
+
+
+async def job_status(redis: Redis, job: JobKeys) -> dict[str, Any]:
+    """Queued, in flight (pending), done, failed, invalid, and results a second lately."""
+    await ensure_group(redis, job)
+    length = int(await redis.xlen(job.queue))
+    pending = int((await redis.xpending(job.queue, GROUP))["pending"])
+    counts = {k: int(v) for k, v in (await redis.hgetall(job.counts)).items()}
+    now = int(time.time())
+    ticks = await redis.mget([job.tick(now - i) for i in range(1, _RATE_WINDOW + 1)])
+    recent = sum(int(t) for t in ticks if t is not None)
+    consumers = await redis.xinfo_consumers(job.queue, GROUP)
+    return {
+        "queued": length - pending,
+        "in flight": pending,
+        "done": counts.get("ok", 0) + counts.get("not_found", 0),
+        "not found": counts.get("not_found", 0),
+        "failed": counts.get("failed", 0),
+        "invalid": counts.get("invalid", 0),
+        "rate": f"{recent / _RATE_WINDOW:.1f}/s (last {_RATE_WINDOW} s)",
+        "consumers": len(consumers),
+    }
+
+
+async def wait_drained(redis: Redis, job: JobKeys, timeout: float) -> bool:
+    """Poll until the job's queue is empty (for tests and scripts)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if int(await redis.xlen(job.queue)) == 0:
+            return True
+        await asyncio.sleep(0.1)
+    return False

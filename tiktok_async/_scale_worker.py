@@ -1,0 +1,245 @@
+"""`tiktok-async worker --redis URL --job NAME`: one consumer of a job's queue.
+
+Reads entries with `XREADGROUP` (after claiming, with `XAUTOCLAIM`, entries another
+consumer has held for longer than `--claim-idle`: a worker that died), fetches them with
+a `TikTokClient` under the shared `RedisLimiter`, and for each one writes the result,
+acknowledges and deletes the entry in one script. It exits when the queue is empty (no
+entry left, pending or not), or runs on with `--follow`. A bad key (403) or a used-up
+quota (429 Limit Exceeded) stops it with exit 3: the entries it had not answered stay
+pending for a later run. Every Redis command rides out a dropped connection (a restart)
+with backoff (`_redis_limiter.connect`), and so does the read loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ._bulk import Result, _Parsed, run_bulk
+from ._cli_common import (
+    EXIT_ABORTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    UsageError,
+    positive_float,
+    positive_int,
+)
+from ._client import TikTokClient
+from ._enrich import Kind, _abort_reason, _error_kind
+from ._exceptions import ForbiddenError, InvalidInputError, QuotaExceededError
+from ._models import decode_json, to_builtins
+from ._redis_limiter import Redis, RedisConnectionError, RedisLimiter, connect
+from ._retry import RetryPolicy
+from ._scale import GROUP, JobKeys, ensure_group, invalid_field, job_kind, result_value
+
+__all__ = ["ScaleWorker", "register"]
+
+# KEYS: results, counts, queue, tick; ARGV: group, entry id, field, value, kind.
+_RECORD_LUA = """
+local old = redis.call('HGET', KEYS[1], ARGV[3])
+local kind = ARGV[5]
+if not old then
+  redis.call('HINCRBY', KEYS[2], kind, 1)
+else
+  local was = string.match(old, '^[^\\n]*')
+  if was ~= kind then
+    redis.call('HINCRBY', KEYS[2], was, -1)
+    redis.call('HINCRBY', KEYS[2], kind, 1)
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+redis.call('INCR', KEYS[4])
+redis.call('EXPIRE', KEYS[4], 120)
+redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[3], ARGV[2])
+return 1
+"""
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """The `worker` options (the parser already has --redis and --job)."""
+    add = parser.add_argument
+    add("--concurrency", type=positive_int, default=32, help="requests in flight (default 32)")
+    add("--rate", type=positive_float, default=None,
+        help="the key's requests per second, shared by all workers (default: adaptive)")
+    add("--burst", type=positive_int, default=1, help="the key's burst (default 1)")
+    add("--max-rate", type=positive_float, default=None, help="a ceiling for the adaptive rate")
+    add("--claim-idle", type=positive_float, default=30.0,
+        help="seconds before another worker's unanswered entries are taken over (default 30)")
+    add("--batch", type=positive_int, default=None,
+        help="entries read at once (default: twice --concurrency)")
+    add("--follow", action="store_true", help="keep waiting for new entries")
+    add("--timeout", type=positive_float, default=35.0, help="seconds for one attempt")
+    add("--max-retries", type=int, default=5, help="retries of one input (default 5)")
+    add("--api-key", default=None, help="API key (default: $TIKTOK_API_KEY)")
+    add("--base-url", default=None, help="API base URL (default: $TIKTOK_API_BASE_URL)")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ._scale import _run as run_job_command
+
+    return run_job_command(args, _worker)
+
+
+async def _worker(args: argparse.Namespace) -> int:
+    api_key = args.api_key or os.environ.get("TIKTOK_API_KEY")
+    if not api_key:
+        raise UsageError("no API key: pass --api-key or set TIKTOK_API_KEY")
+    if args.rate is not None and args.max_rate is not None:
+        raise UsageError("--max-rate caps the adaptive rate: give it without --rate")
+    job = JobKeys(args.job)
+    redis = connect(args.redis)
+    try:
+        kind = await job_kind(redis, job)
+        if kind is None:
+            raise UsageError(f"no job {job.name!r} in this Redis (enqueue first)")
+        limiter = RedisLimiter(redis, api_key, rate=args.rate, burst=args.burst,
+                               max_rate=args.max_rate)
+        client = TikTokClient(api_key, args.base_url, limiter=limiter,
+                              concurrency=args.concurrency, timeout=args.timeout,
+                              retry=RetryPolicy(max_attempts=max(0, args.max_retries) + 1))
+        worker = ScaleWorker(redis, job, kind, client, claim_idle=args.claim_idle,
+                             batch=args.batch or 2 * args.concurrency, follow=args.follow)
+        return await worker.run()
+    finally:
+        await redis.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One stream entry: its id and the input it carries."""
+
+    id: str
+    text: str
+    line: int | None
+
+
+class ScaleWorker:
+    """One consumer of a job: read, fetch, record, acknowledge, until the queue is empty."""
+
+    def __init__(self, redis: Redis, job: JobKeys, kind: Kind, client: TikTokClient, *,
+                 claim_idle: float = 30.0, batch: int = 64, follow: bool = False,
+                 consumer: str | None = None) -> None:
+        self.redis, self.job, self.kind, self.client = redis, job, kind, client
+        self.claim_idle_ms = max(1, int(claim_idle * 1000))
+        self.batch = batch
+        self.follow = follow
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.answered = self.failed = 0
+        self._in_flight: set[str] = set()
+        self._record = redis.register_script(_RECORD_LUA)
+
+    async def run(self) -> int:
+        """Work until the queue is empty; the exit code."""
+        await ensure_group(self.redis, self.job)
+        try:
+            async with self.client:
+                results = run_bulk(self._entries(), self._parse, self._fetch,
+                                   concurrency=self.client.concurrency, ordered=False,
+                                   dedupe=False)
+                async with aclosing(results):
+                    async for result in results:
+                        await self._store(result)
+        except (ForbiddenError, QuotaExceededError) as exc:
+            print(f"tiktok-async worker: aborted: {_abort_reason(exc)}", file=sys.stderr)
+            return EXIT_ABORTED
+        print(f"tiktok-async worker {self.consumer}: {self.answered} answered, "
+              f"{self.failed} failed", file=sys.stderr)
+        return EXIT_SOME_FAILED if self.failed else EXIT_OK
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def _entries(self) -> AsyncIterator[_Entry]:
+        backoff = 0.1
+        while True:
+            try:
+                entries = await self._next_batch()
+                if not entries and not self.follow and await self._drained():
+                    return
+            except RedisConnectionError as exc:  # redis-py's own retries gave up: wait on
+                print(f"tiktok-async worker: Redis unreachable ({exc}); retrying in "
+                      f"{backoff:.1f} s", file=sys.stderr)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            for entry in entries:
+                self._in_flight.add(entry.id)
+                yield entry
+
+    async def _next_batch(self) -> list[_Entry]:
+        claimed = await self.redis.xautoclaim(self.job.queue, GROUP, self.consumer,
+                                              self.claim_idle_ms, "0-0", count=self.batch)
+        entries = [e for e in _entries_of(claimed[1]) if e.id not in self._in_flight]
+        if entries:
+            return entries
+        block = min(1000, self.claim_idle_ms)
+        read: Any = await self.redis.xreadgroup(GROUP, self.consumer, {self.job.queue: ">"},
+                                                count=self.batch, block=block)
+        return [e for stream in read or [] for e in _entries_of(stream[1])]
+
+    async def _drained(self) -> bool:
+        """Nothing left: every entry was answered and deleted (none queued or pending)."""
+        return int(await self.redis.xlen(self.job.queue)) == 0
+
+    # -- fetching -----------------------------------------------------------------------
+
+    def _parse(self, raw: object) -> _Parsed[Any]:
+        assert isinstance(raw, _Entry)
+        return replace(self.kind.parse(raw.text), raw=raw)
+
+    def _fetch(self, target: Any) -> Any:
+        if self.kind.name == "users":
+            return self.client._fetch_user(target)
+        return self.client._fetch_video(target)
+
+    # -- recording ----------------------------------------------------------------------
+
+    async def _store(self, result: Result[Any]) -> None:
+        entry = result.input
+        assert isinstance(entry, _Entry)
+        kind, field, row = self._row(entry, result)
+        if kind == "failed":
+            self.failed += 1
+        else:
+            self.answered += 1
+        job = self.job
+        keys = [job.results, job.counts, job.queue, job.tick(int(time.time()))]
+        await self._record(keys=keys, args=[GROUP, entry.id, field, result_value(kind, row),
+                                            kind])
+        self._in_flight.discard(entry.id)
+
+    @staticmethod
+    def _row(entry: _Entry, result: Result[Any]) -> tuple[str, str, dict[str, Any]]:
+        error = result.error
+        if error is None:
+            assert result.key is not None
+            row = {"input": entry.text, "key": result.key, "line": entry.line,
+                   "record": to_builtins(result.value)}
+            return "ok", result.key, row
+        kind = _error_kind(error)
+        message = error.reason if isinstance(error, InvalidInputError) else error.message
+        row = {"input": entry.text, "key": result.key, "status": error.status,
+               "message": message, "attempts": result.attempts, "line": entry.line}
+        field = result.key if result.key is not None else invalid_field(entry.text)
+        return kind, field, row
+
+
+def _entries_of(stream: Any) -> list[_Entry]:
+    entries = []
+    for entry_id, fields in stream or []:
+        if not fields:
+            continue  # deleted while pending
+        item = decode_json(fields["item"])
+        entries.append(_Entry(str(entry_id), str(item["input"]), item.get("line")))
+    return entries
+
