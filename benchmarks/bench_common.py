@@ -171,6 +171,8 @@ class Section:
     charts: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    command: str = ""
+    measured_utc: str = ""
 
     def figure(self, name: str, value: float, unit: str, target: str = "",
                met: bool | None = None, note: str = "") -> Figure:

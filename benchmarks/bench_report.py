@@ -137,6 +137,9 @@ def markdown(report: dict[str, Any], img_prefix: str) -> str:
     lines += summary_table(report["sections"])
     for section in report["sections"]:
         lines += ["", f"### {section['title']}", ""]
+        if section.get("command") and section["command"] != report["command"]:
+            lines += [f"Re-measured by `{section['command']}` at {section['measured_utc']} "
+                      "UTC.", ""]
         lines += _details(section)
         for note in section["notes"]:
             lines += ["", note]
@@ -160,7 +163,7 @@ def replace_marked(page: Path, text: str) -> None:
 # --- charts --------------------------------------------------------------------------------
 
 
-def charts(sections: list[dict[str, Any]], extra: dict[str, Any], img_dir: Path) -> None:
+def charts(sections: list[dict[str, Any]], img_dir: Path) -> None:
     """One PNG per section that has one; the file names go into each section's `charts`."""
     import matplotlib
 
@@ -173,7 +176,7 @@ def charts(sections: list[dict[str, Any]], extra: dict[str, Any], img_dir: Path)
         if maker is None:
             continue
         name = f"bench_{section['key']}.png"
-        maker(section, extra, img_dir / name)
+        maker(section, img_dir / name)
         section["charts"] = [name]
 
 
@@ -185,7 +188,7 @@ def _save(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
-def _throughput(section: dict[str, Any], _extra: dict[str, Any], path: Path) -> None:
+def _throughput(section: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = section["rows"]
@@ -193,17 +196,17 @@ def _throughput(section: dict[str, Any], _extra: dict[str, Any], path: Path) -> 
     colors = ["#1f77b4" if n == "TikTokClient" else "#aaaaaa" for n in names]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
     left.barh(names, [r["rate"] for r in rows], color=colors)
-    left.set_xlabel("requests/s (median)")
+    left.set_xlabel("requests/s (paired, summed over rounds)")
     left.invert_yaxis()
     right.barh(names, [r["cpu_us"] for r in rows], color=colors)
-    right.set_xlabel("client CPU µs per request (median, log)")
+    right.set_xlabel("client CPU µs per request (log scale)")
     right.set_xscale("log")
     right.invert_yaxis()
     right.set_yticklabels([])
     _save(fig, path)
 
 
-def _decode(section: dict[str, Any], _extra: dict[str, Any], path: Path) -> None:
+def _decode(section: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = section["rows"]
@@ -218,16 +221,15 @@ def _decode(section: dict[str, Any], _extra: dict[str, Any], path: Path) -> None
     _save(fig, path)
 
 
-def _rate(section: dict[str, Any], extra: dict[str, Any], path: Path) -> None:
+def _rate(section: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     from benchmarks.bench_rate import trailing_counts
 
-    timelines: dict[str, list[float]] = extra.get("rate_timelines", {})
     rows = section["rows"]
     fig, axes = plt.subplots(len(rows), 1, figsize=(9, 2.1 * len(rows)), sharex=True)
     for ax, row in zip(axes, rows, strict=True):
-        xs, ys = trailing_counts(timelines.get(row["side"], []))
+        xs, ys = trailing_counts(row.get("first_run_arrivals", []))
         ax.plot(xs, ys, lw=1)
         ax.axhline(row["rate"] + 1, color="red", ls="--", lw=0.8, label="rate + 1")
         ax.axhline(row["rate"], color="grey", ls=":", lw=0.8, label="rate")
@@ -238,7 +240,7 @@ def _rate(section: dict[str, Any], extra: dict[str, Any], path: Path) -> None:
     _save(fig, path)
 
 
-def _adaptive(section: dict[str, Any], _extra: dict[str, Any], path: Path) -> None:
+def _adaptive(section: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = section["rows"]
@@ -258,7 +260,7 @@ def _adaptive(section: dict[str, Any], _extra: dict[str, Any], path: Path) -> No
     _save(fig, path)
 
 
-def _memory(section: dict[str, Any], _extra: dict[str, Any], path: Path) -> None:
+def _memory(section: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 3.5))

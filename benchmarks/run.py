@@ -10,12 +10,14 @@ A full run writes `benchmarks/results/latest.json`, the table between the marker
 `docs/benchmarks.md` and the charts in `docs/img/`. `--quick` (under two minutes, short
 runs, memory up to 100,000 handles) and `--only` write `benchmarks/results/quick.json`,
 `quick.md` and charts beside them instead, so a quick look never replaces the figures
-in the docs.
+in the docs. `--only SECTION --merge` re-runs full-length sections into `latest.json`
+(each section records the command and time that made it) and rewrites the docs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -49,12 +51,12 @@ class Plan:
 
 
 FULL = Plan()
-QUICK = Plan(rounds=6, batch=500, httpx_batch=25, decode_number=2_000,
-             decode_repeat=3, rate_seconds=2.0, rate_runs=1, adaptive_seconds=15.0,
-             memory_counts=(10_000, 100_000), fault_inputs=1_000)
+QUICK = Plan(rounds=4, batch=500, httpx_batch=25, decode_number=2_000,
+             decode_repeat=3, rate_seconds=1.5, rate_runs=1, adaptive_seconds=15.0,
+             memory_counts=(10_000, 100_000), fault_inputs=500)
 
 
-def run_section(name: str, plan: Plan, use_uvloop: bool, extra: dict[str, Any]) -> Section:
+def run_section(name: str, plan: Plan, use_uvloop: bool) -> Section:
     """Run one section (imported here, so `--only` loads only what it runs)."""
     if name == "throughput":
         from benchmarks import bench_throughput
@@ -67,8 +69,7 @@ def run_section(name: str, plan: Plan, use_uvloop: bool, extra: dict[str, Any]) 
     if name == "rate":
         from benchmarks import bench_rate
 
-        section, extra["rate_timelines"] = bench_rate.run(plan.rate_seconds, plan.rate_runs)
-        return section
+        return bench_rate.run(plan.rate_seconds, plan.rate_runs)
     if name == "adaptive":
         from benchmarks import bench_adaptive
 
@@ -91,16 +92,26 @@ def _failed_section(name: str, error: BaseException) -> Section:
     return section
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
         description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="short runs (under two minutes)")
     parser.add_argument("--only", action="append", choices=SECTIONS, metavar="SECTION",
                         help=f"run only these sections (repeatable): {', '.join(SECTIONS)}")
+    parser.add_argument("--merge", action="store_true",
+                        help="with --only (full length): replace those sections in "
+                             "latest.json and rewrite the docs table and charts")
     parser.add_argument("--uvloop", action="store_true",
                         help="run the client sides of the throughput section on uvloop")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
+    if args.merge and (args.quick or not args.only):
+        parser.error("--merge goes with --only and without --quick")
     plan = QUICK if args.quick else FULL
     names = [s for s in SECTIONS if s in args.only] if args.only else list(SECTIONS)
     given = sys.argv[1:] if argv is None else argv
@@ -112,18 +123,18 @@ def main(argv: list[str] | None = None) -> int:
     machine["client_pinned"] = pinned
     started = time.perf_counter()
     sections: list[Section] = []
-    extra: dict[str, Any] = {}
     for name in names:
         section_started = time.perf_counter()
         try:
-            section = run_section(name, plan, args.uvloop, extra)
+            section = run_section(name, plan, args.uvloop)
         except Exception as exc:  # one broken section must not lose the others' figures
             log(f"{name}: FAILED: {exc!r}")
             section = _failed_section(name, exc)
         section.seconds = time.perf_counter() - section_started
+        section.command = command
+        section.measured_utc = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
         sections.append(section)
     machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    full = not args.quick and not args.only
     data: dict[str, Any] = {
         "command": command,
         "argv": [sys.executable, "-m", "benchmarks.run", *given],
@@ -133,15 +144,31 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": time.perf_counter() - started,
         "sections": [s.as_dict() for s in sections],
     }
-    _write(data, extra, full)
+    if args.merge:
+        data = _merged(data)
+    _write(data, full=not args.quick and (not args.only or args.merge))
     failed = [f for s in data["sections"] for f in s["figures"] if f["met"] is False]
     print(report.markdown(data, ""))
-    log(f"done in {data['seconds'] / 60:.1f} min; {len(failed)} figure(s) not meeting "
-        "their target")
+    log(f"done in {(time.perf_counter() - started) / 60:.1f} min; {len(failed)} figure(s) "
+        "not meeting their target")
     return 0
 
 
-def _write(data: dict[str, Any], extra: dict[str, Any], full: bool) -> None:
+def _merged(new: dict[str, Any]) -> dict[str, Any]:
+    """latest.json with the sections of `new` in place of its own; the run that made each
+    section stays recorded in it (`command`, `measured_utc`)."""
+    old = json.loads((RESULTS / "latest.json").read_text())
+    replaced = {s["key"]: s for s in new["sections"]}
+    old["sections"] = [replaced.pop(s["key"], s) for s in old["sections"]]
+    old["sections"] += list(replaced.values())
+    old.setdefault("merged", []).append({
+        "command": new["command"], "sections": [s["key"] for s in new["sections"]],
+        "machine": new["machine"],
+    })
+    return dict(old)
+
+
+def _write(data: dict[str, Any], full: bool) -> None:
     """Charts, JSON and Markdown: into the docs for a full run, beside the JSON otherwise."""
     if full:
         json_path, img_dir, img_prefix = RESULTS / "latest.json", DOCS_IMG, "img/"
@@ -149,7 +176,7 @@ def _write(data: dict[str, Any], extra: dict[str, Any], full: bool) -> None:
         json_path, img_dir, img_prefix = RESULTS / "quick.json", RESULTS / "quick-img", \
             "quick-img/"
     try:
-        report.charts(data["sections"], extra, img_dir)
+        report.charts(data["sections"], img_dir)
     except Exception as exc:  # charts are a view of the figures: never lose the figures
         log(f"charts: FAILED: {exc!r}")
     report.write_json(json_path, data)
