@@ -221,3 +221,26 @@ async def test_demo_runs_the_bundled_job(emulator: Emulator, tmp_path: Path) -> 
     assert len(rows(tmp_path / "demo" / "users.jsonl")) > 1500
     assert len(rows(tmp_path / "demo" / "videos.jsonl")) > 200
     assert "emulator at http://127.0.0.1:" in out
+
+
+@pytest.mark.slow
+async def test_ten_thousand_inputs_with_faults_each_land_once(
+    tiktok_emulator_factory: Factory, tmp_path: Path
+) -> None:
+    """5% faults, 2% missing: each input in exactly one place, every transient failure
+    retried (no 'failed' row), no duplicate."""
+    faults = Faults(http_500=0.01, http_502=0.01, http_503=0.01, http_504=0.01, truncate=0.01)
+    emu = await tiktok_emulator_factory(faults=faults, seed=3, upstream_latency_ms=0,
+                                        upstream_jitter_ms=0)
+    handles = [f"user{n}.test" for n in range(10_000)]
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(handles) + "\n")
+    out = tmp_path / "users.jsonl"
+    code, _, err = await run(emu, "users", str(source), "-o", str(out), "-q",
+                             "--max-retries", "10")
+    assert code == 0, err
+    assert_every_input_once(handles, out)
+    errors = rows(tmp_path / "users.errors.jsonl")
+    assert {r["kind"] for r in errors} == {"not_found"}
+    assert len(errors) == sum(is_missing(h) for h in handles)
+    assert emu.stats().count(status=500) > 0  # the faults did happen, and were retried

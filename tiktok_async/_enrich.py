@@ -118,8 +118,22 @@ def run_command(kind: Kind, args: argparse.Namespace) -> int:
         print(f"tiktok-async {kind.name}: {_usage_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     with files:
-        run = EnrichRun(kind, client, files, quiet=args.quiet)
+        total = None if args.quiet else count_inputs(args.input)
+        run = EnrichRun(kind, client, files, quiet=args.quiet, total=total)
         return run_async(run.main(inputs))
+
+
+def count_inputs(source: str) -> int | None:
+    """How many inputs a text file holds, for the progress bar's ETA; None when it is not
+    worth a pass over the file (stdin, CSV, stderr not a terminal)."""
+    if source == "-" or source.lower().endswith(".csv") or not sys.stderr.isatty():
+        return None
+    count = 0
+    with open(source, "rb") as lines:
+        for line in lines:
+            stripped = line.strip()
+            count += bool(stripped) and not stripped.startswith((b"#", b"\xef\xbb\xbf#"))
+    return count
 
 
 def _usage_message(exc: BaseException) -> str:
@@ -156,8 +170,9 @@ class EnrichRun:
     """One run: input lines in, one line per input out, counts for the summary."""
 
     def __init__(self, kind: Kind, client: TikTokClient, files: OutputFiles, *,
-                 quiet: bool) -> None:
+                 quiet: bool, total: int | None = None) -> None:
         self.kind = kind
+        self.total = total
         self.client = client
         self.files = files
         self.counts = RunCounts()
@@ -169,9 +184,10 @@ class EnrichRun:
     async def main(self, inputs: Iterator[InputLine]) -> int:
         """Fetch every pending input and record it; the exit code."""
         main_task = asyncio.current_task()
-        with _sigint_handler(self._on_sigint, main_task), \
-                ProgressDisplay(self.counts, total=None, enabled=not self.quiet) as display:
-            code = await self._run_guarded(inputs, display)
+        display = ProgressDisplay(self.counts, total=self.total, enabled=not self.quiet)
+        with _sigint_handler(self._on_sigint, main_task):
+            with display:
+                code = await self._run_guarded(inputs, display)
             self.files.close()
             self._count_client_stats()
             display.print_summary(self._title(code))
