@@ -8,8 +8,8 @@ One test per fenced block, named `<file>:<n>` (n counts that file's ```python bl
   `TIKTOK_API_KEY` and `TIKTOK_API_BASE_URL`, as a user's program reads the real API's,
   and runs in an empty temporary directory.
 - ```python pytest : a test module for users' own code; it is written to a file and run
-  with pytest in a subprocess (the `tiktok_emulator` fixture comes from our plugin), and
-  must pass.
+  with pytest in a subprocess (one for all such blocks; the `tiktok_emulator` fixture
+  comes from our plugin), and every test in it must pass.
 - ```python pending : describes code that has not landed yet. While a name it imports
   from `tiktok_async` (or the pytest plugin a `pytest` block needs) is missing, the test
   is skipped and says what it waits for; once everything exists it runs like any other.
@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
@@ -201,6 +202,7 @@ def test_doc_example_runs(
     background_emulator: BackgroundEmulator,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     if "pending" in block.flags:
         missing = missing_names(block)
@@ -213,7 +215,7 @@ def test_doc_example_runs(
     monkeypatch.chdir(tmp_path)
     where = f"{block.path.relative_to(ROOT)}:{block.line}"
     if "pytest" in block.flags:
-        run_as_pytest(block, tmp_path, where)
+        run_as_pytest(block, request.getfixturevalue("pytest_blocks"), where)
     else:
         run_as_script(block, where)
 
@@ -231,18 +233,64 @@ def run_as_script(block: Block, where: str) -> None:
         signal.signal(signal.SIGALRM, previous)
 
 
-def run_as_pytest(block: Block, tmp_path: Path, where: str) -> None:
-    """Write the block as a test module and run pytest on it in a subprocess; it must pass."""
-    module = tmp_path / "test_example.py"
-    module.write_text(block.code, encoding="utf-8")
-    env = {**os.environ, "PYTHONASYNCIODEBUG": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-W", "error", "-p", "no:cacheprovider",
-         "-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function",
-         "--rootdir", str(tmp_path), str(module)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
-    )
-    assert result.returncode == 0, f"{where}: pytest failed\n{result.stdout}\n{result.stderr}"
+class PytestBlocks:
+    """Every runnable `pytest` block, run by one pytest subprocess (it costs seconds to start).
+
+    Each block becomes `test_block_<i>.py`; `outcome(block)` is what its tests did.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.files: dict[Block, str] = {}
+        self.outcomes: dict[str, list[str]] | None = None
+        self.output = ""
+
+    def outcome(self, block: Block) -> list[str]:
+        """One line per test of the block: `passed name`, or `failed name: details`."""
+        if self.outcomes is None:
+            self._run()
+        assert self.outcomes is not None
+        return self.outcomes.get(self.files[block], [])
+
+    def _run(self) -> None:
+        blocks = [b for b in RUN_BLOCKS if "pytest" in b.flags and not missing_names(b)]
+        for i, block in enumerate(blocks):
+            name = f"test_block_{i}"
+            (self.folder / f"{name}.py").write_text(block.code, encoding="utf-8")
+            self.files[block] = name
+        report = self.folder / "report.xml"
+        env = {**os.environ, "PYTHONASYNCIODEBUG": "1"}
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-W", "error", "-p", "no:cacheprovider",
+             "-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function",
+             "--rootdir", str(self.folder), f"--junitxml={report}", str(self.folder)],
+            cwd=self.folder, env=env, capture_output=True, text=True, timeout=120, check=False,
+        )
+        self.output = result.stdout + result.stderr
+        self.outcomes = {}
+        if not report.exists():
+            return
+        for case in ElementTree.parse(report).getroot().iter("testcase"):
+            module = case.get("classname", "").rpartition(".")[2] or case.get("classname", "")
+            problems = [c for c in case if c.tag in ("failure", "error", "skipped")]
+            line = f"passed {case.get('name')}"
+            if problems:
+                details = "\n".join(f"{p.get('message') or ''}\n{p.text or ''}" for p in problems)
+                line = f"{problems[0].tag} {case.get('name')}: {details}"
+            self.outcomes.setdefault(module, []).append(line)
+
+
+@pytest.fixture(scope="module")
+def pytest_blocks(tmp_path_factory: pytest.TempPathFactory) -> PytestBlocks:
+    return PytestBlocks(tmp_path_factory.mktemp("pytest_blocks"))
+
+
+def run_as_pytest(block: Block, runs: PytestBlocks, where: str) -> None:
+    """The block's tests, run by pytest (with our plugin) in a subprocess, all passed."""
+    outcome = runs.outcome(block)
+    assert outcome, f"{where}: pytest ran no test of this block\n{runs.output}"
+    failed = [line for line in outcome if not line.startswith("passed ")]
+    assert not failed, f"{where}: " + "\n".join(failed)
 
 
 # --- command lines in console blocks -----------------------------------------------------
