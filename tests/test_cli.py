@@ -90,12 +90,7 @@ async def test_users_answers_every_line_in_one_place(emulator: Emulator, tmp_pat
 async def test_sigkill_mid_run_then_resume_completes_without_duplicates(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    source = tmp_path / "in.txt"
-    source.write_text("\n".join(HANDLES) + "\n")
-    out = tmp_path / "users.jsonl"
-    proc = await start(emulator, "users", str(source), "-o", str(out), "--rate", "300",
-                       "--burst", "5", "-q")
-    await wait_for_rows(out, 150)
+    proc, source, out = await run_until_150_rows(emulator, tmp_path)
     proc.send_signal(signal.SIGKILL)
     await proc.wait()
     with out.open("ab") as torn:  # as if the crash had cut a line in half
@@ -109,12 +104,7 @@ async def test_sigkill_mid_run_then_resume_completes_without_duplicates(
 async def test_sigint_settles_in_flight_exits_130_and_resumes(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    source = tmp_path / "in.txt"
-    source.write_text("\n".join(HANDLES) + "\n")
-    out = tmp_path / "users.jsonl"
-    proc = await start(emulator, "users", str(source), "-o", str(out), "--rate", "300",
-                       "--burst", "5", "-q")
-    await wait_for_rows(out, 150)
+    proc, source, out = await run_until_150_rows(emulator, tmp_path)
     proc.send_signal(signal.SIGINT)
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 130
@@ -125,6 +115,19 @@ async def test_sigint_settles_in_flight_exits_130_and_resumes(
     code, _, err2 = await run(emulator, "users", str(source), "-o", str(out), "-q")
     assert code == 0, err2
     assert_every_input_once(HANDLES, out)
+
+
+async def run_until_150_rows(
+    emulator: Emulator, tmp_path: Path
+) -> tuple[asyncio.subprocess.Process, Path, Path]:
+    """`users` on HANDLES at 300/s, returned once its output holds 150 rows."""
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(HANDLES) + "\n")
+    out = tmp_path / "users.jsonl"
+    proc = await start(emulator, "users", str(source), "-o", str(out), "--rate", "300",
+                       "--burst", "5", "-q")
+    await wait_for_rows(out, 150)
+    return proc, source, out
 
 
 def line_count(path: Path) -> int:
