@@ -75,7 +75,8 @@ async def test_the_key_itself_never_reaches_redis(redis: Redis) -> None:
     await limiter.acquire()
     keys = [k async for k in redis.scan_iter("*")]
     assert keys == [bucket_key(KEY)]
-    assert KEY not in keys[0] and KEY not in repr(limiter)
+    assert KEY not in keys[0]
+    assert KEY not in repr(limiter)
     assert KEY not in str(await redis.hgetall(keys[0]))
 
 
@@ -98,7 +99,8 @@ async def test_a_429_seen_by_one_worker_lowers_the_shared_adaptive_rate(redis: R
     one.on_rate_limited()
     await one.acquire()
     await other.acquire()
-    assert other.rate is not None and other.rate < 120
+    assert other.rate is not None
+    assert other.rate < 120
 
 
 async def test_adaptive_rate_doubles_in_slow_start_up_to_max_rate(redis: Redis) -> None:
@@ -106,7 +108,8 @@ async def test_adaptive_rate_doubles_in_slow_start_up_to_max_rate(redis: Redis) 
     await limiter.acquire()
     await asyncio.sleep(0.6)
     await limiter.acquire()
-    assert limiter.rate is not None and 19 <= limiter.rate <= 30
+    assert limiter.rate is not None
+    assert 19 <= limiter.rate <= 30
     await asyncio.sleep(1.0)
     await limiter.acquire()
     assert limiter.rate == 30
