@@ -137,14 +137,14 @@ def test_four_workers_on_one_key_keep_the_quota_and_use_it(
 
 def test_a_worker_killed_mid_run_loses_nothing(redis_server: RedisServer,
                                                tmp_path: Path) -> None:
-    handles = write_handles(tmp_path / "in.txt", 300)
+    handles = write_handles(tmp_path / "in.txt", 200)
     assert cli("enqueue", str(tmp_path / "in.txt"), "--redis", redis_server.url,
                "--job", "kill") == 0
     with EmulatorProcess("--rate", "100", "--burst", "10", "--upstream-latency-ms", "5") as emu:
         workers = start_workers(3, redis_server.url, "kill", emu.base_url, "--rate", "100",
                                 "--burst", "10", "--concurrency", "8", "--claim-idle", "1",
                                 tmp_path=tmp_path)
-        wait_for_results(redis_server.url, "kill", 60)
+        wait_for_results(redis_server.url, "kill", 40)
         victim = workers[0]
         victim_name = f"{socket.gethostname()}-{victim.pid}"
         with syncredis.Redis.from_url(redis_server.url, decode_responses=True) as r:
@@ -162,13 +162,13 @@ def test_a_worker_killed_mid_run_loses_nothing(redis_server: RedisServer,
 
 def test_a_redis_restart_mid_run_loses_nothing(redis_server: RedisServer,
                                                tmp_path: Path) -> None:
-    handles = write_handles(tmp_path / "in.txt", 300, extra=("not a handle!",))
+    handles = write_handles(tmp_path / "in.txt", 200, extra=("not a handle!",))
     assert cli("enqueue", str(tmp_path / "in.txt"), "--redis", redis_server.url,
                "--job", "restart") == 0
     with EmulatorProcess("--rate", "100", "--burst", "10", "--upstream-latency-ms", "5") as emu:
         workers = start_workers(2, redis_server.url, "restart", emu.base_url, "--rate", "100",
                                 "--burst", "10", "--concurrency", "8", tmp_path=tmp_path)
-        wait_for_results(redis_server.url, "restart", 80)
+        wait_for_results(redis_server.url, "restart", 50)
         redis_server.restart(down_for=1.0)
         codes = wait_all(workers)
     assert codes == [0, 0]

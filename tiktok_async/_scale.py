@@ -26,7 +26,7 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -185,12 +185,16 @@ def _run(args: argparse.Namespace, command: Any) -> int:
 
 async def _enqueue(args: argparse.Namespace) -> int:
     job, kind = JobKeys(args.job), KINDS[args.kind]
-    inputs = read_inputs(args.input, column=args.column)
     redis = connect(args.redis)
     try:
         await _claim_kind(redis, job, kind)
         await ensure_group(redis, job)
-        added, total = await enqueue_lines(redis, job, kind, inputs)
+        inputs = read_inputs(args.input, column=args.column)
+        try:
+            added, total = await enqueue_lines(redis, job, kind, inputs)
+        finally:
+            if isinstance(inputs, Generator):
+                inputs.close()  # the file, now rather than in the garbage collector
     finally:
         await redis.aclose()
     print(f"tiktok-async enqueue: {added} new of {total} inputs queued for job {job.name!r}",
