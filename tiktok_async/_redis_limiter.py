@@ -39,11 +39,18 @@ runs a small AIMD controller on it, so every worker follows one rate. Each worke
 counts the 429 `Too Many Requests` it saw and passes the count on its next acquire.
 The script starts at `initial` and doubles every 0.5 s (slow start) until the first
 429; then it cuts, at most once a second (429s in that second answer requests sent
-before the cut): to the *measured* quota when it can, else by `beta` (0.7). The
+before the cut): the first by half, later ones to the *measured* quota when the
+measure is plausible (at least 30% of the rate), else by 30%. The
 measure: while the server's bucket is empty it admits exactly its quota a second, so
 (grants - 429s) / seconds since the last cut is the quota; the rate goes to 95% of
-it. After a cut the rate holds 5 s, then grows by 2% a second. Why not the local
-`AdaptiveRate` on each worker with the minimum published: each worker sees only its
+it. After a cut the rate holds 5 s, then grows by 2% a second. It grows only while
+acquires queue up (`tat` ahead of now: the callers want more than the rate); a rate
+nobody uses is not raised. When the rate changes, the backlog already booked is
+rescaled to the new rate (in tokens), so new bookings follow the new rate at once;
+waiters already sleeping keep their slots (the price: after a change, up to one
+backlog of requests, at most the workers' concurrency, go at the old spacing).
+
+Why not the local `AdaptiveRate` on each worker with the minimum published: each worker sees only its
 share of the answers, so each would measure its share of the quota as the whole and
 cut the shared rate to a fraction of it. One controller on the global counts, in
 the same atomic script, does not have that problem.
@@ -97,6 +104,7 @@ local hold = tonumber(s[2]) or 0
 local rate = fixed
 if fixed <= 0 then
   rate = tonumber(s[3]) or initial
+  local was = rate
   local cut_at = tonumber(s[4]) or 0
   local grow_at = tonumber(s[5]) or now
   local grants = tonumber(s[6]) or 0
@@ -113,7 +121,7 @@ if fixed <= 0 then
     cut_at = now
     grants = 0
     thr = 0
-  elseif throttled == 0 then
+  elseif throttled == 0 and tat > now then
     local dt = now - grow_at
     if cut_at == 0 then
       rate = rate * math.pow(2, dt / 0.5)
@@ -123,6 +131,7 @@ if fixed <= 0 then
   end
   if max_rate > 0 and rate > max_rate then rate = max_rate end
   if rate < min_rate then rate = min_rate end
+  if rate ~= was and tat > now then tat = now + (tat - now) * was / rate end
   redis.call('HSET', key, 'rate', rate, 'cut_at', cut_at, 'grow_at', now,
              'grants', grants + 1, 'thr', thr)
 end
