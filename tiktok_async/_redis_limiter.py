@@ -50,10 +50,10 @@ rescaled to the new rate (in tokens), so new bookings follow the new rate at onc
 waiters already sleeping keep their slots (the price: after a change, up to one
 backlog of requests, at most the workers' concurrency, go at the old spacing).
 
-Why not the local `AdaptiveRate` on each worker with the minimum published: each worker sees only its
-share of the answers, so each would measure its share of the quota as the whole and
-cut the shared rate to a fraction of it. One controller on the global counts, in
-the same atomic script, does not have that problem.
+Why not the local `AdaptiveRate` on each worker with the minimum published: each
+worker sees only its share of the answers, so each would measure its share of the
+quota as the whole and cut the shared rate to a fraction of it. One controller on the
+global counts, in the same atomic script, does not have that problem.
 """
 
 from __future__ import annotations
