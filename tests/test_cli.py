@@ -180,6 +180,16 @@ async def test_failures_after_retries_exit_1_and_are_recorded(
     failed = rows(tmp_path / "u.errors.jsonl")
     assert [(r["kind"], r["status"], r["attempts"]) for r in failed] == [("failed", 500, 2)] * 5
 
+    emu.configure(faults=Faults())  # the backend recovers
+    code, _, err = await run(emu, "users", str(source), "-o", str(tmp_path / "u.jsonl"), "-q")
+    assert code == 1  # still failed: a re-run does not hide them
+    assert "--retry-failed" in err
+    code, _, err = await run(emu, "users", str(source), "-o", str(tmp_path / "u.jsonl"), "-q",
+                             "--retry-failed")
+    assert code == 0, err
+    assert len(rows(tmp_path / "u.jsonl")) == 5
+    assert rows(tmp_path / "u.errors.jsonl") == []
+
 
 async def test_csv_input_column_and_csv_output(emulator: Emulator, tmp_path: Path) -> None:
     source = tmp_path / "in.csv"

@@ -89,11 +89,11 @@ class TikTokClient:
     - `api_key`, `base_url`: default to the environment variables `TIKTOK_API_KEY` and
       `TIKTOK_API_BASE_URL` (`https://<id>.execute-api.<region>.amazonaws.com/dev/tiktok`).
       A missing one is a `ValueError` here, naming the variable. The key is shown nowhere.
-    - `rate`, `burst`: client-side token bucket, requests a second and bucket size
-      (see `_limiter`). `rate=None` (default): adaptive, the client finds the key's
-      unknown quota from the answers (starts at 10/s, doubles until the first 429,
-      settles just under the quota; see `_adaptive`), never above `max_rate` if given.
-      `rate=math.inf`: no client-side limit at all.
+    - `rate`, `burst`: client-side token bucket with API Gateway's semantics, requests a
+      second and bucket size (docs: limits and retries). `rate=None` (default): adaptive,
+      the client finds the key's unknown quota from the answers (starts at 10/s, doubles
+      until the first 429, then settles just under the quota), never above `max_rate`
+      if given. `rate=math.inf`: no client-side limit at all.
     - `concurrency`: most attempts in flight (also the connection pool's size). 64.
     - `timeout`: seconds for one attempt, answer included (35: API Gateway gives up at
       29 s); `connect_timeout`: seconds to connect (10).
@@ -203,7 +203,16 @@ class TikTokClient:
         ordered: bool = False,
         dedupe: bool = True,
     ) -> AsyncIterator[Result[UserProfile]]:
-        """One `Result` per handle, fetched `concurrency` at a time; see `_bulk`."""
+        """One `Result` per handle (with or without '@', or a profile URL), in the order
+        they finish (`ordered=True`: input order).
+
+        The input (any iterable or async iterable) is read only as fast as work is taken;
+        at most `concurrency` requests are in flight. With `dedupe`, one handle in any form
+        is fetched once and every duplicate still gets its own `Result`. One bad input
+        never stops the run: its `Result` carries the error. A bad key (`ForbiddenError`)
+        or a used-up quota (`QuotaExceededError`) stops it: what is in flight settles and
+        is yielded, then the error is raised. Breaking out of the loop cancels the work.
+        """
         from ._bulk import fetch_users
 
         if self._state != _OPEN:
@@ -217,7 +226,8 @@ class TikTokClient:
         ordered: bool = False,
         dedupe: bool = True,
     ) -> AsyncIterator[Result[Video]]:
-        """One `Result` per video URL, `"handle,videoId"` line or pair; see `_bulk`."""
+        """One `Result` per video URL, `"handle,videoId"` line, `(handle, id)` pair or
+        `VideoRef`; otherwise as `fetch_users`."""
         from ._bulk import fetch_videos
 
         if self._state != _OPEN:

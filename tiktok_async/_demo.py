@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add the `demo` sub-command."""
     parser = subparsers.add_parser(
         "demo", help="run the bundled sample job against the embedded emulator",
-        description="Start the emulator (a quota the client is not told, 1%% faults) and "
+        description="Start the emulator (a quota the client is not told, 1% faults) and "
                     "enrich the bundled sample handles and video links into --out.",
     )
     parser.add_argument("--out", default="demo-out", help="output folder (default demo-out)")

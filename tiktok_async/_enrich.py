@@ -204,7 +204,11 @@ class EnrichRun:
             self._interrupted = True
         if self._interrupted:
             return EXIT_INTERRUPTED
-        return EXIT_SOME_FAILED if self.counts.failed else EXIT_OK
+        failed_before = self.files.resumed.failed
+        if failed_before:
+            print(f"tiktok-async {self.kind.name}: {failed_before} inputs failed in an earlier "
+                  "run and were not tried again: re-run with --retry-failed", file=sys.stderr)
+        return EXIT_SOME_FAILED if self.counts.failed or failed_before else EXIT_OK
 
     async def _run(self, inputs: Iterator[InputLine], display: ProgressDisplay) -> None:
         async with self.client:

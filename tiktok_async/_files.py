@@ -512,6 +512,7 @@ class ResumeInfo:
 
     answered: int = 0  # rows in the output
     errors: int = 0  # rows in the errors file
+    failed: int = 0  # of those, inputs that failed after their retries (not retried now)
     repaired_bytes: int = 0  # torn tails cut off (both files)
     unreadable_lines: int = 0  # complete lines that could not be read, left in place
 
@@ -543,6 +544,8 @@ class _Resume:
         return result.rows
 
     def _remember(self, row: _Row) -> None:
+        if row.kind == "failed":
+            self.info.failed += 1
         if row.kind == "invalid" or row.key is None:
             self.invalid_inputs.add(row.input)
         else:
