@@ -1,7 +1,7 @@
 """tiktok_async: a fast, dependable asyncio client for the hosted TikTok data API."""
 
 import logging
-from typing import TYPE_CHECKING, Any
+import typing as _typing
 
 from ._client import ClientHooks, TikTokClient
 from ._exceptions import (
@@ -29,7 +29,7 @@ from ._retry import RetryPolicy
 from ._stats import ClientStats
 from ._version import __version__
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from ._redis_limiter import RedisLimiter
 
 __all__ = [
@@ -72,7 +72,7 @@ __all__ = [
 logging.getLogger("tiktok_async").addHandler(logging.NullHandler())
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     """`RedisLimiter` is imported on first use: it needs the optional `redis` extra."""
     if name == "RedisLimiter":
         try:

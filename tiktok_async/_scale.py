@@ -22,7 +22,6 @@ The worker itself is in `_scale_worker`.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import time
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._bulk import _Parsed
-from ._cli_common import EXIT_OK, EXIT_USAGE, UsageError, run_async
+from ._cli_common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, run_async
 from ._enrich import KINDS, Kind, _usage_message
 from ._files import InputFormatError, InputLine, OutputFiles, read_inputs
 from ._models import encode_json
@@ -177,6 +176,10 @@ def _run(args: argparse.Namespace, command: Any) -> int:
     except RedisError as exc:
         print(f"tiktok-async {args.command}: Redis: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"tiktok-async {args.command}: interrupted (what was not answered stays "
+              "queued)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return code
 
 
@@ -325,13 +328,3 @@ async def job_status(redis: Redis, job: JobKeys) -> dict[str, Any]:
         "rate": f"{recent / _RATE_WINDOW:.1f}/s (last {_RATE_WINDOW} s)",
         "consumers": len(consumers),
     }
-
-
-async def wait_drained(redis: Redis, job: JobKeys, timeout: float) -> bool:
-    """Poll until the job's queue is empty (for tests and scripts)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if int(await redis.xlen(job.queue)) == 0:
-            return True
-        await asyncio.sleep(0.1)
-    return False

@@ -166,10 +166,7 @@ class ScaleWorker:
                 if not entries and not self.follow and await self._drained():
                     return
             except RedisConnectionError as exc:  # redis-py's own retries gave up: wait on
-                print(f"tiktok-async worker: Redis unreachable ({exc}); retrying in "
-                      f"{backoff:.1f} s", file=sys.stderr)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = await _wait_for_redis(exc, backoff)
                 continue
             backoff = 0.1
             for entry in entries:
@@ -214,8 +211,14 @@ class ScaleWorker:
             self.answered += 1
         job = self.job
         keys = [job.results, job.counts, job.queue, job.tick(int(time.time()))]
-        await self._record(keys=keys, args=[GROUP, entry.id, field, result_value(kind, row),
-                                            kind])
+        args = [GROUP, entry.id, field, result_value(kind, row), kind]
+        backoff = 0.1
+        while True:  # an answer paid for is kept: wait for Redis as long as it takes
+            try:
+                await self._record(keys=keys, args=args)
+                break
+            except RedisConnectionError as exc:
+                backoff = await _wait_for_redis(exc, backoff)
         self._in_flight.discard(entry.id)
 
     @staticmethod
@@ -232,6 +235,14 @@ class ScaleWorker:
                "message": message, "attempts": result.attempts, "line": entry.line}
         field = result.key if result.key is not None else invalid_field(entry.text)
         return kind, field, row
+
+
+async def _wait_for_redis(exc: Exception, backoff: float) -> float:
+    """Say Redis is unreachable, sleep `backoff` s; the next backoff (doubled, 5 s cap)."""
+    print(f"tiktok-async worker: Redis unreachable ({exc}); retrying in {backoff:.1f} s",
+          file=sys.stderr)
+    await asyncio.sleep(backoff)
+    return min(backoff * 2, 5.0)
 
 
 def _entries_of(stream: Any) -> list[_Entry]:
