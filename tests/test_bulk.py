@@ -184,14 +184,15 @@ async def test_fetch_videos_takes_urls_pairs_and_refs(emulator: Emulator) -> Non
 
 
 @pytest.mark.slow
-async def test_ten_thousand_inputs_with_faults_all_land_once(
+async def test_inputs_with_faults_all_land_once(
     tiktok_emulator_factory: Factory,
 ) -> None:
-    """5% faults, 2% missing: every input answered exactly once, every transient fault retried."""
+    """5% faults, 2% missing: every input answered exactly once, every transient fault
+    retried (the command line's test runs the same at 10,000 inputs)."""
     faults = Faults(http_500=0.01, http_502=0.01, http_503=0.01, http_504=0.01, truncate=0.01)
     emu = await tiktok_emulator_factory(faults=faults, missing_share=0.02, seed=7,
                                         upstream_latency_ms=0, upstream_jitter_ms=0)
-    handles = [f"user{n}.test" for n in range(10_000)]  # about 2% of them do not exist
+    handles = [f"user{n}.test" for n in range(3000)]  # about 2% of them do not exist
     retry = RetryPolicy(max_attempts=10, wait=False)
     async with client_for(emu, retry=retry, concurrency=32) as client:
         results = [r async for r in client.fetch_users(handles)]
