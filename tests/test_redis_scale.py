@@ -107,6 +107,18 @@ def wait_for_results(url: str, job: str, count: int, timeout: float = 30) -> Non
         time.sleep(0.05)
 
 
+def wait_until_holding(url: str, job: str, consumer: str, timeout: float = 30) -> list[Any]:
+    """The entries `consumer` holds, once it holds some."""
+    deadline = time.monotonic() + timeout
+    with syncredis.Redis.from_url(url, decode_responses=True) as r:
+        while True:
+            held: list[Any] = r.xpending_range(JobKeys(job).queue, GROUP, "-", "+", 1000,
+                                               consumername=consumer)
+            if held or time.monotonic() > deadline:
+                return held
+            time.sleep(0.02)
+
+
 def test_four_workers_on_one_key_keep_the_quota_and_use_it(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -144,15 +156,16 @@ def test_a_worker_killed_mid_run_loses_nothing(redis_server: RedisServer,
         workers = start_workers(3, redis_server.url, "kill", emu.base_url, "--rate", "100",
                                 "--burst", "10", "--concurrency", "8", "--claim-idle", "1",
                                 tmp_path=tmp_path)
-        wait_for_results(redis_server.url, "kill", 40)
         victim = workers[0]
-        victim_name = f"{socket.gethostname()}-{victim.pid}"
-        with syncredis.Redis.from_url(redis_server.url, decode_responses=True) as r:
-            held = r.xpending_range(JobKeys("kill").queue, GROUP, "-", "+", 1000,
-                                    consumername=victim_name)
+        name = f"{socket.gethostname()}-{victim.pid}"
+        assert wait_until_holding(redis_server.url, "kill", name)
+        wait_for_results(redis_server.url, "kill", 40)
         victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        held = wait_until_holding(redis_server.url, "kill", name, timeout=0)
         codes = wait_all(workers)
     assert held, "the victim held no entries when it was killed"
+    assert not wait_until_holding(redis_server.url, "kill", name, timeout=0)  # all claimed
     assert codes[0] == -signal.SIGKILL
     assert codes[1:] == [0, 0]
     out = tmp_path / "out.jsonl"

@@ -258,9 +258,12 @@ async def _collect(args: argparse.Namespace) -> int:
         with OutputFiles.open(args.output, fmt=fmt, columns=kind.columns, errors=args.errors,
                               encode=encode_json) as files:
             written = await collect_into(redis, job, files)
+        left = int(await redis.xlen(job.queue))
     finally:
         await redis.aclose()
-    print(f"tiktok-async collect: {written} new rows from job {job.name!r}", file=sys.stderr)
+    note = f"; {left} inputs not answered yet (collect again later)" if left else ""
+    print(f"tiktok-async collect: {written} new rows from job {job.name!r}{note}",
+          file=sys.stderr)
     return EXIT_OK
 
 
