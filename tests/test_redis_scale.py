@@ -183,6 +183,7 @@ def test_a_redis_restart_mid_run_loses_nothing(redis_server: RedisServer,
                                 "--burst", "10", "--concurrency", "8", tmp_path=tmp_path)
         wait_for_results(redis_server.url, "restart", 50)
         redis_server.restart(down_for=1.0)
+        assert results_count(redis_server.url, "restart") < len(handles)  # it was mid-run
         codes = wait_all(workers)
     assert codes == [0, 0]
     out = tmp_path / "out.jsonl"
