@@ -3,6 +3,7 @@
 import logging
 import typing as _typing
 
+from ._bulk import Result
 from ._client import ClientHooks, TikTokClient
 from ._exceptions import (
     APIStatusError,
@@ -50,6 +51,7 @@ __all__ = [
     "RateLimitedError",
     "RedisLimiter",
     "RequestTimeoutError",
+    "Result",
     "RetryPolicy",
     "ServerError",
     "TikTokClient",
