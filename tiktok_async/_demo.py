@@ -17,7 +17,8 @@ from pathlib import Path
 from ._cli_common import EXIT_OK, positive_float, run_async
 from ._client import TikTokClient
 from ._enrich import KINDS, EnrichRun
-from ._files import OutputFiles, read_inputs
+from ._files import OutputFiles
+from ._inputfile import read_inputs
 from ._models import encode_json
 from .emulator import Emulator, Faults
 

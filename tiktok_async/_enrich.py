@@ -38,9 +38,11 @@ from ._exceptions import (
     QuotaExceededError,
     TikTokError,
 )
-from ._files import InputFormatError, InputLine, KeySet, OutputFiles, read_inputs
+from ._files import OutputFiles
+from ._inputfile import InputFormatError, InputLine, read_inputs
 from ._models import UserProfile, Video, encode_json, flat_columns, to_builtins
 from ._progress import ProgressDisplay, RunCounts
+from ._resume import KeySet
 from ._retry import RetryPolicy
 
 

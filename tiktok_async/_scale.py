@@ -32,7 +32,8 @@ from typing import Any, Literal
 from ._bulk import _Parsed
 from ._cli_common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, run_async
 from ._enrich import KINDS, Kind, _usage_message
-from ._files import InputFormatError, InputLine, OutputFiles, read_inputs
+from ._files import OutputFiles
+from ._inputfile import InputFormatError, InputLine, read_inputs
 from ._models import encode_json
 from ._redis_limiter import Redis, RedisError, connect
 
