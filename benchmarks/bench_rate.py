@@ -1,9 +1,11 @@
 """Section 3: rate accuracy at a fixed rate, judged from the emulator's arrival times.
 
 Each side sends cached `/user` lookups from 64 workers for `seconds`; the emulator
-records when every request arrived. Two figures per run: the most requests in any 1 s
-window (the limit's promise: at most rate + burst) and the mean rate, (arrivals - 1) /
-(last - first arrival). Sides, interleaved:
+records when every request arrived (the figures), and the client when its limiter let
+each one go (`on_request` hook; for aiolimiter, inside `async with limiter`): the
+difference between the two is the network and the two event loops' jitter. Two figures
+per run: the most requests in any 1 s window (the limit's promise: at most rate + burst)
+and the mean rate, (arrivals - 1) / (last - first arrival). Sides, interleaved:
 
 - TikTokClient(rate=10, burst=1) and TikTokClient(rate=100, burst=1);
 - the two common aiolimiter usages at 50/s, each in front of a plain aiohttp loop:
@@ -32,7 +34,7 @@ from benchmarks.bench_common import (
     median,
     run_async,
 )
-from tiktok_async import TikTokClient
+from tiktok_async import ClientHooks, TikTokClient
 
 WORKERS = 64
 HANDLES = [f"rate{i}.user" for i in range(200)]
@@ -66,13 +68,15 @@ async def _loop(one: Callable[[str], Awaitable[object]], seconds: float) -> None
         await asyncio.wait_for(asyncio.gather(*(worker(i) for i in range(WORKERS))), seconds)
 
 
-async def _client_side(side: Side, base_url: str, seconds: float) -> None:
+async def _client_side(side: Side, base_url: str, seconds: float, sends: list[float]) -> None:
+    hooks = ClientHooks(on_request=lambda _path: sends.append(time.time()))
     async with TikTokClient(KEY, base_url, rate=side.rate, burst=side.burst,
-                            concurrency=WORKERS) as client:
+                            concurrency=WORKERS, hooks=hooks) as client:
         await _loop(client.get_user, seconds)
 
 
-async def _aiolimiter_side(side: Side, base_url: str, seconds: float) -> None:
+async def _aiolimiter_side(side: Side, base_url: str, seconds: float, sends: list[float]
+                           ) -> None:
     if side.kind == "aiolimiter-bucket":
         limiter = AsyncLimiter(side.rate, 1)
     else:
@@ -81,8 +85,10 @@ async def _aiolimiter_side(side: Side, base_url: str, seconds: float) -> None:
     async with aiohttp.ClientSession(connector=connector, headers={"x-api-key": KEY}) as session:
 
         async def one(handle: str) -> bytes:
-            async with limiter, session.get(f"{base_url}/user/{handle}") as resp:
-                return await resp.read()
+            async with limiter:
+                sends.append(time.time())
+                async with session.get(f"{base_url}/user/{handle}") as resp:
+                    return await resp.read()
 
         await _loop(one, seconds)
 
@@ -118,38 +124,50 @@ def trailing_counts(times: list[float], step: float = 0.05) -> tuple[list[float]
     return xs, ys
 
 
-def measure(server: Server, side: Side, seconds: float) -> list[float]:
-    """Arrival times of one run of `side` (every status; the limit counts requests)."""
+def measure(server: Server, side: Side, seconds: float) -> tuple[list[float], list[float]]:
+    """Arrival times at the emulator of one run of `side` (every status: the limit counts
+    requests), and the times the client let each request go (after its limiter)."""
     server.reset()
     since = time.time()
+    sends: list[float] = []
     if side.kind == "client":
-        run_async(_client_side(side, server.base_url, seconds))
+        run_async(_client_side(side, server.base_url, seconds, sends))
     else:
-        run_async(_aiolimiter_side(side, server.base_url, seconds))
-    return sorted(t for t, _ in server.arrivals(since=since))
+        run_async(_aiolimiter_side(side, server.base_url, seconds, sends))
+    return sorted(t for t, _ in server.arrivals(since=since)), sorted(sends)
 
 
 def run(seconds: float, runs: int) -> Section:
     """The section; each row keeps its first run's arrival offsets (for the chart)."""
     section = Section("rate", "Rate accuracy at a fixed rate")
     windows: dict[str, list[int]] = {}
+    sent_windows: dict[str, list[int]] = {}
     means: dict[str, list[float]] = {}
     first_run: dict[str, list[float]] = {}
     log(f"rate accuracy: {runs} interleaved runs of {seconds:g} s per side")
     with Server(*FAST) as server:
         server.warm(HANDLES)
         for _, side in interleaved(SIDES, runs):
-            times = measure(server, side, seconds)
+            times, sends = measure(server, side, seconds)
             windows.setdefault(side.name, []).append(worst_window(times))
+            sent_windows.setdefault(side.name, []).append(worst_window(sends))
             means.setdefault(side.name, []).append(mean_rate(times))
             first_run.setdefault(side.name, times)
-            log(f"  {side.name:36s} worst 1 s {windows[side.name][-1]:4d}  "
-                f"mean {means[side.name][-1]:7.2f}/s")
+            log(f"  {side.name:36s} worst 1 s {windows[side.name][-1]:4d} "
+                f"(sent {sent_windows[side.name][-1]:4d})  mean {means[side.name][-1]:7.2f}/s")
+    section.notes.append(
+        "The figures are judged at the emulator, as API Gateway would count. The emulator "
+        "stamps an arrival when its event loop reads the request: when its core is busy, "
+        "requests wait and are stamped close together, so a 1 s window can hold more at "
+        "the emulator than the client sent in any 1 s. The column \"as sent\" (the client's "
+        "own send times) separates the limiter from that jitter.")
     for side in SIDES:
         worst, mean = max(windows[side.name]), median(means[side.name])
         section.rows.append({
             "side": side.name, "rate": side.rate, "burst": side.burst, "runs": runs,
             "seconds": seconds, "worst_1s_window": worst, "worst_1s_each_run": windows[side.name],
+            "worst_1s_sent": max(sent_windows[side.name]),
+            "worst_1s_sent_each_run": sent_windows[side.name],
             "mean_rate": mean, "mean_share": mean / side.rate,
             "first_run_arrivals": [round(t - first_run[side.name][0], 4)
                                    for t in first_run[side.name]],
@@ -159,7 +177,9 @@ def run(seconds: float, runs: int) -> Section:
         target = f"<= {bound:g}"
         if side.kind == "aiolimiter-bucket":
             target += " (rate + 1, as a smooth limit would)"
-        section.figure(label, worst, "requests", target, worst <= bound)
+        sent = max(sent_windows[side.name])
+        section.figure(label, worst, "requests", target, worst <= bound,
+                       note=f"{sent} as the client sent them")
         section.figure(f"{side.name}: mean rate", mean / side.rate, "x rate", ">= 0.97x",
                        mean / side.rate >= 0.97, note=f"{mean:.2f}/s")
     return section
