@@ -131,7 +131,8 @@ def markdown(report: dict[str, Any], img_prefix: str) -> str:
         f"{m['pinning']}. Load average (1, 5, 15 min) at the start "
         f"{', '.join(map(str, m['load_average_at_start']))}, at the end "
         f"{', '.join(map(str, m['load_average_at_end']))}: the machine was shared, so "
-        "single runs are noisy; the sides are interleaved and the figures are medians.",
+        "single runs are noisy; the sides are interleaved and the figures are medians or "
+        "paired sums.",
         "",
     ]
     if report.get("quick"):
