@@ -135,3 +135,14 @@ def test_rate_moves_in_steps_not_on_every_answer() -> None:
     rates = {control.on_success(i / 10_000) for i in range(10_000)}
     assert control.rate == pytest.approx(40_000, rel=0.01)
     assert len(rates) < 300
+
+
+def test_rate_never_runs_far_ahead_of_the_answers_it_gets() -> None:
+    """A client capped elsewhere (its concurrency) at 100 answers a second: without 429s
+    the rate stops growing near 4x what is used, instead of doubling without end."""
+    controller = AdaptiveRate(initial=10.0)
+    now = 0.0
+    for _ in range(100 * 60):  # a minute of answers, 100 a second
+        now += 0.01
+        controller.on_success(now)
+    assert controller.rate <= 4 * 100 * 1.05

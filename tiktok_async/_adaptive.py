@@ -33,7 +33,8 @@ empty, the server answers 200 exactly Q times a second, however fast we send.
 
 The rate always stays within [`min_rate`, `max_rate`], and it is not raised while
 answers come back at under half of it (the caller is sending less than it may: raising
-an unused rate would only store up a burst). It grows in steps of at least 0.5%, so the
+an unused rate would only store up a burst), nor past 4x the rate of answers seen over
+the last second. It grows in steps of at least 0.5%, so the
 limiter is retuned a few hundred times a second at most, not on every answer.
 
 Simulated against a bucket of rate Q and burst Q with a 50 ms round trip, 60 s from
@@ -54,6 +55,11 @@ __all__ = ["AdaptiveRate"]
 # The rate grows in steps of at least 0.5%: a limiter retuned on every answer at
 # thousands of answers a second would spend its time retuning.
 _MIN_STEP = 1.005
+# The rate never grows past this multiple of the answer rate seen over the last second:
+# a client capped by its concurrency would otherwise double its rate into the tens of
+# thousands, and its bucket (sized to the rate) would allow a burst after an idle spell.
+# 4x keeps slow start's pace (x2 every half second).
+_USE_HEADROOM = 4.0
 
 
 @dataclass
@@ -116,6 +122,7 @@ class AdaptiveRate:
         self._tally_since: float | None = None
         self._tally_rate = self.rate
         self._in_use = True
+        self._used_rate: float | None = None  # answers a second over the last full window
 
     @property
     def slow_start(self) -> bool:
@@ -203,6 +210,8 @@ class AdaptiveRate:
             self._last = now
             return
         grown = self._grown(now - last, now)
+        if self._used_rate is not None:  # never far above what answers show is used
+            grown = min(grown, max(self.rate, _USE_HEADROOM * self._used_rate))
         if grown == self.rate or grown == self.max_rate or grown >= self.rate * _MIN_STEP:
             self.rate = grown
             self._last = now
@@ -231,6 +240,7 @@ class AdaptiveRate:
         elif now - self._tally_since >= 1.0:
             expected = self._tally_rate * (now - self._tally_since)
             self._in_use = self._answers >= 0.5 * expected
+            self._used_rate = self._answers / (now - self._tally_since)
             self._tally_since, self._tally_rate, self._answers = now, self.rate, 0
         return self._in_use
 
