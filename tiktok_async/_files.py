@@ -19,17 +19,8 @@ that got no answer: `{"input", "key" (null when invalid), "kind" ("invalid",
 "not_found", "failed", ...), "status" (HTTP status or null), "message", "attempts",
 "line"}`.
 
-Resume (`_resume`): opening existing files scans them, streamed, for keys already answered
-(output, and errors of every kind but "invalid") and for raw inputs recorded as
-invalid; the caller skips those (`is_done`). Resume goes by key, so a duplicate input
-whose key is done is skipped too: its answer is in the output under the input that
-came first. A torn tail from a crash (bytes after the
-last newline, or a last line that does not parse) is cut off before anything is
-appended, so no line is ever half-written twice or merged with the next. With
-`retry_failed=True`, "failed" errors are dropped from the errors file (rewritten
-atomically) so those inputs are tried again. Done keys are kept as sorted 64-bit
-hashes (`KeySet`, about 8 bytes a key), so resuming a 10-million-line run is cheap;
-a hash collision (odds about 1 in 400,000 at 10^7 keys) would skip one input.
+Resume: `OutputFiles.open` scans what earlier runs left and cuts a torn tail before
+appending (see `_resume`); `is_done` tells the caller what to skip.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ appended, so no line is ever half-written twice or merged with the next. With
 atomically) so those inputs are tried again. Done keys are kept as sorted 64-bit
 hashes (`KeySet`, about 8 bytes a key), so resuming a 10-million-line run is cheap;
 a hash collision (odds about 1 in 400,000 at 10^7 keys) would skip one input.
-
 """
 
 from __future__ import annotations

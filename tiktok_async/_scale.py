@@ -126,6 +126,14 @@ async def job_kind(redis: Redis, job: JobKeys) -> Kind | None:
     return KINDS.get(name) if isinstance(name, str) else None
 
 
+async def existing_job_kind(redis: Redis, job: JobKeys) -> Kind:
+    """The job's kind; a usage error naming the job when nothing was enqueued for it."""
+    kind = await job_kind(redis, job)
+    if kind is None:
+        raise UsageError(f"no job {job.name!r} in this Redis (enqueue first)")
+    return kind
+
+
 # -- the command line -----------------------------------------------------------------
 
 
@@ -251,9 +259,7 @@ async def _collect(args: argparse.Namespace) -> int:
     job = JobKeys(args.job)
     redis = connect(args.redis)
     try:
-        kind = await job_kind(redis, job)
-        if kind is None:
-            raise UsageError(f"no job {job.name!r} in this Redis (enqueue first)")
+        kind = await existing_job_kind(redis, job)
         fmt: Literal["jsonl", "csv"] = args.format or (
             "csv" if args.output.lower().endswith(".csv") else "jsonl")
         with OutputFiles.open(args.output, fmt=fmt, columns=kind.columns, errors=args.errors,
@@ -302,8 +308,7 @@ async def _status(args: argparse.Namespace) -> int:
     job = JobKeys(args.job)
     redis = connect(args.redis)
     try:
-        if await job_kind(redis, job) is None:
-            raise UsageError(f"no job {job.name!r} in this Redis")
+        await existing_job_kind(redis, job)
         status = await job_status(redis, job)
     finally:
         await redis.aclose()

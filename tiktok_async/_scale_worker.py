@@ -38,7 +38,14 @@ from ._exceptions import ForbiddenError, InvalidInputError, QuotaExceededError
 from ._models import decode_json, to_builtins
 from ._redis_limiter import Redis, RedisConnectionError, RedisLimiter, connect
 from ._retry import RetryPolicy
-from ._scale import GROUP, JobKeys, ensure_group, invalid_field, job_kind, result_value
+from ._scale import (
+    GROUP,
+    JobKeys,
+    ensure_group,
+    existing_job_kind,
+    invalid_field,
+    result_value,
+)
 
 __all__ = ["ScaleWorker", "register"]
 
@@ -99,9 +106,7 @@ async def _worker(args: argparse.Namespace) -> int:
     job = JobKeys(args.job)
     redis = connect(args.redis)
     try:
-        kind = await job_kind(redis, job)
-        if kind is None:
-            raise UsageError(f"no job {job.name!r} in this Redis (enqueue first)")
+        kind = await existing_job_kind(redis, job)
         limiter = RedisLimiter(redis, api_key, rate=args.rate, burst=args.burst,
                                max_rate=args.max_rate)
         client = TikTokClient(api_key, args.base_url, limiter=limiter,
