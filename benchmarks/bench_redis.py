@@ -37,6 +37,7 @@ from typing import Any
 
 from tiktok_async._limiter import RateLimiter
 from tiktok_async._redis_limiter import RedisLimiter, connect
+from tiktok_async.emulator import busiest_window
 
 KEY = "bench-key"
 TASKS = 32
@@ -86,15 +87,6 @@ def run_processes(count: int, kind: str, url: str, seconds: float, rate: float,
     return merged
 
 
-def worst_window(times: list[float], width: float = 1.0) -> int:
-    ordered, worst, start = sorted(times), 0, 0
-    for end, t in enumerate(ordered):
-        while t - ordered[start] > width:
-            start += 1
-        worst = max(worst, end - start + 1)
-    return worst
-
-
 def summary(data: dict[str, list[float]], seconds: float) -> dict[str, float]:
     lat = sorted(data["latencies"])
     grants = sorted(data["grants"])
@@ -102,7 +94,7 @@ def summary(data: dict[str, list[float]], seconds: float) -> dict[str, float]:
         "per_s": len(grants) / seconds,
         "p50_us": statistics.median(lat) * 1e6,
         "p99_us": lat[int(len(lat) * 0.99)] * 1e6,
-        "worst_1s": worst_window(grants),
+        "worst_1s": busiest_window(grants),
         "span": grants[-1] - grants[0],
         "n": len(grants),
     }
@@ -174,7 +166,7 @@ def end_to_end(url: str, seconds: float, tmp: Path, *, adaptive: bool = False) -
           f"(exit codes {codes})")
     print(f"   answered {len(admitted)} in {span:.1f} s: {(len(admitted) - 40) / span:.2f}/s "
           f"after the burst ({(len(admitted) - 40) / span / 50:.1%} of the quota); "
-          f"worst 1 s window {worst_window(sent)} sent (limit 100); "
+          f"worst 1 s window {busiest_window(sent)} sent (limit 100); "
           f"{len(sent) - len(admitted)} 429s")
 
 

@@ -286,3 +286,11 @@ def test_stats_snapshot_counts_and_windows() -> None:
     assert snap.max_in_window(1.0, status=None) == 3
     assert "secret" not in json.dumps(snap.to_json())
     assert len(k) == 12
+
+
+def test_busiest_window_counts_a_closed_window_over_unordered_times() -> None:
+    from tiktok_async.emulator import busiest_window
+
+    assert busiest_window([2.0, 0.0, 1.0, 0.5, 3.5]) == 3  # 0.0, 0.5, 1.0 (closed at 1.0)
+    assert busiest_window([2.0, 0.0, 1.0, 0.5, 3.5], 0.5) == 2
+    assert busiest_window([]) == 0

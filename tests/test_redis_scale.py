@@ -25,7 +25,7 @@ from redis_server import RedisServer
 
 from tiktok_async._cli import main
 from tiktok_async._scale import GROUP, JobKeys
-from tiktok_async.emulator import EmulatorProcess
+from tiktok_async.emulator import EmulatorProcess, busiest_window
 
 pytestmark = pytest.mark.slow
 
@@ -74,15 +74,6 @@ def emulator_arrivals(proc: EmulatorProcess) -> list[tuple[float, int]]:
     with urllib.request.urlopen(f"{proc.url}/_emulator/stats?arrivals=100000") as answer:
         data: dict[str, Any] = json.loads(answer.read())
     return [(float(t), int(s)) for t, s in data["arrivals"]]
-
-
-def worst_window(times: list[float], width: float = 1.0) -> int:
-    ordered, worst, start = sorted(times), 0, 0
-    for end, t in enumerate(ordered):
-        while t - ordered[start] > width:
-            start += 1
-        worst = max(worst, end - start + 1)
-    return worst
 
 
 def collected_inputs(out: Path) -> Counter[str]:
@@ -136,10 +127,10 @@ def test_four_workers_on_one_key_keep_the_quota_and_use_it(
     span = max(admitted) - min(admitted)
     rate = (len(admitted) - 40) / span  # the workers' burst aside: the steady rate
     print(f"\n4 workers, quota 50/s burst 50: {len(admitted)} answered in {span:.2f} s, "
-          f"steady {rate:.1f}/s ({rate / 50:.0%}), worst 1 s window {worst_window(sent)} "
+          f"steady {rate:.1f}/s ({rate / 50:.0%}), worst 1 s window {busiest_window(sent)} "
           f"sent, {throttled} 429s")
     assert len(admitted) == len(handles)
-    assert worst_window(sent) <= 50 + 50
+    assert busiest_window(sent) <= 50 + 50
     assert rate >= 0.9 * 50
     assert throttled <= 0.02 * len(handles)
     out = tmp_path / "out.jsonl"

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from ._faults import Faults
     from ._gateway import Quota, TokenBucket
     from ._process import EmulatorProcess
-    from ._stats import StatsSnapshot, key_label
+    from ._stats import StatsSnapshot, busiest_window, key_label
 
 # Public name -> private module. Imported on first use, so that loading the pytest plugin
 # (which runs in every pytest session) does not import aiohttp.
@@ -47,6 +47,7 @@ _EXPORTS = {
     "Quota": "_gateway",
     "StatsSnapshot": "_stats",
     "TokenBucket": "_gateway",
+    "busiest_window": "_stats",
     "create_app": "_app",
     "existing_handle": "_data",
     "is_missing": "_data",
@@ -66,6 +67,7 @@ __all__ = [
     "Quota",
     "StatsSnapshot",
     "TokenBucket",
+    "busiest_window",
     "create_app",
     "existing_handle",
     "is_missing",

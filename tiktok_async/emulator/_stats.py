@@ -10,12 +10,23 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 ARRIVALS_KEPT = 100_000
 NO_KEY = "-"
+
+
+def busiest_window(times: Iterable[float], seconds: float = 1.0) -> int:
+    """The most of `times` (in any order) within any closed window `seconds` long: how a
+    rate limit is judged from arrival or send times."""
+    ordered, best, start = sorted(times), 0, 0
+    for end, t in enumerate(ordered):
+        while t - ordered[start] > seconds:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
 
 
 def key_label(key: str | None) -> str:
@@ -70,12 +81,7 @@ class StatsSnapshot:
 
     def max_in_window(self, seconds: float, status: int | None = 200) -> int:
         """The most requests (with `status`) that arrived within any `seconds` window."""
-        times, best, start = self.times(status), 0, 0
-        for end, t in enumerate(times):
-            while t - times[start] > seconds:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+        return busiest_window(self.times(status), seconds)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form served at `GET /_emulator/stats`."""
