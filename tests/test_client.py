@@ -50,6 +50,14 @@ def client_for(emu: Emulator, **kwargs: object) -> TikTokClient:
     return TikTokClient(emu.api_key, emu.base_url, **options)  # type: ignore[arg-type]
 
 
+
+async def fetch_one(client: TikTokClient, handle: str) -> tuple[UserProfile, int]:
+    """`(profile, attempts)` through the public bulk path (`Result.attempts`)."""
+    results = [result async for result in client.fetch_users([handle])]
+    assert len(results) == 1
+    assert results[0].value is not None, results[0].error
+    return results[0].value, results[0].attempts
+
 async def test_get_user(tiktok_emulator: Emulator) -> None:
     async with client_for(tiktok_emulator) as client:
         profile = await client.get_user(f"  @{HANDLE.upper()} ")
@@ -96,7 +104,7 @@ async def test_quota_used_up_is_not_retried(emulator: Emulator) -> None:
 async def test_throttle_is_retried_then_succeeds(emulator: Emulator) -> None:
     emulator.inject("throttle", 2)
     async with client_for(emulator) as client:
-        value, attempts = await client._fetch_user(HANDLE)
+        value, attempts = await fetch_one(client, HANDLE)
         stats = client.stats
     assert isinstance(value, UserProfile)
     assert attempts == 3
@@ -108,7 +116,7 @@ async def test_throttle_is_retried_then_succeeds(emulator: Emulator) -> None:
 async def test_server_errors_are_retried(emulator: Emulator, kind: str) -> None:
     emulator.inject(kind, 2)
     async with client_for(emulator) as client:
-        _, attempts = await client._fetch_user(HANDLE)
+        _, attempts = await fetch_one(client, HANDLE)
     assert attempts == 3
     assert emulator.stats().count(status=int(kind)) == 2
 
@@ -116,7 +124,7 @@ async def test_server_errors_are_retried(emulator: Emulator, kind: str) -> None:
 async def test_truncated_body_is_retried(emulator: Emulator) -> None:
     emulator.inject("truncate", 1)
     async with client_for(emulator) as client:
-        _, attempts = await client._fetch_user(HANDLE)
+        _, attempts = await fetch_one(client, HANDLE)
         stats = client.stats
     assert attempts == 2
     assert stats.errors == {"truncated": 1}
@@ -127,7 +135,7 @@ async def test_dropped_connection_is_retried(emulator: Emulator) -> None:
     answer (RFC 9112 9.3.1); a second drop reaches our retry layer."""
     emulator.inject("drop", 2)
     async with client_for(emulator) as client:
-        _, attempts = await client._fetch_user(HANDLE)
+        _, attempts = await fetch_one(client, HANDLE)
         stats = client.stats
     assert attempts == 2
     assert stats.errors == {"connect": 1}
@@ -160,7 +168,7 @@ async def test_slow_answer_times_out_and_is_retried(tiktok_emulator_factory: Fac
     emu.inject("slow", 1)
     async with client_for(emu, timeout=0.3) as client:
         started = time.monotonic()
-        _, attempts = await client._fetch_user(HANDLE)
+        _, attempts = await fetch_one(client, HANDLE)
         assert client.stats.errors == {"timeout": 1}
     assert attempts == 2
     assert time.monotonic() - started < 2.0

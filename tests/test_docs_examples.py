@@ -328,7 +328,7 @@ for _command, _options in cli_page_options().items():
 
 
 def _subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
-    from tiktok_async._cli import build_parser
+    from tiktok_async.cli import build_parser
 
     parser = build_parser()
     for action in parser._actions:

@@ -17,7 +17,7 @@ import pytest
 
 from tiktok_async.emulator import Emulator, EmulatorProcess
 
-SERVE = [sys.executable, "-m", "tiktok_async._cli", "serve", "--port", "0"]
+SERVE = [sys.executable, "-m", "tiktok_async.cli", "serve", "--port", "0"]
 
 
 def get_json(url: str, key: str = "test-key") -> tuple[int, Any]:

@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from tiktok_async._files import OutputFiles, default_errors_path, flatten
-from tiktok_async._inputfile import InputFormatError, InputLine, read_inputs
-from tiktok_async._resume import KeySet
+from tiktok_async.cli._files import OutputFiles, default_errors_path, flatten
+from tiktok_async.cli._inputfile import InputFormatError, InputLine, read_inputs
+from tiktok_async.cli._resume import KeySet
 
 RECORD = {"user": {"id": "1", "nickname": "Ann\nLee", "verified": True},
           "stats": {"follower_count": 12, "tags": ["a", "b"]}}

@@ -23,8 +23,8 @@ import pytest
 import redis as syncredis
 from redis_server import RedisServer
 
-from tiktok_async._cli import main
-from tiktok_async._scale import GROUP, JobKeys
+from tiktok_async.cli import main
+from tiktok_async.cli._jobkeys import GROUP, JobKeys
 from tiktok_async.emulator import EmulatorProcess, busiest_window
 
 pytestmark = pytest.mark.slow

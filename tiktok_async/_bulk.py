@@ -27,18 +27,27 @@ from collections.abc import (
 )
 from contextlib import aclosing
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-from ._exceptions import ForbiddenError, InvalidInputError, QuotaExceededError, TikTokError
-from ._inputs import VideoRef, handle_key, make_video_ref, parse_handle, parse_video
+from ._exceptions import ForbiddenError, QuotaExceededError, TikTokError
+from ._inputs import VideoRef
+from ._kinds import USERS, VIDEOS, Kind, Parsed
 from ._pool import bounded_map
 
 if TYPE_CHECKING:
-    from ._client import TikTokClient
     from ._models import UserProfile, Video
 
 T = TypeVar("T")
 InputT = TypeVar("InputT")
+
+
+class Fetcher(Protocol):
+    """What the bulk layer needs of a `TikTokClient` (which it does not import)."""
+
+    @property
+    def concurrency(self) -> int: ...
+
+    async def _fetch(self, path: str, decode: Callable[[bytes], T]) -> tuple[T, int]: ...
 
 #: What `fetch_videos` accepts per item: a video URL, a "handle,videoId" line, or a pair.
 VideoInput = str | tuple[str, str] | VideoRef
@@ -72,65 +81,36 @@ class Result(Generic[T]):
         return self.error is None
 
 
-@dataclass(frozen=True, slots=True)
-class _Parsed(Generic[InputT]):
-    """An input with what parsing made of it: a target to fetch, or the reason it is invalid."""
-
-    raw: object
-    key: str | None
-    handle: str | None
-    target: InputT | None
-    invalid: InvalidInputError | None
-
-
-def _parse_user(raw: object) -> _Parsed[str]:
-    try:
-        handle = parse_handle(_as_text(raw))
-    except InvalidInputError as exc:
-        return _Parsed(raw, None, None, None, exc)
-    return _Parsed(raw, handle_key(handle), handle, handle, None)
-
-
-def _parse_video(raw: object) -> _Parsed[VideoRef]:
-    try:
-        ref = _video_ref(raw)
-    except InvalidInputError as exc:
-        return _Parsed(raw, None, None, None, exc)
-    return _Parsed(raw, f"{handle_key(ref.handle)}/{ref.video_id}", ref.handle, ref, None)
-
-
-def _video_ref(raw: object) -> VideoRef:
-    if isinstance(raw, VideoRef):
-        return make_video_ref(raw.handle, raw.video_id)
-    if isinstance(raw, tuple) and len(raw) == 2:
-        return make_video_ref(_as_text(raw[0]), _as_text(raw[1]))
-    return parse_video(_as_text(raw))
-
-
-def _as_text(raw: object) -> str:
-    if isinstance(raw, str):
-        return raw
-    raise InvalidInputError(repr(raw)[:80], f"expected text, got {type(raw).__name__}")
-
-
-def _parsed_stream(
-    items: Iterable[object] | AsyncIterable[object],
-    parse: Callable[[object], _Parsed[InputT]],
-    abort: _Abort,
-) -> Iterator[_Parsed[InputT]] | AsyncIterator[_Parsed[InputT]]:
+def _parse_each(
+    items: Iterable[object] | AsyncIterable[object], parse: Callable[[object], Parsed[InputT]]
+) -> Iterable[Parsed[InputT]] | AsyncIterable[Parsed[InputT]]:
     if isinstance(items, AsyncIterable):
-        return _parsed_async(items, parse, abort)
-    # A plain generator for a plain iterable: the pool pulls it without a lock or a hop.
-    return (parse(item) for item in itertools.takewhile(abort.not_yet, items))
+        return _parse_async(items, parse)
+    return map(parse, items)  # a plain map: the pool pulls it without a lock or a hop
 
 
-async def _parsed_async(
-    items: AsyncIterable[object], parse: Callable[[object], _Parsed[InputT]], abort: _Abort
-) -> AsyncIterator[_Parsed[InputT]]:
+async def _parse_async(
+    items: AsyncIterable[object], parse: Callable[[object], Parsed[InputT]]
+) -> AsyncIterator[Parsed[InputT]]:
     async for item in items:
+        yield parse(item)
+
+
+def _until_aborted(
+    parsed: Iterable[Parsed[InputT]] | AsyncIterable[Parsed[InputT]], abort: _Abort
+) -> Iterator[Parsed[InputT]] | AsyncIterator[Parsed[InputT]]:
+    if isinstance(parsed, AsyncIterable):
+        return _until_aborted_async(parsed, abort)
+    return itertools.takewhile(abort.not_yet, parsed)
+
+
+async def _until_aborted_async(
+    parsed: AsyncIterable[Parsed[InputT]], abort: _Abort
+) -> AsyncIterator[Parsed[InputT]]:
+    async for item in parsed:
         if abort.error is not None:
             return
-        yield parse(item)
+        yield item
 
 
 class _Abort:
@@ -148,13 +128,13 @@ class _Abort:
             self.error = error
 
 
-def _dedupe_key(parsed: _Parsed[InputT]) -> object:
+def _dedupe_key(parsed: Parsed[InputT]) -> object:
     # Invalid inputs never share a key: each gets its own result.
     return parsed.key if parsed.key is not None else ("invalid", id(parsed))
 
 
 async def _answer(
-    parsed: _Parsed[InputT], fetch: Callable[[InputT], Awaitable[tuple[T, int]]], abort: _Abort
+    parsed: Parsed[InputT], fetch: Callable[[InputT], Awaitable[tuple[T, int]]], abort: _Abort
 ) -> Result[T] | None:
     """The input's result; None when the run was stopped before it got an answer."""
     if parsed.invalid is not None or parsed.target is None:
@@ -176,63 +156,71 @@ async def _answer(
                   elapsed=elapsed)
 
 
-async def run_bulk(
-    items: Iterable[object] | AsyncIterable[object],
-    parse: Callable[[object], _Parsed[InputT]],
-    fetch: Callable[[InputT], Awaitable[tuple[T, int]]],
-    *,
-    concurrency: int,
-    ordered: bool,
-    dedupe: bool,
-) -> AsyncGenerator[Result[T], None]:
-    """Parse, dedupe and fetch every input; yield one `Result` per input.
+def _fetcher(client: Fetcher, kind: Kind[InputT, T]
+             ) -> Callable[[InputT], Awaitable[tuple[T, int]]]:
+    """`target -> (value, attempts)`: one GET of the kind's path, under the client's rules."""
+    fetch, path, decode = client._fetch, kind.path, kind.decode
 
-    A bad key or a used-up quota stops taking input; the requests in flight settle and
-    their results are yielded; then that error is raised. Inputs it stopped get no result.
+    def fetch_target(target: InputT) -> Awaitable[tuple[T, int]]:
+        return fetch(path(target), decode)
+
+    return fetch_target
+
+
+async def run_bulk(
+    client: Fetcher,
+    kind: Kind[InputT, T],
+    parsed: Iterable[Parsed[InputT]] | AsyncIterable[Parsed[InputT]],
+    *,
+    ordered: bool = False,
+    dedupe: bool = True,
+) -> AsyncGenerator[Result[T], None]:
+    """Dedupe and fetch every parsed input; yield one `Result` per input.
+
+    At most `client.concurrency` inputs are worked on at once. A bad key or a used-up
+    quota stops taking input; the requests in flight settle and their results are
+    yielded; then that error is raised. Inputs it stopped get no result.
     """
     abort = _Abort()
+    fetch = _fetcher(client, kind)
 
-    async def work(parsed: _Parsed[InputT]) -> tuple[_Parsed[InputT], Result[T] | None]:
-        return parsed, await _answer(parsed, fetch, abort)
+    async def work(item: Parsed[InputT]) -> tuple[Parsed[InputT], Result[T] | None]:
+        return item, await _answer(item, fetch, abort)
 
-    results = bounded_map(
-        _parsed_stream(items, parse, abort),
-        work,
-        concurrency=concurrency,
-        ordered=ordered,
-        key=_dedupe_key if dedupe else None,
-    )
+    results = bounded_map(_until_aborted(parsed, abort), work,
+                          concurrency=client.concurrency, ordered=ordered,
+                          key=_dedupe_key if dedupe else None)
     async with aclosing(results):
-        async for parsed, (origin, result) in results:
+        async for item, (origin, result) in results:
             if result is None:
                 continue  # stopped before it was answered: a later run will ask again
-            if origin is parsed:
+            if origin is item:
                 yield result
             else:  # a duplicate: the answer fetched for an earlier input with the same key
-                yield replace(result, input=parsed.raw, attempts=0, elapsed=0.0, duplicate=True)
+                yield replace(result, input=item.raw, attempts=0, elapsed=0.0, duplicate=True)
     if abort.error is not None:
         raise abort.error
 
 
 def fetch_users(
-    client: TikTokClient,
+    client: Fetcher,
     handles: Iterable[object] | AsyncIterable[object],
     *,
     ordered: bool = False,
     dedupe: bool = True,
 ) -> AsyncIterator[Result[UserProfile]]:
     """Fetch many users; see `TikTokClient.fetch_users`."""
-    return run_bulk(handles, _parse_user, client._fetch_user, concurrency=client.concurrency,
-                    ordered=ordered, dedupe=dedupe)
+    return run_bulk(client, USERS, _parse_each(handles, USERS.parse), ordered=ordered,
+                    dedupe=dedupe)
 
 
 def fetch_videos(
-    client: TikTokClient,
+    client: Fetcher,
     items: Iterable[object] | AsyncIterable[object],
     *,
     ordered: bool = False,
     dedupe: bool = True,
 ) -> AsyncIterator[Result[Video]]:
     """Fetch many videos; see `TikTokClient.fetch_videos`."""
-    return run_bulk(items, _parse_video, client._fetch_video, concurrency=client.concurrency,
-                    ordered=ordered, dedupe=dedupe)
+    return run_bulk(client, VIDEOS, _parse_each(items, VIDEOS.parse), ordered=ordered,
+                    dedupe=dedupe)

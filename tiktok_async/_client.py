@@ -18,13 +18,13 @@ closed for good after: using it then, or before opening, or opening it twice, ra
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import os
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
@@ -32,8 +32,9 @@ import aiohttp
 from yarl import URL
 
 from ._adaptive import AdaptiveRate
+from ._bulk import Result, fetch_users, fetch_videos
 from ._exceptions import ClientStateError, RateLimitedError, TikTokError
-from ._inputs import VideoRef, make_video_ref, parse_handle, parse_video, user_path, video_path
+from ._inputs import make_video_ref, parse_handle, parse_video, user_path, video_path
 from ._limiter import ConcurrencyGate, Limiter, RateLimiter
 from ._models import UserProfile, Video, decode_user_profile, decode_video
 from ._protocol import decipher_response, retry_cause
@@ -45,7 +46,6 @@ from ._version import __version__
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from ._bulk import Result
 
 __all__ = ["API_KEY_ENV", "BASE_URL_ENV", "ClientHooks", "TikTokClient"]
 
@@ -188,12 +188,12 @@ class TikTokClient:
 
     async def get_video(self, handle: str, video_id: str | int) -> Video:
         """The video `video_id` posted by `handle`."""
-        value, _ = await self._fetch_video(make_video_ref(handle, video_id))
+        value, _ = await self._fetch(video_path(make_video_ref(handle, video_id)), decode_video)
         return value
 
     async def get_video_by_url(self, url: str) -> Video:
         """The video a TikTok URL points at (`https://www.tiktok.com/@h/video/ID` and kin)."""
-        value, _ = await self._fetch_video(parse_video(url))
+        value, _ = await self._fetch(video_path(parse_video(url)), decode_video)
         return value
 
     def fetch_users(
@@ -213,8 +213,6 @@ class TikTokClient:
         or a used-up quota (`QuotaExceededError`) stops it: what is in flight settles and
         is yielded, then the error is raised. Breaking out of the loop cancels the work.
         """
-        from ._bulk import fetch_users
-
         if self._state != _OPEN:
             raise self._state_error()
         return fetch_users(self, handles, ordered=ordered, dedupe=dedupe)
@@ -228,21 +226,11 @@ class TikTokClient:
     ) -> AsyncIterator[Result[Video]]:
         """One `Result` per video URL, `"handle,videoId"` line, `(handle, id)` pair or
         `VideoRef`; otherwise as `fetch_users`."""
-        from ._bulk import fetch_videos
-
         if self._state != _OPEN:
             raise self._state_error()
         return fetch_videos(self, items, ordered=ordered, dedupe=dedupe)
 
     # --- for the bulk layer ------------------------------------------------------------
-
-    async def _fetch_user(self, handle: str) -> tuple[UserProfile, int]:
-        """`(profile, attempts)` for a handle `parse_handle` already returned."""
-        return await self._fetch(user_path(handle), decode_user_profile)
-
-    async def _fetch_video(self, ref: VideoRef) -> tuple[Video, int]:
-        """`(video, attempts)` for a validated `VideoRef`."""
-        return await self._fetch(video_path(ref), decode_video)
 
     async def _fetch(self, path: str, decode: Callable[[bytes], T]) -> tuple[T, int]:
         """`(value, attempts)` for one GET of `path`, retried under the policy.
@@ -252,16 +240,7 @@ class TikTokClient:
         """
         if self._state != _OPEN:
             raise self._state_error()
-        started = asyncio.get_running_loop().time()
-        try:  # the first attempt inline: no retry machinery on the happy path
-            return await self._attempt(path, decode), 1
-        except TikTokError as exc:
-            if not self._retrier.should_retry(exc, 1):
-                raise
-            first = exc
-        return await self._retrier.after_failure(
-            lambda: self._attempt(path, decode), first, started, path
-        )
+        return await self._retrier.call(partial(self._attempt, path, decode), path)
 
     async def _attempt(self, path: str, decode: Callable[[bytes], T]) -> T:
         limiter, slots, stats, hooks = self._limiter, self._slots, self._stats, self._hooks

@@ -130,7 +130,7 @@ class Retrier:
             if not self.should_retry(exc, 1):
                 raise
             first = exc
-        return await self.after_failure(attempt, first, started, label)
+        return await self._after_failure(attempt, first, started, label)
 
     def should_retry(self, exc: BaseException, attempt_number: int) -> bool:
         """Whether attempt `attempt_number`, which raised `exc`, earns another attempt."""
@@ -140,14 +140,11 @@ class Retrier:
             return exc.retry_after <= self._policy.max_retry_after
         return True
 
-    async def after_failure(
+    async def _after_failure(
         self, attempt: Callable[[], Awaitable[T]], first: TikTokError, started: float, label: str
     ) -> tuple[T, int]:
-        """Continue a call whose first attempt (begun at loop time `started`) raised `first`.
-
-        For callers that run the first attempt themselves (the client inlines it); `first`
-        must already have passed `should_retry(first, 1)`.
-        """
+        """Continue a call whose first attempt (begun at loop time `started`) raised `first`,
+        which passed `should_retry(first, 1)`."""
         calls = 1
         replay: TikTokError | None = first
 

@@ -10,8 +10,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ._cli_common import EXIT_USAGE
-from ._version import __version__
+from .._version import __version__
+from ._common import EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,18 +21,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from ..emulator import _serve
     from . import _demo, _enrich
-    from .emulator import _serve
 
     _enrich.register(subparsers)
     _serve.register(subparsers)
     _demo.register(subparsers)
     try:
-        from . import _scale
+        from . import _jobs
     except ImportError as exc:  # pragma: no cover - redis is an optional extra
         _register_without_redis(subparsers, exc)
     else:
-        _scale.register(subparsers)
+        _jobs.register(subparsers)
     return parser
 
 

@@ -10,58 +10,37 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import aclosing
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from ._bulk import Result, _parse_user, _parse_video, _Parsed, run_bulk
-from ._cli_common import (
+from .._bulk import Result, run_bulk
+from .._client import TikTokClient
+from .._exceptions import ForbiddenError, InvalidInputError, QuotaExceededError, TikTokError
+from .._kinds import KINDS, Kind, Parsed
+from .._models import encode_json, to_builtins
+from ._common import (
     EXIT_ABORTED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOME_FAILED,
     EXIT_USAGE,
     UsageError,
-    positive_float,
-    positive_int,
+    abort_reason,
+    add_client_arguments,
+    client_from,
+    error_kind,
+    error_message,
     run_async,
-)
-from ._client import TikTokClient
-from ._exceptions import (
-    ForbiddenError,
-    InvalidInputError,
-    NotFoundError,
-    QuotaExceededError,
-    TikTokError,
+    usage_message,
 )
 from ._files import OutputFiles
 from ._inputfile import InputFormatError, InputLine, read_inputs
-from ._models import UserProfile, Video, encode_json, flat_columns, to_builtins
 from ._progress import ProgressDisplay, RunCounts
 from ._resume import KeySet
-from ._retry import RetryPolicy
-
-
-@dataclass(frozen=True)
-class Kind:
-    """What differs between `users` and `videos`."""
-
-    name: str
-    parse: Callable[[object], _Parsed[Any]]
-    columns: list[str]
-    input_help: str
-
-
-KINDS = {
-    "users": Kind("users", _parse_user, flat_columns(UserProfile),
-                  "handles (with or without @) or profile URLs"),
-    "videos": Kind("videos", _parse_video, flat_columns(Video),
-                   "video URLs, or 'handle,videoId' lines"),
-}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -87,37 +66,23 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--errors", default=None,
                         help="errors file (default: <output>.errors.jsonl)")
     parser.add_argument("--column", default=None, help="the CSV column holding the inputs")
-    parser.add_argument("--rate", type=positive_float, default=None,
-                        help="requests per second (default: adaptive, finds the quota)")
-    parser.add_argument("--max-rate", type=positive_float, default=None,
-                        help="a ceiling for the adaptive rate, requests per second")
-    parser.add_argument("--burst", type=positive_int, default=1,
-                        help="requests allowed at once above the rate (default 1)")
-    parser.add_argument("--concurrency", type=positive_int, default=64,
-                        help="requests in flight at most (default 64)")
-    parser.add_argument("--timeout", type=positive_float, default=35.0,
-                        help="seconds for one attempt (default 35: API Gateway gives up at 29)")
-    parser.add_argument("--max-retries", type=int, default=5,
-                        help="retries of one input after a transient failure (default 5)")
+    add_client_arguments(parser, rate_help="requests per second (default: adaptive, finds "
+                                           "the quota)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="try again the inputs an earlier run recorded as failed")
-    parser.add_argument("--api-key", default=None, help="API key (default: $TIKTOK_API_KEY)")
-    parser.add_argument("--base-url", default=None,
-                        help="API base URL, with stage and resource (default: "
-                             "$TIKTOK_API_BASE_URL)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
-def run_command(kind: Kind, args: argparse.Namespace) -> int:
+def run_command(kind: Kind[Any, Any], args: argparse.Namespace) -> int:
     """Run `users` or `videos` with parsed arguments; returns the exit code."""
     try:
-        client = _make_client(args)
+        client = client_from(args)
         fmt, output = _output_choice(kind, args)
         inputs = read_inputs(args.input, column=args.column)
         files = OutputFiles.open(output, fmt=fmt, columns=kind.columns, errors=args.errors,
                                  encode=encode_json, retry_failed=args.retry_failed)
     except (UsageError, TikTokError, InputFormatError, ValueError, OSError) as exc:
-        print(f"tiktok-async {kind.name}: {_usage_message(exc)}", file=sys.stderr)
+        print(f"tiktok-async {kind.name}: {usage_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     with files:
         total = None if args.quiet else count_inputs(args.input)
@@ -138,30 +103,7 @@ def count_inputs(source: str) -> int | None:
     return count
 
 
-def _usage_message(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.filename is not None:
-        return f"cannot open {exc.filename!r}: {exc.strerror}"
-    return str(exc)
-
-
-def _make_client(args: argparse.Namespace) -> TikTokClient:
-    if args.max_retries < 0:
-        raise UsageError("--max-retries must be 0 or more")
-    retry = RetryPolicy(max_attempts=args.max_retries + 1)
-    api_key = args.api_key or os.environ.get("TIKTOK_API_KEY")
-    if not api_key:
-        raise UsageError("no API key: pass --api-key or set TIKTOK_API_KEY")
-    if not (args.base_url or os.environ.get("TIKTOK_API_BASE_URL")):
-        raise UsageError("no API base URL: pass --base-url or set TIKTOK_API_BASE_URL "
-                         "(e.g. https://<id>.execute-api.<region>.amazonaws.com/dev/tiktok)")
-    if args.rate is not None and args.max_rate is not None:
-        raise UsageError("--max-rate caps the adaptive rate: give it without --rate")
-    return TikTokClient(api_key, args.base_url, rate=args.rate, burst=args.burst,
-                        max_rate=args.max_rate, concurrency=args.concurrency,
-                        timeout=args.timeout, retry=retry)
-
-
-def _output_choice(kind: Kind, args: argparse.Namespace) -> tuple[Any, str]:
+def _output_choice(kind: Kind[Any, Any], args: argparse.Namespace) -> tuple[Any, str]:
     fmt = args.format
     if fmt is None:
         fmt = "csv" if str(args.output or "").lower().endswith(".csv") else "jsonl"
@@ -171,7 +113,7 @@ def _output_choice(kind: Kind, args: argparse.Namespace) -> tuple[Any, str]:
 class EnrichRun:
     """One run: input lines in, one line per input out, counts for the summary."""
 
-    def __init__(self, kind: Kind, client: TikTokClient, files: OutputFiles, *,
+    def __init__(self, kind: Kind[Any, Any], client: TikTokClient, files: OutputFiles, *,
                  quiet: bool, total: int | None = None) -> None:
         self.kind = kind
         self.total = total
@@ -199,7 +141,7 @@ class EnrichRun:
         try:
             await self._run(inputs, display)
         except (ForbiddenError, QuotaExceededError) as exc:
-            print(f"tiktok-async {self.kind.name}: aborted: {_abort_reason(exc)}",
+            print(f"tiktok-async {self.kind.name}: aborted: {abort_reason(exc)}",
                   file=sys.stderr)
             return EXIT_ABORTED
         except asyncio.CancelledError:
@@ -214,20 +156,13 @@ class EnrichRun:
 
     async def _run(self, inputs: Iterator[InputLine], display: ProgressDisplay) -> None:
         async with self.client:
-            results = run_bulk(self._pending(inputs), _identity, self._fetch,
-                               concurrency=self.client.concurrency, ordered=False,
-                               dedupe=True)
+            results = run_bulk(self.client, self.kind, self._pending(inputs))
             async with aclosing(results):
                 async for result in results:
                     self._record(result)
                     display.refresh()
 
-    def _fetch(self, target: Any) -> Coroutine[Any, Any, tuple[Any, int]]:
-        if self.kind.name == "users":
-            return self.client._fetch_user(target)
-        return self.client._fetch_video(target)
-
-    def _pending(self, inputs: Iterator[InputLine]) -> Iterator[_Parsed[Any]]:
+    def _pending(self, inputs: Iterator[InputLine]) -> Iterator[Parsed[Any]]:
         """Parsed inputs not answered by an earlier run; stops taking input on Ctrl-C."""
         for line in inputs:
             if self._stopping:
@@ -240,10 +175,10 @@ class EnrichRun:
             else:
                 self.counts.skipped += 1
 
-    def _parse_line(self, line: InputLine) -> _Parsed[Any]:
+    def _parse_line(self, line: InputLine) -> Parsed[Any]:
         if line.problem is not None:
             error = InvalidInputError(line.text, line.problem)
-            return _Parsed(line, None, None, None, error)
+            return Parsed(line, None, None, None, error)
         return replace(self.kind.parse(line.text), raw=line)
 
     def _record(self, result: Result[Any]) -> None:
@@ -260,9 +195,8 @@ class EnrichRun:
         self._remember(line, result.key)
 
     def _record_error(self, line: InputLine, result: Result[Any], error: TikTokError) -> None:
-        kind = _error_kind(error)
-        message = error.reason if isinstance(error, InvalidInputError) else error.message
-        self.files.write_error(line.text, result.key, kind, error.status, message,
+        kind = error_kind(error)
+        self.files.write_error(line.text, result.key, kind, error.status, error_message(error),
                                result.attempts, line.line_no)
         if kind == "invalid":
             self.counts.invalid += 1
@@ -298,11 +232,6 @@ class EnrichRun:
         return f"tiktok-async {self.kind.name}: {words.get(code, 'stopped')}"
 
 
-def _identity(parsed: object) -> _Parsed[Any]:
-    assert isinstance(parsed, _Parsed)
-    return parsed
-
-
 def _identity_of(text: str, key: str | None) -> str:
     return "key:" + key if key is not None else "text:" + text
 
@@ -310,22 +239,6 @@ def _identity_of(text: str, key: str | None) -> str:
 def _key(result: Result[Any]) -> str:
     assert result.key is not None
     return result.key
-
-
-def _error_kind(error: TikTokError) -> str:
-    if isinstance(error, InvalidInputError):
-        return "invalid"
-    if isinstance(error, NotFoundError):
-        return "not_found"
-    return "failed"
-
-
-def _abort_reason(exc: TikTokError) -> str:
-    if isinstance(exc, ForbiddenError):
-        return ("the API refused the key (403 Forbidden): check --api-key or "
-                "$TIKTOK_API_KEY; nothing more was sent")
-    return ("the key's quota is used up (429 Limit Exceeded): re-run after the quota "
-            "period resets; what is done is kept")
 
 
 class _sigint_handler:

@@ -16,7 +16,7 @@ Delivery is at least once: a worker writes an item's result, then acknowledges a
 deletes the entry in the same script (results before acks, so an append-only file that
 loses its tail after a crash loses the ack, never a result). A worker that dies leaves
 its entries pending; the others claim them (`XAUTOCLAIM`) once idle for `--claim-idle`.
-The worker itself is in `_scale_worker`.
+The worker itself is in `_worker`.
 """
 
 from __future__ import annotations
@@ -26,20 +26,28 @@ import json
 import sys
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._bulk import _Parsed
-from ._cli_common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, run_async
-from ._enrich import KINDS, Kind, _usage_message
+from .._kinds import KINDS, Kind, Parsed
+from .._models import encode_json
+from .._redis_limiter import Redis, connect
+from . import _worker
+from ._common import EXIT_OK, UsageError
 from ._files import OutputFiles
-from ._inputfile import InputFormatError, InputLine, read_inputs
-from ._models import encode_json
-from ._redis_limiter import Redis, RedisError, connect
+from ._inputfile import InputLine, read_inputs
+from ._jobkeys import (
+    GROUP,
+    JobKeys,
+    ensure_group,
+    existing_job_kind,
+    invalid_field,
+    job_kind,
+    result_value,
+    run_job_command,
+)
 
-__all__ = ["GROUP", "JobKeys", "register"]
+__all__ = ["register"]
 
-GROUP = "workers"
 _ENQUEUE_BATCH = 500
 _RATE_WINDOW = 10  # seconds of results `status` averages over
 
@@ -61,86 +69,11 @@ return added
 """
 
 
-@dataclass(frozen=True)
-class JobKeys:
-    """The Redis keys of one job."""
-
-    name: str
-
-    def key(self, part: str) -> str:
-        """`tiktok_async:job:{NAME}:{part}`."""
-        return f"tiktok_async:job:{self.name}:{part}"
-
-    @property
-    def queue(self) -> str:
-        """The Stream of pending inputs."""
-        return self.key("queue")
-
-    @property
-    def seen(self) -> str:
-        """The set of normalised keys ever enqueued."""
-        return self.key("seen")
-
-    @property
-    def results(self) -> str:
-        """The hash of results by normalised key."""
-        return self.key("results")
-
-    @property
-    def counts(self) -> str:
-        """The hash of result counts by kind."""
-        return self.key("counts")
-
-    @property
-    def meta(self) -> str:
-        """The hash of the job's settings (`kind`)."""
-        return self.key("meta")
-
-    def tick(self, second: int) -> str:
-        """The counter of results written in one epoch second."""
-        return self.key(f"tick:{second}")
-
-
-def result_value(kind: str, row: dict[str, Any]) -> str:
-    """How a result is stored: its kind, a newline, its JSON row."""
-    return kind + "\n" + encode_json(row).decode()
-
-
-def invalid_field(text: str) -> str:
-    """The results field of an invalid input (it has no normalised key)."""
-    return "invalid:" + text
-
-
-async def ensure_group(redis: Redis, job: JobKeys) -> None:
-    """Create the stream and its consumer group if they do not exist yet."""
-    try:
-        await redis.xgroup_create(job.queue, GROUP, id="0", mkstream=True)
-    except RedisError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
-
-
-async def job_kind(redis: Redis, job: JobKeys) -> Kind | None:
-    """The kind (`users`/`videos`) the job was enqueued with, None for an unknown job."""
-    name = await redis.hget(job.meta, "kind")
-    return KINDS.get(name) if isinstance(name, str) else None
-
-
-async def existing_job_kind(redis: Redis, job: JobKeys) -> Kind:
-    """The job's kind; a usage error naming the job when nothing was enqueued for it."""
-    kind = await job_kind(redis, job)
-    if kind is None:
-        raise UsageError(f"no job {job.name!r} in this Redis (enqueue first)")
-    return kind
-
-
 # -- the command line -----------------------------------------------------------------
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `enqueue`, `worker`, `collect` and `status`."""
-    from . import _scale_worker
-
     enqueue = _job_parser(subparsers, "enqueue", "put a list of inputs on a job's queue")
     enqueue.add_argument("input", metavar="INPUT",
                          help="a text file (one input a line), a CSV file with --column, "
@@ -148,9 +81,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     enqueue.add_argument("--kind", choices=tuple(KINDS), default="users",
                          help="users (handles) or videos (URLs or 'handle,videoId')")
     enqueue.add_argument("--column", default=None, help="the CSV column holding the inputs")
-    enqueue.set_defaults(func=lambda args: _run(args, _enqueue))
+    enqueue.set_defaults(func=lambda args: run_job_command(args, _enqueue))
 
-    _scale_worker.register(_job_parser(subparsers, "worker",
+    _worker.register(_job_parser(subparsers, "worker",
                                        "fetch a job's queued inputs (run many)"))
 
     collect = _job_parser(subparsers, "collect", "write a job's results to files")
@@ -160,10 +93,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                          help="output format (default: from the output's suffix, else jsonl)")
     collect.add_argument("--errors", default=None,
                          help="errors file (default: <output>.errors.jsonl)")
-    collect.set_defaults(func=lambda args: _run(args, _collect))
+    collect.set_defaults(func=lambda args: run_job_command(args, _collect))
 
     status = _job_parser(subparsers, "status", "show a job's progress")
-    status.set_defaults(func=lambda args: _run(args, _status))
+    status.set_defaults(func=lambda args: run_job_command(args, _status))
 
 
 def _job_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
@@ -174,22 +107,6 @@ def _job_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
                         help="Redis URL, e.g. redis://localhost:6379/0")
     parser.add_argument("--job", required=True, metavar="NAME", help="the job's name")
     return parser
-
-
-def _run(args: argparse.Namespace, command: Any) -> int:
-    try:
-        code: int = run_async(command(args))
-    except (UsageError, InputFormatError, ValueError, OSError) as exc:
-        print(f"tiktok-async {args.command}: {_usage_message(exc)}", file=sys.stderr)
-        return EXIT_USAGE
-    except RedisError as exc:
-        print(f"tiktok-async {args.command}: Redis: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"tiktok-async {args.command}: interrupted (what was not answered stays "
-              "queued)", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return code
 
 
 # -- enqueue --------------------------------------------------------------------------
@@ -214,7 +131,7 @@ async def _enqueue(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _claim_kind(redis: Redis, job: JobKeys, kind: Kind) -> None:
+async def _claim_kind(redis: Redis, job: JobKeys, kind: Kind[Any, Any]) -> None:
     await redis.hsetnx(job.meta, "kind", kind.name)
     existing = await job_kind(redis, job)
     if existing is not None and existing.name != kind.name:
@@ -222,7 +139,7 @@ async def _claim_kind(redis: Redis, job: JobKeys, kind: Kind) -> None:
                          "use another --job")
 
 
-async def enqueue_lines(redis: Redis, job: JobKeys, kind: Kind,
+async def enqueue_lines(redis: Redis, job: JobKeys, kind: Kind[Any, Any],
                         inputs: Iterator[InputLine]) -> tuple[int, int]:
     """Queue every input line the job has not seen; `(added, total)`."""
     script = redis.register_script(_ENQUEUE_LUA)
@@ -240,8 +157,8 @@ async def enqueue_lines(redis: Redis, job: JobKeys, kind: Kind,
     return added, total
 
 
-def _enqueue_args(kind: Kind, line: InputLine) -> list[str]:
-    parsed: _Parsed[Any] = kind.parse(line.text)
+def _enqueue_args(kind: Kind[Any, Any], line: InputLine) -> list[str]:
+    parsed: Parsed[Any] = kind.parse(line.text)
     problem = line.problem or (parsed.invalid.reason if parsed.invalid is not None else None)
     if problem is None and parsed.key is not None:
         item = encode_json({"input": line.text, "line": line.line_no}).decode()

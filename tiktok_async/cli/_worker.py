@@ -23,28 +23,33 @@ from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ._bulk import Result, _Parsed, run_bulk
-from ._cli_common import (
+from .._bulk import Result, run_bulk
+from .._client import TikTokClient
+from .._exceptions import ForbiddenError, QuotaExceededError
+from .._kinds import Kind, Parsed
+from .._models import decode_json, to_builtins
+from .._redis_limiter import Redis, RedisConnectionError, RedisLimiter, connect
+from ._common import (
     EXIT_ABORTED,
     EXIT_OK,
     EXIT_SOME_FAILED,
-    UsageError,
+    abort_reason,
+    add_client_arguments,
+    api_key_from,
+    client_from,
+    error_kind,
+    error_message,
     positive_float,
     positive_int,
 )
-from ._client import TikTokClient
-from ._enrich import Kind, _abort_reason, _error_kind
-from ._exceptions import ForbiddenError, InvalidInputError, QuotaExceededError
-from ._models import decode_json, to_builtins
-from ._redis_limiter import Redis, RedisConnectionError, RedisLimiter, connect
-from ._retry import RetryPolicy
-from ._scale import (
+from ._jobkeys import (
     GROUP,
     JobKeys,
     ensure_group,
     existing_job_kind,
     invalid_field,
     result_value,
+    run_job_command,
 )
 
 __all__ = ["ScaleWorker", "register"]
@@ -74,44 +79,25 @@ return 1
 def register(parser: argparse.ArgumentParser) -> None:
     """The `worker` options (the parser already has --redis and --job)."""
     add = parser.add_argument
-    add("--concurrency", type=positive_int, default=32, help="requests in flight (default 32)")
-    add("--rate", type=positive_float, default=None,
-        help="the key's requests per second, shared by all workers (default: adaptive)")
-    add("--burst", type=positive_int, default=1, help="the key's burst (default 1)")
-    add("--max-rate", type=positive_float, default=None, help="a ceiling for the adaptive rate")
+    add_client_arguments(parser, rate_help="the key's requests per second, shared by all "
+                                           "workers (default: adaptive)")
     add("--claim-idle", type=positive_float, default=30.0,
         help="seconds before another worker's unanswered entries are taken over (default 30)")
     add("--batch", type=positive_int, default=None,
         help="entries read at once (default: twice --concurrency)")
     add("--follow", action="store_true", help="keep waiting for new entries")
-    add("--timeout", type=positive_float, default=35.0, help="seconds for one attempt")
-    add("--max-retries", type=int, default=5, help="retries of one input (default 5)")
-    add("--api-key", default=None, help="API key (default: $TIKTOK_API_KEY)")
-    add("--base-url", default=None, help="API base URL (default: $TIKTOK_API_BASE_URL)")
-    parser.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from ._scale import _run as run_job_command
-
-    return run_job_command(args, _worker)
+    parser.set_defaults(func=lambda args: run_job_command(args, _worker))
 
 
 async def _worker(args: argparse.Namespace) -> int:
-    api_key = args.api_key or os.environ.get("TIKTOK_API_KEY")
-    if not api_key:
-        raise UsageError("no API key: pass --api-key or set TIKTOK_API_KEY")
-    if args.rate is not None and args.max_rate is not None:
-        raise UsageError("--max-rate caps the adaptive rate: give it without --rate")
+    api_key = api_key_from(args)
     job = JobKeys(args.job)
-    redis = connect(args.redis)
+    redis = connect(args.redis)  # connects at the first command
     try:
-        kind = await existing_job_kind(redis, job)
         limiter = RedisLimiter(redis, api_key, rate=args.rate, burst=args.burst,
                                max_rate=args.max_rate)
-        client = TikTokClient(api_key, args.base_url, limiter=limiter,
-                              concurrency=args.concurrency, timeout=args.timeout,
-                              retry=RetryPolicy(max_attempts=max(0, args.max_retries) + 1))
+        client = client_from(args, limiter)
+        kind = await existing_job_kind(redis, job)
         worker = ScaleWorker(redis, job, kind, client, claim_idle=args.claim_idle,
                              batch=args.batch or 2 * args.concurrency, follow=args.follow)
         return await worker.run()
@@ -131,7 +117,7 @@ class _Entry:
 class ScaleWorker:
     """One consumer of a job: read, fetch, record, acknowledge, until the queue is empty."""
 
-    def __init__(self, redis: Redis, job: JobKeys, kind: Kind, client: TikTokClient, *,
+    def __init__(self, redis: Redis, job: JobKeys, kind: Kind[Any, Any], client: TikTokClient, *,
                  claim_idle: float = 30.0, batch: int = 64, follow: bool = False,
                  consumer: str | None = None) -> None:
         self.redis, self.job, self.kind, self.client = redis, job, kind, client
@@ -148,14 +134,13 @@ class ScaleWorker:
         await ensure_group(self.redis, self.job)
         try:
             async with self.client:
-                results = run_bulk(self._entries(), self._parse, self._fetch,
-                                   concurrency=self.client.concurrency, ordered=False,
+                results = run_bulk(self.client, self.kind, self._parsed_entries(),
                                    dedupe=False)
                 async with aclosing(results):
                     async for result in results:
                         await self._store(result)
         except (ForbiddenError, QuotaExceededError) as exc:
-            print(f"tiktok-async worker: aborted: {_abort_reason(exc)}", file=sys.stderr)
+            print(f"tiktok-async worker: aborted: {abort_reason(exc)}", file=sys.stderr)
             return EXIT_ABORTED
         print(f"tiktok-async worker {self.consumer}: {self.answered} answered, "
               f"{self.failed} failed", file=sys.stderr)
@@ -195,14 +180,10 @@ class ScaleWorker:
 
     # -- fetching -----------------------------------------------------------------------
 
-    def _parse(self, raw: object) -> _Parsed[Any]:
-        assert isinstance(raw, _Entry)
-        return replace(self.kind.parse(raw.text), raw=raw)
-
-    def _fetch(self, target: Any) -> Any:
-        if self.kind.name == "users":
-            return self.client._fetch_user(target)
-        return self.client._fetch_video(target)
+    async def _parsed_entries(self) -> AsyncIterator[Parsed[Any]]:
+        parse = self.kind.parse
+        async for entry in self._entries():
+            yield replace(parse(entry.text), raw=entry)
 
     # -- recording ----------------------------------------------------------------------
 
@@ -234,10 +215,9 @@ class ScaleWorker:
             row = {"input": entry.text, "key": result.key, "line": entry.line,
                    "record": to_builtins(result.value)}
             return "ok", result.key, row
-        kind = _error_kind(error)
-        message = error.reason if isinstance(error, InvalidInputError) else error.message
+        kind = error_kind(error)
         row = {"input": entry.text, "key": result.key, "status": error.status,
-               "message": message, "attempts": result.attempts, "line": entry.line}
+               "message": error_message(error), "attempts": result.attempts, "line": entry.line}
         field = result.key if result.key is not None else invalid_field(entry.text)
         return kind, field, row
 

@@ -14,13 +14,14 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
-from ._cli_common import EXIT_OK, positive_float, run_async
-from ._client import TikTokClient
-from ._enrich import KINDS, EnrichRun
+from .._client import TikTokClient
+from .._kinds import KINDS
+from .._models import encode_json
+from ..emulator import Emulator, Faults
+from ._common import EXIT_OK, positive_float, run_async
+from ._enrich import EnrichRun
 from ._files import OutputFiles
 from ._inputfile import read_inputs
-from ._models import encode_json
-from .emulator import Emulator, Faults
 
 SAMPLES = {"users": "handles.txt", "videos": "videos.txt"}
 ONE_PERCENT_FAULTS = Faults(http_500=0.002, http_502=0.002, http_503=0.002, http_504=0.002,

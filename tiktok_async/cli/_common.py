@@ -1,0 +1,137 @@
+"""What the sub-commands share: exit codes, argument types, running a coroutine (uvloop if
+any), the client's options and how an input's error is recorded."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from collections.abc import Coroutine
+from typing import Any
+
+from .._client import API_KEY_ENV, BASE_URL_ENV, TikTokClient
+from .._exceptions import ForbiddenError, InvalidInputError, NotFoundError, TikTokError
+from .._limiter import Limiter
+from .._retry import RetryPolicy
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+EXIT_ABORTED = 3
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A command line that cannot run as given (exit 2, one message, no traceback)."""
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number above 0")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
+
+
+def run_async(main: Coroutine[Any, Any, int]) -> int:
+    """Run `main` on uvloop when it is installed (about a third faster), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    result: int = uvloop.run(main)
+    return result
+
+
+def usage_message(exc: BaseException) -> str:
+    """One line for an error that stops a command before it runs."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"cannot open {exc.filename!r}: {exc.strerror}"
+    return str(exc)
+
+
+def error_kind(error: TikTokError) -> str:
+    """How an input's error is recorded: `invalid`, `not_found` or `failed`."""
+    if isinstance(error, InvalidInputError):
+        return "invalid"
+    if isinstance(error, NotFoundError):
+        return "not_found"
+    return "failed"
+
+
+def error_message(error: TikTokError) -> str:
+    """The message recorded for an input's error (an invalid input: just the reason)."""
+    return error.reason if isinstance(error, InvalidInputError) else error.message
+
+
+def abort_reason(exc: TikTokError) -> str:
+    """Why a run stopped early, and what to do."""
+    if isinstance(exc, ForbiddenError):
+        return ("the API refused the key (403 Forbidden): check --api-key or "
+                "$TIKTOK_API_KEY; nothing more was sent")
+    return ("the key's quota is used up (429 Limit Exceeded): re-run after the quota "
+            "period resets; what is done is kept")
+
+
+# -- the client's options, the same for `users`, `videos` and `worker` -------------------
+
+DEFAULT_CONCURRENCY = 64
+
+
+def add_client_arguments(parser: argparse.ArgumentParser, *, rate_help: str) -> None:
+    """The options that make the client: key, URL, rate, concurrency, timeout, retries."""
+    add = parser.add_argument
+    add("--rate", type=positive_float, default=None, help=rate_help)
+    add("--max-rate", type=positive_float, default=None,
+        help="a ceiling for the adaptive rate, requests per second")
+    add("--burst", type=positive_int, default=1,
+        help="requests allowed at once above the rate (default 1)")
+    add("--concurrency", type=positive_int, default=DEFAULT_CONCURRENCY,
+        help=f"requests in flight at most (default {DEFAULT_CONCURRENCY})")
+    add("--timeout", type=positive_float, default=35.0,
+        help="seconds for one attempt (default 35: API Gateway gives up at 29)")
+    add("--max-retries", type=int, default=5,
+        help="retries of one input after a transient failure (default 5)")
+    add("--api-key", default=None, help="API key (default: $TIKTOK_API_KEY)")
+    add("--base-url", default=None,
+        help="API base URL, with stage and resource (default: $TIKTOK_API_BASE_URL)")
+
+
+def api_key_from(args: argparse.Namespace) -> str:
+    """The API key from --api-key or the environment; a usage error without one."""
+    api_key: str | None = args.api_key or os.environ.get(API_KEY_ENV)
+    if not api_key:
+        raise UsageError(f"no API key: pass --api-key or set {API_KEY_ENV}")
+    return api_key
+
+
+def client_from(args: argparse.Namespace, limiter: Limiter | None = None) -> TikTokClient:
+    """The client the options describe (`limiter`: a shared one; then --rate is its own)."""
+    if args.max_retries < 0:
+        raise UsageError("--max-retries must be 0 or more")
+    if not (args.base_url or os.environ.get(BASE_URL_ENV)):
+        raise UsageError(f"no API base URL: pass --base-url or set {BASE_URL_ENV} "
+                         "(e.g. https://<id>.execute-api.<region>.amazonaws.com/dev/tiktok)")
+    if args.rate is not None and args.max_rate is not None:
+        raise UsageError("--max-rate caps the adaptive rate: give it without --rate")
+    retry = RetryPolicy(max_attempts=args.max_retries + 1)
+    common: dict[str, Any] = {"concurrency": args.concurrency, "timeout": args.timeout,
+                              "retry": retry}
+    if limiter is not None:
+        return TikTokClient(api_key_from(args), args.base_url, limiter=limiter, **common)
+    return TikTokClient(api_key_from(args), args.base_url, rate=args.rate, burst=args.burst,
+                        max_rate=args.max_rate, **common)

@@ -1,0 +1,107 @@
+"""A Redis job's keys and what every job command shares (`_jobs` has the commands,
+`_worker` the consumer; both import this, never each other's privates)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from .._kinds import KINDS, Kind
+from .._models import encode_json
+from .._redis_limiter import Redis, RedisError
+from ._common import EXIT_INTERRUPTED, EXIT_USAGE, UsageError, run_async, usage_message
+from ._inputfile import InputFormatError
+
+GROUP = "workers"
+
+
+@dataclass(frozen=True)
+class JobKeys:
+    """The Redis keys of one job."""
+
+    name: str
+
+    def key(self, part: str) -> str:
+        """`tiktok_async:job:{NAME}:{part}`."""
+        return f"tiktok_async:job:{self.name}:{part}"
+
+    @property
+    def queue(self) -> str:
+        """The Stream of pending inputs."""
+        return self.key("queue")
+
+    @property
+    def seen(self) -> str:
+        """The set of normalised keys ever enqueued."""
+        return self.key("seen")
+
+    @property
+    def results(self) -> str:
+        """The hash of results by normalised key."""
+        return self.key("results")
+
+    @property
+    def counts(self) -> str:
+        """The hash of result counts by kind."""
+        return self.key("counts")
+
+    @property
+    def meta(self) -> str:
+        """The hash of the job's settings (`kind`)."""
+        return self.key("meta")
+
+    def tick(self, second: int) -> str:
+        """The counter of results written in one epoch second."""
+        return self.key(f"tick:{second}")
+
+
+def result_value(kind: str, row: dict[str, Any]) -> str:
+    """How a result is stored: its kind, a newline, its JSON row."""
+    return kind + "\n" + encode_json(row).decode()
+
+
+def invalid_field(text: str) -> str:
+    """The results field of an invalid input (it has no normalised key)."""
+    return "invalid:" + text
+
+
+async def ensure_group(redis: Redis, job: JobKeys) -> None:
+    """Create the stream and its consumer group if they do not exist yet."""
+    try:
+        await redis.xgroup_create(job.queue, GROUP, id="0", mkstream=True)
+    except RedisError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+async def job_kind(redis: Redis, job: JobKeys) -> Kind[Any, Any] | None:
+    """The kind (`users`/`videos`) the job was enqueued with, None for an unknown job."""
+    name = await redis.hget(job.meta, "kind")
+    return KINDS.get(name) if isinstance(name, str) else None
+
+
+async def existing_job_kind(redis: Redis, job: JobKeys) -> Kind[Any, Any]:
+    """The job's kind; a usage error naming the job when nothing was enqueued for it."""
+    kind = await job_kind(redis, job)
+    if kind is None:
+        raise UsageError(f"no job {job.name!r} in this Redis (enqueue first)")
+    return kind
+
+
+def run_job_command(args: argparse.Namespace, command: Any) -> int:
+    """Run one job command's coroutine; usage, input and Redis errors exit 2 with one line."""
+    try:
+        code: int = run_async(command(args))
+    except (UsageError, InputFormatError, ValueError, OSError) as exc:
+        print(f"tiktok-async {args.command}: {usage_message(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except RedisError as exc:
+        print(f"tiktok-async {args.command}: Redis: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"tiktok-async {args.command}: interrupted (what was not answered stays "
+              "queued)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return code
