@@ -36,7 +36,8 @@ def ours(frame: FrameType) -> bool:
 
 def where(frame: FrameType) -> str:
     code = frame.f_code
-    return f"{os.path.relpath(code.co_filename, PACKAGE)}:{code.co_qualname}"
+    qualname = getattr(code, "co_qualname", code.co_name)  # 3.11+
+    return f"{os.path.relpath(code.co_filename, PACKAGE)}:{qualname}"
 
 
 def package_stack(frame: FrameType | None) -> list[str]:
@@ -91,10 +92,12 @@ def main() -> None:
     per_handle = {name: (large.calls[name] - small.calls[name]) / 10
                   for name in large.calls}
     per_handle = {name: n for name, n in per_handle.items() if n > 0}
-    files = Counter()
+    files: dict[str, float] = {}
     for name, n in per_handle.items():
-        files[name.split(":")[0]] += n
-    print(f"calls per handle: {sum(per_handle.values()):.1f} in {len(files)} files")
+        files[name.split(":")[0]] = files.get(name.split(":")[0], 0.0) + n
+    entered = [name for name, n in per_handle.items() if n >= 0.9]
+    print(f"calls per handle: {sum(per_handle.values()):.1f} (coroutine resumes count as "
+          f"calls) in {len(files)} files; {len(entered)} functions entered once or more")
     for name, n in sorted(files.items(), key=lambda item: -item[1]):
         print(f"  {n:6.1f}  {name}")
     for name, n in sorted(per_handle.items(), key=lambda item: -item[1]):

@@ -161,3 +161,17 @@ def test_importing_the_library_loads_no_application_module(module: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_functions_stay_small() -> None:
+    """Median and p90 function length in the package (lines) stay where issue 10 found
+    them: 6 and 16 (`python scripts/function_sizes.py` lists the largest)."""
+    sizes = sorted(
+        (node.end_lineno or node.lineno) - node.lineno + 1
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    )
+    assert len(sizes) > 300
+    assert sizes[len(sizes) // 2] <= 6
+    assert sizes[int(0.9 * len(sizes))] <= 16

@@ -20,7 +20,6 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
-    Awaitable,
     Callable,
     Iterable,
     Iterator,
@@ -134,7 +133,7 @@ def _dedupe_key(parsed: Parsed[InputT]) -> object:
 
 
 async def _answer(
-    parsed: Parsed[InputT], fetch: Callable[[InputT], Awaitable[tuple[T, int]]], abort: _Abort
+    parsed: Parsed[InputT], client: Fetcher, kind: Kind[InputT, T], abort: _Abort
 ) -> Result[T] | None:
     """The input's result; None when the run was stopped before it got an answer."""
     if parsed.invalid is not None or parsed.target is None:
@@ -143,7 +142,7 @@ async def _answer(
         return None
     started = time.monotonic()
     try:
-        value, attempts = await fetch(parsed.target)
+        value, attempts = await client._fetch(kind.path(parsed.target), kind.decode)
     except ABORTING_ERRORS as exc:
         abort.set(exc)
         return None
@@ -154,17 +153,6 @@ async def _answer(
     elapsed = time.monotonic() - started
     return Result(parsed.raw, parsed.key, parsed.handle, value=value, attempts=attempts,
                   elapsed=elapsed)
-
-
-def _fetcher(client: Fetcher, kind: Kind[InputT, T]
-             ) -> Callable[[InputT], Awaitable[tuple[T, int]]]:
-    """`target -> (value, attempts)`: one GET of the kind's path, under the client's rules."""
-    fetch, path, decode = client._fetch, kind.path, kind.decode
-
-    def fetch_target(target: InputT) -> Awaitable[tuple[T, int]]:
-        return fetch(path(target), decode)
-
-    return fetch_target
 
 
 async def run_bulk(
@@ -182,10 +170,9 @@ async def run_bulk(
     yielded; then that error is raised. Inputs it stopped get no result.
     """
     abort = _Abort()
-    fetch = _fetcher(client, kind)
 
     async def work(item: Parsed[InputT]) -> tuple[Parsed[InputT], Result[T] | None]:
-        return item, await _answer(item, fetch, abort)
+        return item, await _answer(item, client, kind, abort)
 
     results = bounded_map(_until_aborted(parsed, abort), work,
                           concurrency=client.concurrency, ordered=ordered,
