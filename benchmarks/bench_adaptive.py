@@ -1,4 +1,4 @@
-"""Section 4: the adaptive rate against a quota nobody told the client.
+"""Section: the adaptive rate against a quota nobody told the client.
 
 For Q in 5, 50, 500 the emulator throttles the key with a token bucket of rate Q and
 burst Q (`--rate Q --burst Q`, full at the start, as API Gateway). The client streams
@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from benchmarks.bench_common import KEY, Section, Server, log, run_async
+from benchmarks._common import KEY, Section, Server, log, run_async
 from tiktok_async import TikTokClient
 
 QUOTAS = (5, 50, 500)

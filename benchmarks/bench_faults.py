@@ -1,4 +1,4 @@
-"""Section 6: with 5% of answers failing, what share of inputs is answered, at what cost.
+"""Section: with 5% of answers failing, what share of inputs is answered, at what cost.
 
 The emulator fails 5% of answers (`--faults 0.05`: 500/502/503/504 in equal parts); N
 fresh handles go through `TikTokClient(key, url).fetch_users(...)` with the default retry
@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from benchmarks.bench_common import FAST, Section, Server, log, run_async
+from benchmarks._common import FAST, KEY, Section, Server, log, run_async
 from tiktok_async import TikTokClient
 
 FAULT_SHARE = 0.05
@@ -20,8 +20,6 @@ FLOOR = FAULT_SHARE / (1 - FAULT_SHARE)
 
 
 async def _stream(base_url: str, count: int) -> dict[str, Any]:
-    from benchmarks.bench_common import KEY
-
     ok = failed = attempts = 0
     async with TikTokClient(KEY, base_url) as client:
         async for result in client.fetch_users(f"fault{n}.test" for n in range(count)):

@@ -1,79 +1,27 @@
-"""Section 5: peak RSS of a process streaming N handles through `fetch_users`.
+"""Section: peak RSS of a process streaming N handles through `fetch_users`.
 
-Each N runs in a fresh child process (`python -m benchmarks.bench_memory --child N URL`,
-pinned to the client's core): a generator of handles `user{n}.test` goes through
-`TikTokClient(key, url).fetch_users(...)`, results are counted and dropped. The child
-reports its peak RSS (VmHWM; see `child` for why not `ru_maxrss`) and its RSS every
-`SAMPLE_EVERY` results (for the chart). The emulator (no upstream latency, every user
-exists) runs in its own process, one for all sizes; its peak RSS is reported too (not
-the client's).
+Each N runs in a fresh child process (`python -m benchmarks._memory_child N URL KEY`,
+pinned to the client's core, importing nothing but `tiktok_async`): a generator of
+handles `user{n}.test` goes through `TikTokClient(key, url).fetch_users(...)`, results
+are counted and dropped. The child reports its peak RSS (VmHWM) and its RSS every 10,000
+results (for the chart). The emulator (no upstream latency, every user exists) runs in
+its own process, one for all sizes; its peak RSS is reported too (not the client's).
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
-import os
-import resource
 import subprocess
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_common import FAST, KEY, ROOT, Section, Server, log
-
-SAMPLE_EVERY = 10_000
-PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 1024 / 1024
-
-
-def _rss_mb() -> float:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * PAGE_MB
-
-
-async def _stream(count: int, base_url: str) -> dict[str, Any]:
-    from tiktok_async import TikTokClient
-
-    done = ok = 0
-    samples: list[tuple[int, float]] = [(0, _rss_mb())]
-    started = time.perf_counter()
-    async with TikTokClient(KEY, base_url) as client:
-        async for result in client.fetch_users(f"user{n}.test" for n in range(count)):
-            done += 1
-            ok += result.ok
-            if done % SAMPLE_EVERY == 0:
-                samples.append((done, _rss_mb()))
-    return {"count": count, "results": done, "ok": ok,
-            "seconds": time.perf_counter() - started, "rss_samples": samples}
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak RSS since its `exec` (VmHWM)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def child(count: int, base_url: str) -> None:
-    """In the child: stream, then print one JSON line with the peak RSS.
-
-    The peak is VmHWM, not `ru_maxrss`: Linux carries the high-water mark of the memory
-    a process had before `exec` into `ru_maxrss`, and `subprocess` starts children with
-    `vfork`, so a child's `ru_maxrss` starts at its parent's peak (this runner's). Both
-    are reported.
-    """
-    report = asyncio.run(_stream(count, base_url))
-    report["peak_rss_mb"] = _peak_rss_mb()
-    report["ru_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(report), flush=True)
+from benchmarks._common import FAST, KEY, ROOT, Section, Server, log
 
 
 def one_size(server: Server, count: int) -> dict[str, Any]:
     """A fresh client process streaming `count` handles through `server`."""
-    command = [sys.executable, "-m", "benchmarks.bench_memory", "--child", str(count),
-               server.base_url]
+    command = [sys.executable, "-m", "benchmarks._memory_child", str(count), server.base_url,
+               KEY]
     out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"memory child for {count:,} failed: {out.stderr[-2000:]}")
@@ -117,14 +65,3 @@ def run(counts: tuple[int, ...]) -> Section:
         "every user it serves (SQLite in memory, plus a cache of up to 500,000 bodies).")
     return section
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", type=int, metavar="N", required=True)
-    parser.add_argument("base_url")
-    args = parser.parse_args()
-    child(args.child, args.base_url)
-
-
-if __name__ == "__main__":
-    main()

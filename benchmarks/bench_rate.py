@@ -1,4 +1,4 @@
-"""Section 3: rate accuracy at a fixed rate, judged from the emulator's arrival times.
+"""Section: rate accuracy at a fixed rate, judged from the emulator's arrival times.
 
 Each side sends cached `/user` lookups from 64 workers for `seconds`; the emulator
 records when every request arrived (the figures), and the client when its limiter let
@@ -21,12 +21,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import aiohttp
 from aiolimiter import AsyncLimiter
 
-from benchmarks.bench_common import (
+from benchmarks._baselines import session
+from benchmarks._common import (
     FAST,
     KEY,
+    WORKERS,
     Section,
     Server,
     interleaved,
@@ -36,7 +37,6 @@ from benchmarks.bench_common import (
 )
 from tiktok_async import ClientHooks, TikTokClient
 
-WORKERS = 64
 HANDLES = [f"rate{i}.user" for i in range(200)]
 
 
@@ -81,13 +81,13 @@ async def _aiolimiter_side(side: Side, base_url: str, seconds: float, sends: lis
         limiter = AsyncLimiter(side.rate, 1)
     else:
         limiter = AsyncLimiter(1, 1 / side.rate)
-    connector = aiohttp.TCPConnector(limit=WORKERS)
-    async with aiohttp.ClientSession(connector=connector, headers={"x-api-key": KEY}) as session:
+    async with contextlib.AsyncExitStack() as stack:
+        http = await session(stack)
 
         async def one(handle: str) -> bytes:
             async with limiter:
                 sends.append(time.time())
-                async with session.get(f"{base_url}/user/{handle}") as resp:
+                async with http.get(f"{base_url}/user/{handle}") as resp:
                     return await resp.read()
 
         await _loop(one, seconds)
@@ -105,23 +105,6 @@ def worst_window(times: list[float], seconds: float = 1.0) -> int:
 
 def mean_rate(times: list[float]) -> float:
     return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
-
-
-def trailing_counts(times: list[float], step: float = 0.05) -> tuple[list[float], list[int]]:
-    """Requests in the trailing 1 s, every `step` s from the first arrival (for the chart)."""
-    if not times:
-        return [], []
-    xs, ys, start, end, t0 = [], [], 0, 0, times[0]
-    now = t0
-    while now <= times[-1] + 1.0:
-        while end < len(times) and times[end] <= now:
-            end += 1
-        while start < end and times[start] <= now - 1.0:
-            start += 1
-        xs.append(now - t0)
-        ys.append(end - start)
-        now += step
-    return xs, ys
 
 
 def measure(server: Server, side: Side, seconds: float) -> tuple[list[float], list[float]]:

@@ -1,21 +1,23 @@
-"""The Redis limiter: acquire cost and rate accuracy from 1 and 4 processes, beside the local one.
+"""Section (only with `--only redis`): the Redis limiter, from 1 and 4 processes.
 
-    python -m benchmarks.bench_redis [--seconds 5] [--e2e-seconds 30]
+Starts its own `redis-server` (a free port, a temp dir), and lets every process it
+starts use every core (nothing pinned, the emulator included). Three parts, each side
+against its own bucket (its own API key):
 
-Starts its own `redis-server` (free port, temp dir). Three parts:
-
-1. **Acquire cost.** Acquires that never wait (rate 10^7, burst 10^7), from 1 task (the
+1. **Acquire cost.** Acquires that never wait (rate and burst 10^7), from 1 task (the
    latency of one acquire alone) and 32 tasks a process (throughput; latency then
    includes the queueing), for the local `RateLimiter` in one process and
-   `RedisLimiter` from 1 and 4 processes. A Redis acquire is one round trip to a local
-   Redis running one Lua script.
+   `RedisLimiter` from 1 and 4 processes: one round trip to Redis running one Lua script.
 2. **Rate accuracy.** One shared bucket of 200/s (burst 20) from 1 and 4 processes:
-   grants a second (mean after the burst) and the most grants in any 1 s window
-   (the promise: at most rate + burst = 220), from the times the acquires returned.
-3. **End to end** (`--e2e-seconds`, 0 to skip): four `tiktok-async worker` processes on
-   one key against the emulator with a quota of 50/s, burst 50 (workers: `--rate 50
-   --burst 40`, then the shared adaptive rate, told nothing): what the emulator saw (its
-   own arrival times).
+   grants a second after the burst and the most grants in any 1 s window (the promise:
+   at most rate + burst = 220), from the times the acquires returned.
+3. **End to end** (`e2e_seconds`, 0 to skip): four `tiktok-async worker` processes on
+   one key against the emulator with a quota of 50/s, burst 50 (workers `--rate 50
+   --burst 40`, then the shared adaptive rate, told nothing), judged on the emulator's
+   own arrival times.
+
+Each measuring process is this module run as a child:
+`python -m benchmarks.bench_redis --child local|redis --redis URL --key KEY ...`.
 """
 
 from __future__ import annotations
@@ -24,34 +26,33 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from benchmarks._common import KEY, ROOT, Section, Server, log, redis_server, unpinned
+from tiktok_async import RedisLimiter
 from tiktok_async._limiter import RateLimiter
-from tiktok_async._redis_limiter import RedisLimiter, connect
 from tiktok_async.emulator import busiest_window
 
-KEY = "bench-key"
 TASKS = 32
 HUGE = 10_000_000
+ACCURACY_RATE, ACCURACY_BURST = 200.0, 20
+QUOTA, QUOTA_BURST, WORKER_BURST = 50, 50, 40
 
 
-# --- one process's measurement (also run as a child: --child) --------------------------
+# --- one process's measurement (run as a child) -----------------------------------------
 
 
-async def measure(kind: str, url: str, seconds: float, rate: float, burst: int,
-                  start_at: float, tasks: int = TASKS) -> dict[str, Any]:
-    """Acquire for `seconds` from `tasks` tasks; latencies and grant times."""
+async def measure(kind: str, url: str, key: str, seconds: float, rate: float, burst: int,
+                  start_at: float, tasks: int) -> dict[str, list[float]]:
+    """Acquire for `seconds` from `tasks` tasks: latencies and grant times."""
     limiter: Any = (RateLimiter(rate, burst) if kind == "local"
-                    else RedisLimiter(url, KEY, rate=rate, burst=burst))
+                    else RedisLimiter(url, key, rate=rate, burst=burst))
     await asyncio.sleep(max(0.0, start_at - time.time()))
     stop = time.time() + seconds
     latencies: list[float] = []
@@ -70,17 +71,20 @@ async def measure(kind: str, url: str, seconds: float, rate: float, burst: int,
     return {"latencies": latencies, "grants": grants}
 
 
-def run_processes(count: int, kind: str, url: str, seconds: float, rate: float,
-                  burst: int, tasks: int = TASKS) -> dict[str, list[float]]:
+def run_processes(count: int, kind: str, url: str, key: str, seconds: float, rate: float,
+                  burst: int, tasks: int) -> dict[str, list[float]]:
     """`count` child processes measuring at once; their figures merged."""
     start_at = time.time() + 1.5  # every child has imported and connected by then
     command = [sys.executable, "-m", "benchmarks.bench_redis", "--child", kind, "--redis", url,
-               "--seconds", str(seconds), "--rate", str(rate), "--burst", str(burst),
-               "--start-at", str(start_at), "--tasks", str(tasks)]
-    children = [subprocess.Popen(command, stdout=subprocess.PIPE) for _ in range(count)]
+               "--key", key, "--seconds", str(seconds), "--rate", str(rate), "--burst",
+               str(burst), "--start-at", str(start_at), "--tasks", str(tasks)]
+    children = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE)
+                for _ in range(count)]
     merged: dict[str, list[float]] = {"latencies": [], "grants": []}
     for child in children:
         out, _ = child.communicate(timeout=seconds + 60)
+        if child.returncode != 0:
+            raise RuntimeError(f"a {kind} child exited with {child.returncode}")
         data = json.loads(out)
         for name in merged:
             merged[name] += data[name]
@@ -88,8 +92,7 @@ def run_processes(count: int, kind: str, url: str, seconds: float, rate: float,
 
 
 def summary(data: dict[str, list[float]], seconds: float) -> dict[str, float]:
-    lat = sorted(data["latencies"])
-    grants = sorted(data["grants"])
+    lat, grants = sorted(data["latencies"]), sorted(data["grants"])
     return {
         "per_s": len(grants) / seconds,
         "p50_us": statistics.median(lat) * 1e6,
@@ -100,125 +103,136 @@ def summary(data: dict[str, list[float]], seconds: float) -> dict[str, float]:
     }
 
 
-# --- the three parts ------------------------------------------------------------------
+# --- the three parts ------------------------------------------------------------------------
+
+ACQUIRE_SIDES = (("local, 1 process, 1 task", "local", 1, 1),
+                 ("local, 1 process, 32 tasks", "local", 1, TASKS),
+                 ("redis, 1 process, 1 task", "redis", 1, 1),
+                 ("redis, 1 process, 32 tasks", "redis", 1, TASKS),
+                 ("redis, 4 processes, 1 task each", "redis", 4, 1),
+                 ("redis, 4 processes, 32 tasks each", "redis", 4, TASKS))
+ACCURACY_SIDES = (("local, 1 process", "local", 1),
+                  ("redis, 1 process", "redis", 1),
+                  ("redis, 4 processes", "redis", 4))
 
 
-def acquire_cost(url: str, seconds: float) -> None:
-    print(f"\n1. acquire cost (never waits; {seconds:g} s)")
-    print(f"{'side':<34}{'acquires/s':>12}{'p50 us':>10}{'p99 us':>10}")
-    sides = [("local, 1 process, 1 task", "local", 1, 1),
-             ("local, 1 process, 32 tasks", "local", 1, TASKS),
-             ("redis, 1 process, 1 task", "redis", 1, 1),
-             ("redis, 1 process, 32 tasks", "redis", 1, TASKS),
-             ("redis, 4 processes, 1 task each", "redis", 4, 1),
-             ("redis, 4 processes, 32 tasks each", "redis", 4, TASKS)]
-    for label, kind, count, tasks in sides:
-        s = summary(run_processes(count, kind, url, seconds, HUGE, HUGE, tasks), seconds)
-        print(f"{label:<34}{s['per_s']:>12,.0f}{s['p50_us']:>10,.0f}{s['p99_us']:>10,.0f}")
+def acquire_cost(section: Section, url: str, seconds: float) -> None:
+    for n, (label, kind, count, tasks) in enumerate(ACQUIRE_SIDES):
+        data = run_processes(count, kind, url, f"{KEY}-acquire-{n}", seconds, HUGE, HUGE, tasks)
+        s = summary(data, seconds)
+        section.rows.append({"part": "acquire", "side": label, "per_s": s["per_s"],
+                             "p50_us": s["p50_us"], "p99_us": s["p99_us"]})
+        log(f"  {label:34s} {s['per_s']:10,.0f}/s  p50 {s['p50_us']:7,.0f} us  "
+            f"p99 {s['p99_us']:7,.0f} us")
+    one, busy = section.rows[2], section.rows[5]
+    section.figure("RedisLimiter: one acquire alone, p50", one["p50_us"], "µs",
+                   note=f"p99 {one['p99_us']:,.0f} µs")
+    section.figure("RedisLimiter: acquires/s, 4 processes x 32 tasks", busy["per_s"],
+                   "acquires/s", note=f"p50 {busy['p50_us'] / 1e3:.1f} ms")
 
 
-def rate_accuracy(url: str, seconds: float, rate: float = 200.0, burst: int = 20) -> None:
-    print(f"\n2. rate accuracy: one bucket of {rate:g}/s, burst {burst} ({seconds:g} s)")
-    print(f"{'side':<22}{'mean/s':>10}{'worst 1 s':>11}{'p50 wait ms':>13}")
-    for label, kind, count in [("local, 1 process", "local", 1),
-                               ("redis, 1 process", "redis", 1),
-                               ("redis, 4 processes", "redis", 4)]:
-        if kind == "redis":
-            _reset(url)
-        s = summary(run_processes(count, kind, url, seconds, rate, burst), seconds)
+def rate_accuracy(section: Section, url: str, seconds: float) -> None:
+    rate, burst = ACCURACY_RATE, ACCURACY_BURST
+    for n, (label, kind, count) in enumerate(ACCURACY_SIDES):
+        data = run_processes(count, kind, url, f"{KEY}-accuracy-{n}", seconds, rate, burst,
+                             TASKS)
+        s = summary(data, seconds)
         mean = (s["n"] - burst) / s["span"]
-        print(f"{label:<22}{mean:>10.1f}{s['worst_1s']:>11}{s['p50_us'] / 1e3:>13.1f}")
+        section.rows.append({"part": "accuracy", "side": label, "rate": rate, "burst": burst,
+                             "mean_rate": mean, "worst_1s": s["worst_1s"],
+                             "p50_wait_ms": s["p50_us"] / 1e3})
+        log(f"  {label:22s} {mean:7.1f}/s after the burst, worst 1 s {s['worst_1s']}")
+        section.figure(f"{label}: worst 1 s window", s["worst_1s"], "requests",
+                       f"<= {rate + burst:g}", s["worst_1s"] <= rate + burst)
+        section.figure(f"{label}: mean rate after the burst", mean / rate, "x rate",
+                       ">= 0.97x", mean / rate >= 0.97, note=f"{mean:.1f}/s")
 
 
-def _reset(url: str) -> None:
-    async def reset() -> None:
-        redis = connect(url)
-        await redis.flushdb()
-        await redis.aclose()
-
-    asyncio.run(reset())
-
-
-def end_to_end(url: str, seconds: float, tmp: Path, *, adaptive: bool = False) -> None:
-    from tiktok_async._cli import main
-    from tiktok_async.emulator import EmulatorProcess
-
-    count = int(seconds * 50)
-    source = tmp / "in.txt"
+def _enqueue(url: str, job: str, count: int, directory: Path) -> None:
+    source = directory / f"{job}.txt"
     source.write_text("".join(f"user_{i}\n" for i in range(count)))
-    job = "bench-adaptive" if adaptive else "bench"
-    main(["enqueue", str(source), "--redis", url, "--job", job])
-    limit = [] if adaptive else ["--rate", "50", "--burst", "40"]
-    env = {**os.environ, "TIKTOK_API_KEY": "test-key"}
-    with EmulatorProcess("--rate", "50", "--burst", "50", "--upstream-latency-ms", "5") as emu:
-        command = [sys.executable, "-m", "tiktok_async", "worker", "--redis", url, "--job",
-                   job, "--base-url", emu.base_url, *limit, "--concurrency", "16"]
-        workers = [subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
-                   for _ in range(4)]
-        codes = [w.wait(timeout=seconds * 3 + 60) for w in workers]
-        with urllib.request.urlopen(f"{emu.url}/_emulator/stats?arrivals=100000") as answer:
-            arrivals = json.loads(answer.read())["arrivals"]
+    subprocess.run([sys.executable, "-m", "tiktok_async", "enqueue", str(source),
+                    "--redis", url, "--job", job], check=True, capture_output=True)
+
+
+def _workers(url: str, job: str, base_url: str, adaptive: bool, timeout: float) -> list[int]:
+    """Four `tiktok-async worker` processes on one key until the job is done: exit codes."""
+    limit = [] if adaptive else ["--rate", str(QUOTA), "--burst", str(WORKER_BURST)]
+    command = [sys.executable, "-m", "tiktok_async", "worker", "--redis", url, "--job", job,
+               "--base-url", base_url, *limit, "--concurrency", "16"]
+    env = {**os.environ, "TIKTOK_API_KEY": KEY}
+    workers = [subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL) for _ in range(4)]
+    return [w.wait(timeout=timeout) for w in workers]
+
+
+def end_to_end(section: Section, url: str, seconds: float, adaptive: bool) -> None:
+    count, job = int(seconds * QUOTA), "bench-adaptive" if adaptive else "bench-fixed"
+    side = "shared adaptive rate (no --rate)" if adaptive else \
+        f"--rate {QUOTA} --burst {WORKER_BURST}"
+    with tempfile.TemporaryDirectory() as directory:
+        _enqueue(url, job, count, Path(directory))
+    # The emulator not pinned (as the workers and Redis), 5 ms upstream latency.
+    with Server("--rate", str(QUOTA), "--burst", str(QUOTA_BURST),
+                "--upstream-latency-ms", "5", cpu=None) as server:
+        codes = _workers(url, job, server.base_url, adaptive, seconds * 3 + 60)
+        arrivals = server.arrivals()
+    _e2e_row(section, side, count, codes, arrivals)
+
+
+def _e2e_row(section: Section, side: str, count: int, codes: list[int],
+             arrivals: list[tuple[float, int]]) -> None:
     sent = [t for t, _ in arrivals]
-    admitted = [t for t, s in arrivals if s != 429]
+    admitted = [t for t, status in arrivals if status != 429]
     span = max(admitted) - min(admitted)
-    how = "shared adaptive rate" if adaptive else "--rate 50 --burst 40"
-    print(f"\n3. end to end: 4 workers ({how}), quota 50/s burst 50, {count} inputs "
-          f"(exit codes {codes})")
-    print(f"   answered {len(admitted)} in {span:.1f} s: {(len(admitted) - 40) / span:.2f}/s "
-          f"after the burst ({(len(admitted) - 40) / span / 50:.1%} of the quota); "
-          f"worst 1 s window {busiest_window(sent)} sent (limit 100); "
-          f"{len(sent) - len(admitted)} 429s")
+    per_s = (len(admitted) - WORKER_BURST) / span  # after the workers' burst, as before
+    worst, throttled, bound = busiest_window(sent), len(sent) - len(admitted), QUOTA + QUOTA_BURST
+    section.rows.append({"part": "e2e", "side": side, "inputs": count, "exit_codes": codes,
+                         "answered": len(admitted), "seconds": span, "per_s": per_s,
+                         "share_of_quota": per_s / QUOTA, "worst_1s_sent": worst,
+                         "throttled": throttled, "requests": len(sent)})
+    log(f"  4 workers, {side}: {per_s:.2f}/s ({per_s / QUOTA:.1%} of the quota), worst 1 s "
+        f"{worst} sent, {throttled} 429s, exit codes {codes}")
+    section.figure(f"4 workers, {side}: answers a second", per_s / QUOTA, "x Q",
+                   ">= 0.90x Q", per_s / QUOTA >= 0.9, note=f"{per_s:.2f}/s")
+    section.figure(f"4 workers, {side}: worst 1 s window sent", worst, "requests",
+                   f"<= {bound} (quota + burst)", worst <= bound)
+    section.figure(f"4 workers, {side}: 429 share", throttled / len(sent), "of requests",
+                   "<= 3%", throttled <= 0.03 * len(sent), note=f"{throttled} of {len(sent)}")
 
 
-# --- redis-server and the command line --------------------------------------------------
-
-
-def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit("redis-server is missing: apt-get update && apt-get install -y redis-server")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--dir", str(directory)], stdout=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    return proc, f"redis://127.0.0.1:{port}/0"
+def run(seconds: float, e2e_seconds: float) -> Section:
+    section = Section("redis", "Redis limiter: acquire cost, rate accuracy, 4 workers")
+    log(f"redis: acquire cost and rate accuracy ({seconds:g} s a side), 4 workers end to end "
+        f"({e2e_seconds:g} s of quota a run)")
+    with unpinned(), redis_server() as url:
+        acquire_cost(section, url, seconds)
+        rate_accuracy(section, url, seconds)
+        if e2e_seconds > 0:
+            end_to_end(section, url, e2e_seconds, adaptive=False)
+            end_to_end(section, url, e2e_seconds, adaptive=True)
+    section.notes.append(
+        "Redis, the measuring processes, the workers and the emulator share both cores "
+        "(nothing pinned); latencies are upper bounds on a shared machine. With 32 tasks "
+        "a process the latency is queueing (Little's law). End to end, answers a second "
+        "are counted after the workers' burst of 40, on the emulator's own arrival times.")
+    return section
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--e2e-seconds", type=float, default=30.0)
-    parser.add_argument("--child", choices=("local", "redis"))
+    """The child: one process's measurement, printed as one JSON object."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_redis")
+    parser.add_argument("--child", choices=("local", "redis"), required=True)
     parser.add_argument("--redis", default="")
+    parser.add_argument("--key", default=KEY)
+    parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rate", type=float, default=HUGE)
     parser.add_argument("--burst", type=int, default=HUGE)
     parser.add_argument("--start-at", type=float, default=0.0)
     parser.add_argument("--tasks", type=int, default=TASKS)
     args = parser.parse_args()
-    if args.child:
-        data = asyncio.run(measure(args.child, args.redis, args.seconds, args.rate,
-                                   args.burst, args.start_at, args.tasks))
-        print(json.dumps(data))
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start_redis(Path(tmp))
-        try:
-            print(f"redis-server on {url}; {os.cpu_count()} cores; python {sys.version.split()[0]}")
-            acquire_cost(url, args.seconds)
-            rate_accuracy(url, args.seconds)
-            if args.e2e_seconds > 0:
-                end_to_end(url, args.e2e_seconds, Path(tmp))
-                end_to_end(url, args.e2e_seconds, Path(tmp), adaptive=True)
-        finally:
-            proc.terminate()
-            proc.wait()
+    data = asyncio.run(measure(args.child, args.redis, args.key, args.seconds, args.rate,
+                               args.burst, args.start_at, args.tasks))
+    print(json.dumps(data))
 
 
 if __name__ == "__main__":

@@ -1,37 +1,40 @@
 """`make bench` / `make bench-quick`: every benchmark, each beside its baseline and target.
 
-    python -m benchmarks.run [--quick] [--only SECTION ...] [--uvloop]
+    python -m benchmarks.run [--quick] [--only SECTION ...] [--merge] [--uvloop]
 
-Sections: throughput, decode, rate, adaptive, memory, faults (`bench_<section>.py`).
-The emulator runs in its own process pinned to CPU 0, this process (and the children it
-starts) on CPU 1; compared sides run interleaved and the figures are medians.
+Sections (a module each, `benchmarks/bench_<section>.py`): throughput, decode, rate,
+adaptive, memory, faults; and, only when asked for by `--only` (it starts its own
+`redis-server`), redis. The emulator runs in its own process pinned to CPU 0, this
+process (and the children it starts) on CPU 1; compared sides run interleaved and the
+figures are medians or paired sums. The shared fixtures are in `_common`, the baselines
+(what a user would write instead) in `_baselines`, the writing of results in `_report`.
 
 A full run writes `benchmarks/results/latest.json`, the table between the markers in
-`docs/benchmarks.md` and the charts in `docs/img/`. `--quick` (under two minutes, short
-runs, memory up to 100,000 handles) and `--only` write `benchmarks/results/quick.json`,
-`quick.md` and charts beside them instead, so a quick look never replaces the figures
-in the docs. `--only SECTION --merge` re-runs full-length sections into `latest.json`
-(each section records the command and time that made it) and rewrites the docs.
+`docs/benchmarks.md` and the charts in `docs/img/`. `--quick` (short runs, memory up to
+100,000 handles) and `--only` write `benchmarks/results/quick.json`, `quick.md` and
+charts beside them instead, so a quick look never replaces the figures in the docs.
+`--only SECTION --merge` re-runs full-length sections into `latest.json` (each section
+records the command and time that made it) and rewrites the docs.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks import bench_common as common
-from benchmarks import bench_report as report
-from benchmarks.bench_common import ROOT, Section, log
+from benchmarks import _report as report
+from benchmarks._common import ROOT, Section, log, pin_client
 
 RESULTS = ROOT / "benchmarks" / "results"
 DOCS_PAGE, DOCS_IMG = ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "img"
-SECTIONS = ("throughput", "decode", "rate", "adaptive", "memory", "faults")
 
 
 @dataclass(frozen=True)
@@ -48,41 +51,37 @@ class Plan:
     adaptive_seconds: float = 60.0
     memory_counts: tuple[int, ...] = (10_000, 100_000, 1_000_000)
     fault_inputs: int = 5_000
+    redis_seconds: float = 5.0  # acquire cost and rate accuracy, per side
+    redis_e2e_seconds: float = 30.0  # four workers end to end, per run
 
 
 FULL = Plan()
 QUICK = Plan(rounds=4, batch=500, httpx_batch=25, decode_number=2_000,
              decode_repeat=3, rate_seconds=1.5, rate_runs=1, adaptive_seconds=15.0,
-             memory_counts=(10_000, 100_000), fault_inputs=500)
+             memory_counts=(10_000, 100_000), fault_inputs=500, redis_seconds=1.0,
+             redis_e2e_seconds=8.0)
+
+#: section -> (its module in `benchmarks`, the arguments of its `run` from the plan and
+#: --uvloop). Modules are imported when their section runs, so `--only` loads only those.
+SECTIONS: dict[str, tuple[str, Callable[[Plan, bool], tuple[Any, ...]]]] = {
+    "throughput": ("bench_throughput",
+                   lambda p, uvloop: (p.rounds, p.batch, p.httpx_batch, uvloop)),
+    "decode": ("bench_decode", lambda p, _: (p.decode_number, p.decode_repeat)),
+    "rate": ("bench_rate", lambda p, _: (p.rate_seconds, p.rate_runs)),
+    "adaptive": ("bench_adaptive", lambda p, _: (p.adaptive_seconds,)),
+    "memory": ("bench_memory", lambda p, _: (p.memory_counts,)),
+    "faults": ("bench_faults", lambda p, _: (p.fault_inputs,)),
+    "redis": ("bench_redis", lambda p, _: (p.redis_seconds, p.redis_e2e_seconds)),
+}
+#: What `make bench` runs: every section but those that need a Redis server.
+DEFAULT = ("throughput", "decode", "rate", "adaptive", "memory", "faults")
 
 
 def run_section(name: str, plan: Plan, use_uvloop: bool) -> Section:
-    """Run one section (imported here, so `--only` loads only what it runs)."""
-    if name == "throughput":
-        from benchmarks import bench_throughput
-
-        return bench_throughput.run(plan.rounds, plan.batch, plan.httpx_batch, use_uvloop)
-    if name == "decode":
-        from benchmarks import bench_decode
-
-        return bench_decode.run(plan.decode_number, plan.decode_repeat)
-    if name == "rate":
-        from benchmarks import bench_rate
-
-        return bench_rate.run(plan.rate_seconds, plan.rate_runs)
-    if name == "adaptive":
-        from benchmarks import bench_adaptive
-
-        return bench_adaptive.run(plan.adaptive_seconds)
-    if name == "memory":
-        from benchmarks import bench_memory
-
-        return bench_memory.run(plan.memory_counts)
-    if name == "faults":
-        from benchmarks import bench_faults
-
-        return bench_faults.run(plan.fault_inputs)
-    raise ValueError(f"unknown section {name!r}")
+    module_name, arguments = SECTIONS[name]
+    module = importlib.import_module(f"benchmarks.{module_name}")
+    section: Section = module.run(*arguments(plan, use_uvloop))
+    return section
 
 
 def _failed_section(name: str, error: BaseException) -> Section:
@@ -96,9 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
         description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="short runs (under two minutes)")
+    parser.add_argument("--quick", action="store_true", help="short runs")
     parser.add_argument("--only", action="append", choices=SECTIONS, metavar="SECTION",
-                        help=f"run only these sections (repeatable): {', '.join(SECTIONS)}")
+                        help=f"run only these sections (repeatable): {', '.join(SECTIONS)}; "
+                             f"without it: {', '.join(DEFAULT)}")
     parser.add_argument("--merge", action="store_true",
                         help="with --only (full length): replace those sections in "
                              "latest.json and rewrite the docs table and charts")
@@ -107,33 +107,44 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run_all(names: list[str], plan: Plan, use_uvloop: bool, command: str
+             ) -> list[Section]:
+    sections: list[Section] = []
+    for name in names:
+        started = time.perf_counter()
+        try:
+            section = run_section(name, plan, use_uvloop)
+        except Exception as exc:  # one broken section must not lose the others' figures
+            log(f"{name}: FAILED: {exc!r}")
+            section = _failed_section(name, exc)
+        section.seconds = time.perf_counter() - started
+        section.command = command
+        section.measured_utc = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+        sections.append(section)
+    return sections
+
+
+def _command(args: argparse.Namespace, given: list[str]) -> str:
+    """How this run is named in the results: the make target, or the command line."""
+    if args.only or args.uvloop:
+        return shlex.join(["python", "-m", "benchmarks.run", *given])
+    return "make bench-quick" if args.quick else "make bench"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.merge and (args.quick or not args.only):
         parser.error("--merge goes with --only and without --quick")
     plan = QUICK if args.quick else FULL
-    names = [s for s in SECTIONS if s in args.only] if args.only else list(SECTIONS)
+    names = [s for s in SECTIONS if s in args.only] if args.only else list(DEFAULT)
     given = sys.argv[1:] if argv is None else argv
-    command = "make bench-quick" if args.quick else "make bench"
-    if args.only or args.uvloop:
-        command = shlex.join(["python", "-m", "benchmarks.run", *given])
-    pinned = common.pin_client()
-    machine = common.machine(args.uvloop)
+    command = _command(args, given)
+    pinned = pin_client()
+    machine = report.machine(args.uvloop)
     machine["client_pinned"] = pinned
     started = time.perf_counter()
-    sections: list[Section] = []
-    for name in names:
-        section_started = time.perf_counter()
-        try:
-            section = run_section(name, plan, args.uvloop)
-        except Exception as exc:  # one broken section must not lose the others' figures
-            log(f"{name}: FAILED: {exc!r}")
-            section = _failed_section(name, exc)
-        section.seconds = time.perf_counter() - section_started
-        section.command = command
-        section.measured_utc = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
-        sections.append(section)
+    sections = _run_all(names, plan, args.uvloop, command)
     machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     data: dict[str, Any] = {
         "command": command,

@@ -14,8 +14,8 @@ from tiktok_async._adaptive import AdaptiveRate
 
 
 def load_simulation() -> ModuleType:
-    """benchmarks/adaptive_sim.py holds the simulator; import it by path."""
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "adaptive_sim.py"
+    """benchmarks/tools/adaptive_sim.py holds the simulator; import it by path."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "tools" / "adaptive_sim.py"
     spec = importlib.util.spec_from_file_location("adaptive_sim", path)
     assert spec is not None
     assert spec.loader is not None

@@ -38,7 +38,7 @@ the last second. It grows in steps of at least 0.5%, so the
 limiter is retuned a few hundred times a second at most, not on every answer.
 
 Simulated against a bucket of rate Q and burst Q with a 50 ms round trip, 60 s from
-10/s (`benchmarks/adaptive_sim.py`; the tests check the same): Q = 5, 50, 500 get
+10/s (`benchmarks/tools/adaptive_sim.py`; the tests check the same): Q = 5, 50, 500 get
 100%, 100% and 97% of Q in 200s, with 1.3%, 0.3% and 0.2% 429s. Where it is weaker:
 a burst of 5 x Q at Q = 5 (4-6% 429s: the overshoot out of slow start is larger than
 the first cut assumes); a burst of 0.2 x Q (80-90% of Q over the first minute: the

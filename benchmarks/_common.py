@@ -1,28 +1,36 @@
-"""Shared by the `make bench` sections: the emulator process, pinning, figures, the machine.
+"""Shared by the suite's sections and the tools: the fixtures, written once.
 
-- `Server`: an `EmulatorProcess` pinned to `SERVER_CPU`, with the bits of its control API
-  the benchmarks use (reset, stats with arrival times, CPU seconds, peak RSS).
-- `pin_client()`: this process (and so its children) on `CLIENT_CPU`.
-- `Figure`: one measured value beside its target, met or not.
-- `run_async(coro, use_uvloop)`: one event loop per side, as a user would have.
-- `machine()`: what the results were measured on.
+- Pinning: `pin_client()` puts this process (and so its children) on `CLIENT_CPU`;
+  `unpinned()` lifts that for a section whose processes share every core.
+- The emulator: `Server`, an `EmulatorProcess` on `SERVER_CPU` with the bits of its
+  control API the benchmarks use; `cpu_seconds(pid)`, `peak_rss_mb(pid)` from `/proc`.
+- Redis: `redis_server()`, a throwaway `redis-server` on a free port.
+- Figures: `Section` and `Figure` (one value beside its target), `median`, `interleaved`.
+- `run_async(coro, use_uvloop)`, `tool_parser(doc)` (the tools' argparse preamble), `log`.
+
+It imports the standard library and `tiktok_async` only: the memory section's and
+`pool_micro`'s child processes measure their own RSS. The baselines (what a user would
+write instead of the client) and the pydantic mirror of the schema, which bring aiohttp,
+httpx and pydantic, are in `_baselines`.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
 import os
-import platform
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Coroutine, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,12 +40,13 @@ T = TypeVar("T")
 
 SERVER_CPU, CLIENT_CPU = 0, 1
 KEY = "bench-key"
+WORKERS = 64  # concurrent requests, and connections in a pool
 ROOT = Path(__file__).resolve().parent.parent
 #: Emulator options for "a fast, well-behaved API": no upstream latency, every user exists.
 FAST = ("--upstream-latency-ms", "0", "--upstream-jitter-ms", "0", "--missing-share", "0")
 
 
-# --- pinning and loops ---------------------------------------------------------------------
+# --- pinning, loops, the tools' command line --------------------------------------------------
 
 
 def pin_client() -> bool:
@@ -47,6 +56,21 @@ def pin_client() -> bool:
     except (AttributeError, OSError):
         return False
     return True
+
+
+@contextlib.contextmanager
+def unpinned() -> Iterator[None]:
+    """Every core for this process and the children it starts meanwhile; then back."""
+    try:
+        before = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    except (AttributeError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def run_async(coro: Coroutine[Any, Any, T], use_uvloop: bool = False) -> T:
@@ -62,14 +86,25 @@ def run_async(coro: Coroutine[Any, Any, T], use_uvloop: bool = False) -> T:
         loop.close()
 
 
-# --- the emulator ----------------------------------------------------------------------------
+def tool_parser(doc: str | None, module: str) -> argparse.ArgumentParser:
+    """A tool's parser: `python -m MODULE`, its docstring as the help text."""
+    return argparse.ArgumentParser(prog=f"python -m {module}", description=doc,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --- the emulator ------------------------------------------------------------------------------
 
 
 class Server:
-    """The emulator in its own process on `SERVER_CPU`: `with Server(*args) as server:`."""
+    """The emulator in its own process on `SERVER_CPU` (`cpu=None`: not pinned), answering
+    `KEY`: `with Server(*args) as server:`."""
 
-    def __init__(self, *args: str) -> None:
-        self.process = EmulatorProcess("--key", KEY, *args, cpu=SERVER_CPU, start_timeout=60)
+    def __init__(self, *args: str, cpu: int | None = SERVER_CPU) -> None:
+        self.process = EmulatorProcess("--key", KEY, *args, cpu=cpu, start_timeout=60)
 
     def __enter__(self) -> Server:
         self.process.start()
@@ -141,7 +176,47 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-# --- figures -------------------------------------------------------------------------------
+# --- Redis -------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """A throwaway `redis-server` (a free port, a temp dir, no saving): its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is missing: apt-get install -y redis-server")
+    port = _free_port()
+    with tempfile.TemporaryDirectory() as directory:
+        proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1",
+                                 "--save", "", "--dir", directory], stdout=subprocess.DEVNULL)
+        try:
+            _wait_for_port(port)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            proc.terminate()
+            proc.wait()
+
+
+# --- figures -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -195,64 +270,3 @@ def interleaved(sides: Sequence[T], runs: int) -> Iterator[tuple[int, T]]:
     for n in range(runs):
         for side in sides if n % 2 == 0 else list(reversed(sides)):
             yield n, side
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-# --- the machine ---------------------------------------------------------------------------
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    return platform.processor() or "unknown"
-
-
-def _ram_gb() -> float:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 1024 / 1024, 1)
-    return 0.0
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                             capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return out.stdout.strip()
-
-
-PACKAGES = ("tiktok-async", "aiohttp", "msgspec", "aiolimiter", "tenacity", "uvloop",
-            "httpx", "pydantic", "orjson", "matplotlib")
-
-
-def machine(client_uvloop: bool) -> dict[str, Any]:
-    """CPU, cores, RAM, Python, package versions, event loops, date, load."""
-    return {
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "ram_gb": _ram_gb(),
-        "os": platform.platform(),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "packages": {name: _version(name) for name in PACKAGES},
-        "client_loop": "uvloop" if client_uvloop else "asyncio",
-        "emulator_loop": "uvloop" if _version("uvloop") else "asyncio",
-        "pinning": f"emulator on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}",
-        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-        "git_commit": _git_commit(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }

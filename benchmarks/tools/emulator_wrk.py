@@ -2,29 +2,33 @@
 
 Server pinned to CPU 0, wrk to CPU 1, cached `/user` lookups, runs alternated so every
 server sees the same machine noise; prints every run and the medians. For scale, two
-minimal aiohttp servers of one fixed body (`emulator_bare.py`): a `web.Application` with
-one route, and aiohttp's low-level `web.Server` (what the emulator is built on).
+minimal aiohttp servers of one fixed body (`emulator_bare.py`, beside this file): a
+`web.Application` with one route, and aiohttp's low-level `web.Server` (what the
+emulator is built on).
 
 Two figures per run: requests/s as wrk saw them, and requests per CPU-second of the
 server process (its user + system time from /proc during the run). The second is what
 one core can serve; it stays meaningful when other work on the machine takes part of
 the server's core away (a shared or busy machine), where the first does not.
 
-    python benchmarks/emulator_wrk.py [--runs 5] [--duration 10] [--connections 64]
+    python -m benchmarks.tools.emulator_wrk [--runs 5] [--duration 10] [--connections 64]
+
+Needs `wrk` (`apt-get install -y wrk`).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import statistics
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks._common import cpu_seconds, tool_parser
 from tiktok_async.emulator import EmulatorProcess
 
 HANDLE = "some.handle"
@@ -38,12 +42,6 @@ class BareProcess(EmulatorProcess):
     @property
     def command(self) -> list[str]:
         return [sys.executable, BARE, *self.args]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process `pid` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wrk(url: str, seconds: int, connections: int, cpu: int) -> tuple[float, int]:
@@ -75,8 +73,19 @@ def measure(proc: EmulatorProcess, args: argparse.Namespace) -> tuple[float, flo
         return rate, total / used if used > 0 else 0.0
 
 
+def _servers(args: argparse.Namespace) -> dict[str, Callable[[], EmulatorProcess]]:
+    """The servers compared, each a fresh process per run, pinned to `--server-cpu`."""
+    extra = ["--no-uvloop"] if args.no_uvloop else []
+    cpu = args.server_cpu
+    return {
+        "emulator": lambda: EmulatorProcess(*extra, cpu=cpu),
+        "bare aiohttp": lambda: BareProcess(*extra, cpu=cpu),
+        "bare web.Server": lambda: BareProcess(*extra, "--low-level", cpu=cpu),
+    }
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = tool_parser(__doc__, "benchmarks.tools.emulator_wrk")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
@@ -86,17 +95,11 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk")
-    extra = ["--no-uvloop"] if args.no_uvloop else []
-    servers = {
-        "emulator": lambda: EmulatorProcess(*extra, cpu=args.server_cpu),
-        "bare aiohttp": lambda: BareProcess(*extra, cpu=args.server_cpu),
-        "bare web.Server": lambda: BareProcess(*extra, "--low-level", cpu=args.server_cpu),
-    }
+    servers = _servers(args)
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
     for run in range(args.runs):
         for name, make in servers.items():
-            proc = make()
-            rate, per_cpu = measure(proc, args)
+            rate, per_cpu = measure(make(), args)
             results[name].append((rate, per_cpu))
             print(f"run {run + 1}: {name:15s} {rate:10,.0f} req/s "
                   f"{per_cpu:10,.0f} req/CPU-s", flush=True)
@@ -105,7 +108,6 @@ def main() -> None:
         rate = statistics.median(r for r, _ in rows)
         per_cpu = statistics.median(c for _, c in rows)
         print(f"median {name:15s} {rate:10,.0f} req/s {per_cpu:10,.0f} req/CPU-s ({loop})")
-
 
 if __name__ == "__main__":
     main()

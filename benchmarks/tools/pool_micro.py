@@ -2,8 +2,9 @@
 
 200,000 items through a trivial async worker (`await asyncio.sleep(0)`, so every item
 really suspends once, as a request would). Each variant runs in its own process so its
-peak RSS (`resource.getrusage`) is its own. Run: `python -m benchmarks.pool_micro`
-(`--items N`, `--concurrency C`, `--repeat K`: the best of K runs is kept).
+peak RSS (`resource.getrusage`) is its own. The best of `--repeat` runs is kept.
+
+    python -m benchmarks.tools.pool_micro [--items 200000] [--concurrency 64] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
+from benchmarks._common import tool_parser
 from tiktok_async._pool import bounded_map
 
 Runner = Callable[[int, int], Coroutine[Any, Any, int]]
@@ -112,7 +114,7 @@ def measure(name: str, n: int, concurrency: int) -> dict[str, float]:
 
 
 def run_child(name: str, n: int, concurrency: int) -> dict[str, float]:
-    cmd = [sys.executable, "-m", "benchmarks.pool_micro", "--child", name,
+    cmd = [sys.executable, "-m", "benchmarks.tools.pool_micro", "--child", name,
            "--items", str(n), "--concurrency", str(concurrency)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     result: dict[str, float] = json.loads(out)
@@ -120,7 +122,7 @@ def run_child(name: str, n: int, concurrency: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = tool_parser(__doc__, "benchmarks.tools.pool_micro")
     parser.add_argument("--items", type=int, default=200_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3)

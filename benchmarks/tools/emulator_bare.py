@@ -1,7 +1,10 @@
 """A minimal aiohttp server, for scale: `wrk` against it shows the HTTP stack's ceiling.
 
-Usage: python benchmarks/emulator_bare.py [--port 0] [--cpu N] [--no-uvloop] [--low-level]
+    python benchmarks/tools/emulator_bare.py [--port 0] [--cpu N] [--no-uvloop] [--low-level]
+
 Prints its base URL (same path layout as the emulator) and serves one fixed JSON body.
+`emulator_wrk` starts it by its path; it imports nothing of `benchmarks`, so that the
+server measured carries only aiohttp.
 """
 
 from __future__ import annotations

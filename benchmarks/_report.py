@@ -1,19 +1,83 @@
-"""Writing the results of `make bench`: JSON, the Markdown table, the charts (matplotlib, Agg).
+"""Writing the results of `make bench`: the machine, JSON, the Markdown table, the charts.
 
-`write_json(path, report)`, `markdown(report, img_prefix)` (the table section between the
-markers), `replace_marked(page, text)` (only between `<!-- bench:table -->` and
+`machine()` (what the figures were measured on), `write_json(path, report)`,
+`markdown(report, img_prefix)` (the table section between the markers),
+`replace_marked(page, text)` (only between `<!-- bench:table -->` and
 `<!-- /bench:table -->`; the markers are added at the end when missing), and `charts()`
-(one PNG per section that has one).
+(one PNG per section that has one; matplotlib, Agg).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import platform
 import re
+import subprocess
+import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmarks._common import CLIENT_CPU, ROOT, SERVER_CPU
+
 START, END = "<!-- bench:table -->", "<!-- /bench:table -->"
+PACKAGES = ("tiktok-async", "aiohttp", "msgspec", "aiolimiter", "tenacity", "uvloop",
+            "httpx", "pydantic", "orjson", "matplotlib")
+
+
+# --- the machine ---------------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or "unknown"
+
+
+def _ram_gb() -> float:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024 / 1024, 1)
+    return 0.0
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                             capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+def machine(client_uvloop: bool) -> dict[str, Any]:
+    """CPU, cores, RAM, Python, package versions, event loops, date, load."""
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "ram_gb": _ram_gb(),
+        "os": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "packages": {name: _version(name) for name in PACKAGES},
+        "client_loop": "uvloop" if client_uvloop else "asyncio",
+        "emulator_loop": "uvloop" if _version("uvloop") else "asyncio",
+        "pinning": f"emulator on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}",
+        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        "git_commit": _git_commit(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 # --- JSON ----------------------------------------------------------------------------------
@@ -36,8 +100,8 @@ def fmt(value: float, unit: str) -> str:
         return f"{sign}{value:.2%}" if unit == "of requests" else f"{sign}{value:.1%}"
     if unit == "x":
         return f"{value:.2f}x"
-    if unit == "req/s":
-        return f"{value:,.0f} req/s"
+    if unit in ("req/s", "acquires/s"):
+        return f"{value:,.0f} {unit}"
     if unit == "µs":
         return f"{value:.2f} µs"
     if unit == "MB":
@@ -108,6 +172,8 @@ def _details(section: dict[str, Any]) -> list[str]:
                 f"{r['peak_rss_mb']:.1f} MB | {r['emulator_peak_rss_mb']:.0f} MB |"
                 for r in rows]
         return out
+    if key == "redis":
+        return _redis_details(rows)
     if key == "faults":
         out = ["| inputs | answered | requests | by status | extra requests per answer |",
                "|---:|---:|---:|---|---:|"]
@@ -116,6 +182,25 @@ def _details(section: dict[str, Any]) -> list[str]:
                 f"{r['extra_requests_per_answer']:.3f} |" for r in rows]
         return out
     return []
+
+
+def _redis_details(rows: list[dict[str, Any]]) -> list[str]:
+    """Three tables: acquire cost, rate accuracy, four workers end to end."""
+    part = {name: [r for r in rows if r["part"] == name] for name in ("acquire", "accuracy", "e2e")}
+    out = ["| side | acquires/s | p50 | p99 |", "|---|---:|---:|---:|"]
+    out += [f"| {r['side']} | {r['per_s']:,.0f} | {r['p50_us']:,.0f} µs | "
+            f"{r['p99_us']:,.0f} µs |" for r in part["acquire"]]
+    out += ["", "| side | mean rate after the burst | worst 1 s window | p50 wait |",
+            "|---|---:|---:|---:|"]
+    out += [f"| {r['side']} | {r['mean_rate']:.1f}/s | {r['worst_1s']} (limit "
+            f"{r['rate'] + r['burst']:g}) | {r['p50_wait_ms']:.1f} ms |" for r in part["accuracy"]]
+    if part["e2e"]:
+        out += ["", "| 4 workers | answers a second after the burst | worst 1 s window sent | "
+                "429s |", "|---|---:|---:|---:|"]
+        out += [f"| {r['side']} | {r['per_s']:.2f}/s ({r['share_of_quota']:.1%} of the quota) | "
+                f"{r['worst_1s_sent']} | {r['throttled']} of {r['requests']} |"
+                for r in part["e2e"]]
+    return out
 
 
 def markdown(report: dict[str, Any], img_prefix: str) -> str:
@@ -228,8 +313,6 @@ def _decode(section: dict[str, Any], path: Path) -> None:
 def _rate(section: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from benchmarks.bench_rate import trailing_counts
-
     rows = section["rows"]
     fig, axes = plt.subplots(len(rows), 1, figsize=(9, 2.1 * len(rows)), sharex=True)
     for ax, row in zip(axes, rows, strict=True):
@@ -242,6 +325,23 @@ def _rate(section: dict[str, Any], path: Path) -> None:
         ax.legend(fontsize=7, loc="lower right")
     axes[-1].set_xlabel("seconds from the first request (first run)")
     _save(fig, path)
+
+
+def trailing_counts(times: list[float], step: float = 0.05) -> tuple[list[float], list[int]]:
+    """Requests in the trailing 1 s, every `step` s from the first arrival (for the chart)."""
+    if not times:
+        return [], []
+    xs, ys, start, end, t0 = [], [], 0, 0, times[0]
+    now = t0
+    while now <= times[-1] + 1.0:
+        while end < len(times) and times[end] <= now:
+            end += 1
+        while start < end and times[start] <= now - 1.0:
+            start += 1
+        xs.append(now - t0)
+        ys.append(end - start)
+        now += step
+    return xs, ys
 
 
 def _adaptive(section: dict[str, Any], path: Path) -> None:

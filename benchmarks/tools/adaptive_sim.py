@@ -3,8 +3,11 @@
 The server holds a token bucket of rate Q and burst Q (full at the start) that the
 client is not told. The client sends evenly spaced requests at the controller's rate;
 each answer comes back one round trip later (with some jitter) and is fed to the
-controller. Deterministic: a seeded RNG, no real time. Run:
-`python benchmarks/adaptive_sim.py` (`--seconds`, `--rtt`, `--initial`).
+controller. Deterministic: a seeded RNG, no real time. `tests/test_adaptive.py` loads
+this file by its path and checks the controller with `simulate`, so it imports nothing
+of `benchmarks`.
+
+    python -m benchmarks.tools.adaptive_sim [--seconds 60] [--rtt 0.05] [--initial 10]
 """
 
 from __future__ import annotations
@@ -12,12 +15,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import random
-import sys
 from dataclasses import dataclass
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make the package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tiktok_async._adaptive import AdaptiveRate
 
@@ -94,7 +92,9 @@ def simulate(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.tools.adaptive_sim",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--rtt", type=float, default=0.05, help="round trip, seconds")
     parser.add_argument("--initial", type=float, default=10.0)
