@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tiktok_async._exceptions import DecodeError
+from tiktok_async._exceptions import DecodeError, MalformedBodyError
 from tiktok_async._models import (
     JsonLinesWriter,
     Music,
@@ -201,10 +201,34 @@ def test_video_schema_mismatch_names_nested_paths() -> None:
 
 @pytest.mark.parametrize("body", [b"", b"{", b"<html>502</html>", b'{"user": {"id": "1"', b"\xff"])
 def test_a_body_that_is_not_json_raises_decode_error_without_path(body: bytes) -> None:
-    with pytest.raises(DecodeError) as caught:
+    with pytest.raises(MalformedBodyError) as caught:  # a DecodeError the retry layer retries
         decode_user_profile(body)
     assert caught.value.path is None
     assert "not valid JSON" in str(caught.value)
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+@pytest.mark.parametrize("depth", [1_000, 100_000])
+@pytest.mark.parametrize(
+    ("decode", "real"),
+    [(decode_user_profile, profile_with), (decode_video, video_with), (decode_json, video_with)],
+)
+def test_json_nested_too_deep_is_a_decode_error_not_a_recursion_error(
+    depth: int, decode: Any, real: Any
+) -> None:
+    body = real()[:-1] + b',"unknown":' + nested(depth) + b"}"  # a deep unknown field
+    with pytest.raises(DecodeError) as caught:
+        decode(body)
+    assert type(caught.value) is DecodeError  # well-formed JSON: not the retried kind
+    assert "deeper" in str(caught.value)
+
+
+def test_json_nested_a_little_in_an_unknown_field_is_ignored() -> None:
+    body = video_with()[:-1] + b',"unknown":' + nested(200) + b"}"
+    assert decode_video(body).id == str(VIDEO_ID)
 
 
 def test_models_are_frozen_and_keyword_only() -> None:
@@ -294,6 +318,6 @@ def test_jsonl_writer_writes_whole_lines_and_reuses_its_buffer() -> None:
 def test_decode_json_returns_builtins_or_raises_decode_error() -> None:
     assert decode_json(b'{"a": [1, 2.5, null]}') == {"a": [1, 2.5, None]}
     assert decode_json('"text"') == "text"
-    with pytest.raises(DecodeError):
+    with pytest.raises(MalformedBodyError):
         decode_json(b'{"a": ')
 

@@ -19,6 +19,7 @@ from tiktok_async._exceptions import (
     DecodeError,
     ForbiddenError,
     InvalidInputError,
+    MalformedBodyError,
     MissingRouteError,
     NotFoundError,
     QuotaExceededError,
@@ -42,6 +43,7 @@ SAMPLES = Path(__file__).parent / "samples"
 # The `Date` of the recorded answers: "now" when they were recorded.
 RECORDED_AT = parsedate_to_datetime("Thu, 26 Nov 2026 09:00:00 GMT").timestamp()
 REQUEST_ID = "5c1f6f2e-7a1b-4c0e-9a55-0d6a3c2b1f"
+FOREIGN_404 = "Not Found (a 404 that is not the API's own answer)"
 
 
 @dataclass(frozen=True)
@@ -99,12 +101,22 @@ ERROR_CASES: dict[str, Expected] = {
     "video_not_found_404": Expected(NotFoundError, "Video not found", f"{REQUEST_ID}13", False),
     "bad_request_400": Expected(BadRequestError, "Invalid request input", f"{REQUEST_ID}14", False),
     "bad_gateway_html_502": Expected(ServerError, "Bad Gateway", None, True),
+    # A 404 that is not the API's own JSON answer is a failure, not "does not exist".
+    "proxy_html_404": Expected(APIStatusError, FOREIGN_404, None, False),
+    "proxy_empty_404": Expected(APIStatusError, FOREIGN_404, None, False),
+    "proxy_json_404": Expected(APIStatusError, FOREIGN_404, None, False),
+    # Error bodies nested too deep to decode: the status's own class, the reason phrase.
+    "deep_json_404": Expected(APIStatusError, FOREIGN_404, f"{REQUEST_ID}30", False),
+    "deep_json_429": Expected(RateLimitedError, "Too Many Requests", f"{REQUEST_ID}31", True),
 }
 SUCCESS_CASES = {
     "user_200",
     "video_200",
     "schema_mismatch_200",
     "user_sparse_big_counts_200",
+    "deep_json_200",
+    "cut_off_json_200",
+    "html_page_200",
 }
 
 
@@ -184,6 +196,68 @@ def test_schema_mismatch_raises_decode_error_with_path_and_request_id() -> None:
     assert not is_retryable(error)
 
 
+def test_json_nested_too_deep_in_an_unknown_field_is_a_decode_error() -> None:
+    sample = load("deep_json_200")
+    with pytest.raises(DecodeError) as caught:
+        decipher_response(sample.status, sample.headers, sample.body, decode_user_profile)
+    error = caught.value
+    assert type(error) is DecodeError  # well-formed: not retried
+    assert (error.status, error.request_id) == (200, f"{REQUEST_ID}32")
+    assert "deeper" in error.message
+    assert not is_retryable(error)
+
+
+@pytest.mark.parametrize("case", ["cut_off_json_200", "html_page_200"])
+def test_a_200_that_is_not_json_is_malformed_and_retried(case: str) -> None:
+    sample = load(case)
+    with pytest.raises(MalformedBodyError) as caught:
+        decipher_response(sample.status, sample.headers, sample.body, decode_video)
+    assert caught.value.status == 200
+    assert caught.value.path is None
+    assert retry_cause(caught.value) == "malformed"
+
+
+def test_a_decoder_that_recurses_too_deep_gives_a_decode_error() -> None:
+    def recursing(body: bytes) -> object:
+        return recursing(body)
+
+    with pytest.raises(DecodeError) as caught:
+        decipher_response(200, {"x-amzn-RequestId": "r9"}, b"{}", recursing)
+    assert (caught.value.status, caught.value.request_id) == (200, "r9")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"message":"User not found"}',
+        b'{"message":"Video not found"}',
+        b'{"Message": " User not found "}',
+    ],
+)
+def test_only_the_apis_own_json_404_is_not_found(body: bytes) -> None:
+    assert type(error_for_response(404, {}, body)) is NotFoundError
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"<html>User not found</html>",
+        b'{"message":"Not Found"}',
+        b'{"error":"User not found"}',
+        b'"User not found"',
+        b'{"message":"User not found","x":' + b"[" * 3000 + b"]" * 3000 + b"}",
+    ],
+)
+def test_any_other_404_is_a_failure_that_is_not_retried_at_once(body: bytes) -> None:
+    headers = {"x-amzn-ErrorType": "NotFoundException"}  # a header alone proves nothing
+    error = error_for_response(404, headers, body)
+    assert type(error) is APIStatusError
+    assert error.status == 404
+    assert "not the API's own answer" in error.message
+    assert not is_retryable(error)
+
+
 def test_missing_required_field_is_named_in_the_path() -> None:
     body = b'{"user": {"nickname": "x"}, "stats": {}}'
     with pytest.raises(DecodeError) as caught:
@@ -197,7 +271,7 @@ def test_other_success_statuses_are_decoded_too() -> None:
 
 
 def test_decode_error_without_request_id_header_keeps_none() -> None:
-    with pytest.raises(DecodeError) as caught:
+    with pytest.raises(MalformedBodyError) as caught:
         decipher_response(200, {}, b"not json", decode_user_profile)
     assert caught.value.request_id is None
     assert caught.value.path is None
@@ -218,7 +292,7 @@ def test_aiohttp_style_case_insensitive_headers_are_read() -> None:
         (400, BadRequestError),
         (401, APIStatusError),
         (403, ForbiddenError),
-        (404, NotFoundError),
+        (404, APIStatusError),  # no body: not the API's own 404
         (408, ServerError),
         (409, APIStatusError),
         (418, APIStatusError),
@@ -344,6 +418,7 @@ def test_now_constant_is_the_date_used_above() -> None:
         (BadRequestError("Bad", status=400), None),
         (APIStatusError("Conflict", status=409), None),
         (DecodeError("unfit", path="$.id"), None),
+        (MalformedBodyError("not JSON"), "malformed"),
         (InvalidInputError("x", "bad"), None),
         (ClientStateError("closed"), None),
         (TikTokError("base"), None),

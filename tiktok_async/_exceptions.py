@@ -16,7 +16,9 @@ TikTokError(Exception)             .message .status .request_id .attempts
 │   ├── RateLimitedError           429 Too Many Requests (retryable); .retry_after
 │   ├── QuotaExceededError         429 Limit Exceeded: usage-plan quota used up (abort a bulk run)
 │   └── ServerError                408 and 5xx (retryable)
+├── ResponseTooLargeError          a body over 10 MiB once decoded (gzip included); not retried
 └── DecodeError                    a 200 whose body does not fit the schema; .path
+    └── MalformedBodyError         a 200 whose body is not well-formed JSON (retryable)
 ```
 
 No exception ever receives the API key, so none can show it. All of them pickle
@@ -35,11 +37,13 @@ __all__ = [
     "DecodeError",
     "ForbiddenError",
     "InvalidInputError",
+    "MalformedBodyError",
     "MissingRouteError",
     "NotFoundError",
     "QuotaExceededError",
     "RateLimitedError",
     "RequestTimeoutError",
+    "ResponseTooLargeError",
     "ServerError",
     "TikTokError",
     "TransportError",
@@ -231,6 +235,14 @@ class ServerError(APIStatusError):
     """408 or 5xx: the server or API Gateway failed this time. Retryable."""
 
 
+class ResponseTooLargeError(TikTokError):
+    """An answer whose body passed the 10 MiB cap: as announced, or once decoded.
+
+    The cap counts the bytes after `Content-Encoding` (gzip, deflate...) is undone, so
+    a small compressed answer that inflates without end stops at the cap. Not retried.
+    """
+
+
 class DecodeError(TikTokError):
     """A 200 answer whose body does not fit the schema.
 
@@ -253,3 +265,11 @@ class DecodeError(TikTokError):
 
     def _repr_fields(self) -> list[tuple[str, object]]:
         return [*super()._repr_fields(), ("path", self.path)]
+
+
+class MalformedBodyError(DecodeError):
+    """A 2xx answer whose body is not well-formed JSON (cut off, an HTML page, empty).
+
+    Not the API's answer (a proxy's page, a body cut short), so it is retried like a
+    502; a well-formed body that does not fit the schema is a plain `DecodeError`.
+    """

@@ -14,7 +14,11 @@ Decoding is lenient where the API is known to wobble and strict where it matters
   datetime in C, at no cost; it also accepts counts sent as digit strings. Datetimes
   must carry a time zone: a naive one would compare wrongly downstream.
 
-A body that does not fit raises `DecodeError` naming the field path.
+A body that does not fit raises `DecodeError` naming the field path. A body that is not
+well-formed JSON at all (cut off, an HTML page, empty) raises its subclass
+`MalformedBodyError`, which the retry layer retries. JSON nested deeper than the decoder
+goes (about 1,000 levels, in a field we ignore or not) is a `DecodeError` too: never a
+`RecursionError`.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Annotated, Any, Protocol, TypeVar, get_args
 
 import msgspec
 
-from ._exceptions import DecodeError
+from ._exceptions import DecodeError, MalformedBodyError
 
 __all__ = [
     "JsonLinesWriter",
@@ -151,7 +155,8 @@ def decode_video(body: bytes) -> Video:
 
 
 def decode_json(data: bytes | str) -> Any:
-    """Decode any JSON document into builtins, or raise `DecodeError`."""
+    """Decode any JSON document into builtins, or raise `DecodeError` (`MalformedBodyError`
+    when it is not well-formed JSON)."""
     return _decode(_ANY_DECODER, data)
 
 
@@ -161,7 +166,9 @@ def _decode(decoder: msgspec.json.Decoder[_T], body: bytes | str) -> _T:
     except msgspec.ValidationError as exc:
         raise _schema_error(decoder, str(exc)) from None
     except msgspec.DecodeError as exc:
-        raise DecodeError(f"the body is not valid JSON: {exc}") from None
+        raise MalformedBodyError(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:  # msgspec's depth guard: JSON nested ~1,000 deep (or more)
+        raise DecodeError("the body nests JSON deeper than the decoder allows") from None
 
 
 def _schema_error(decoder: msgspec.json.Decoder[Any], detail: str) -> DecodeError:

@@ -7,15 +7,26 @@ any `Mapping[str, str]`; they are looked up case-insensitively (aiohttp's
 | status | body `message` (or `x-amzn-ErrorType`)         | raised                 | retry?        |
 |--------|------------------------------------------------|------------------------|---------------|
 | 2xx    | (the body is decoded)                          | `DecodeError` if unfit | no            |
+| 2xx    | a body that is not well-formed JSON            | `MalformedBodyError`   | yes           |
 | 400    | any                                            | `BadRequestError`      | no            |
 | 403    | `Missing Authentication Token` (`Missing...`)  | `MissingRouteError`    | no            |
 | 403    | anything else (`Forbidden`)                    | `ForbiddenError`       | no            |
-| 404    | `User not found` / `Video not found`           | `NotFoundError`        | no            |
+| 404    | `User not found` / `Video not found` (JSON)    | `NotFoundError`        | no            |
+| 404    | anything else (HTML, empty, other JSON)        | `APIStatusError`       | no            |
 | 429    | `Limit Exceeded` (`LimitExceededException`)    | `QuotaExceededError`   | no            |
 | 429    | anything else (`Too Many Requests`)            | `RateLimitedError`     | yes           |
 | 408    | any                                            | `ServerError`          | yes           |
 | 5xx    | any                                            | `ServerError`          | 500, 502-504  |
 | other  | any                                            | `APIStatusError`       | no            |
+
+Only the API's own JSON 404 is a definitive "does not exist". Any other 404 (a proxy's
+HTML page, an empty body, JSON without the API's message) is a failure, so a bulk run
+records it as failed and `--retry-failed` tries it again. It is not retried at once:
+such a 404 comes from something in the way (a wrong base URL, a proxy's route) that
+stays wrong for the seconds a retry waits, and would turn every input into 6 requests.
+
+An error body that cannot be decoded (not JSON, or JSON nested too deep) gives the
+status's reason phrase as the message; nothing here ever raises `RecursionError`.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ from ._exceptions import (
     ConnectError,
     DecodeError,
     ForbiddenError,
+    MalformedBodyError,
     MissingRouteError,
     NotFoundError,
     QuotaExceededError,
@@ -66,6 +78,7 @@ _MISSING_ROUTE_TYPE = "MissingAuthenticationTokenException"
 _QUOTA_MESSAGE = "Limit Exceeded"
 _QUOTA_TYPE = "LimitExceededException"
 _RETRYABLE_SERVER_STATUSES = frozenset({408, 500, 502, 503, 504})
+_API_NOT_FOUND_MESSAGES = frozenset({"User not found", "Video not found"})
 # An error message is for people; a proxy's 1 MB error page is not one.
 _MAX_MESSAGE_CHARS = 300
 _DELAY_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
@@ -82,8 +95,9 @@ def decipher_response(
     """The decoded value of a 2xx answer, or raise the exception the answer means.
 
     `decode` is one of `_models`' decoders. A `DecodeError` it raises leaves here with
-    the status and the answer's request id set. `now` (epoch seconds, default the
-    clock) is only read to turn a `Retry-After` HTTP date into a delay.
+    the status and the answer's request id set (`MalformedBodyError` when the body is
+    not JSON at all). `now` (epoch seconds, default the clock) is only read to turn a
+    `Retry-After` HTTP date into a delay.
     """
     if 200 <= status < 300:
         try:
@@ -92,6 +106,12 @@ def decipher_response(
             exc.status = status
             exc.request_id = _header(headers, REQUEST_ID_HEADER)
             raise
+        except RecursionError:  # a decoder without a depth guard of its own
+            raise DecodeError(
+                "the body nests JSON deeper than the decoder allows",
+                status=status,
+                request_id=_header(headers, REQUEST_ID_HEADER),
+            ) from None
     raise error_for_response(status, headers, body, now=now)
 
 
@@ -103,6 +123,8 @@ def error_for_response(
     request_id = _header(headers, REQUEST_ID_HEADER)
     error_type = _header(headers, _ERROR_TYPE_HEADER)
     error_class = _error_class(status, message, _bare_error_type(error_type))
+    if status == 404 and error_class is APIStatusError:
+        message = f"{message} (a 404 that is not the API's own answer)"
     if error_class is RateLimitedError:
         clock = time.time() if now is None else now
         retry_after = parse_retry_after(_header(headers, _RETRY_AFTER_HEADER), now=clock)
@@ -124,7 +146,7 @@ def _error_class(status: int, message: str, error_type: str | None) -> type[APIS
         is_quota = message == _QUOTA_MESSAGE or error_type == _QUOTA_TYPE
         return QuotaExceededError if is_quota else RateLimitedError
     if status == 404:
-        return NotFoundError
+        return NotFoundError if message in _API_NOT_FOUND_MESSAGES else APIStatusError
     if status == 400:
         return BadRequestError
     if status == 408 or 500 <= status <= 599:
@@ -206,9 +228,11 @@ def _seconds_until_http_date(text: str, now: float) -> float | None:
 def is_retryable(exc: BaseException) -> bool:
     """Whether another attempt could succeed where this one raised `exc`.
 
-    Yes for transport failures, 429 `Too Many Requests` and 408/500/502/503/504.
-    No for everything else, notably 400, 403, 404, a used-up quota, a body that does
-    not fit the schema, bad input, and anything not ours (`asyncio.CancelledError`).
+    Yes for transport failures, 429 `Too Many Requests`, 408/500/502/503/504 and a 2xx
+    whose body is not well-formed JSON (`MalformedBodyError`). No for everything else,
+    notably 400, 403, 404 (the API's or not), a used-up quota, a body that does not fit
+    the schema, a body over the size cap, bad input, and anything not ours
+    (`asyncio.CancelledError`).
     """
     return retry_cause(exc) is not None
 
@@ -217,7 +241,7 @@ def retry_cause(exc: BaseException) -> str | None:
     """A short label for why `exc` is worth a retry (for stats and logs), or None if not.
 
     One of `"throttled"`, `"server_error"`, `"timeout"`, `"connect"`, `"truncated"`,
-    `"transport"`.
+    `"transport"`, `"malformed"`.
     """
     if not isinstance(exc, TikTokError):
         return None
@@ -227,6 +251,8 @@ def retry_cause(exc: BaseException) -> str | None:
         return "server_error" if exc.status in _RETRYABLE_SERVER_STATUSES else None
     if isinstance(exc, TransportError):
         return _transport_cause(exc)
+    if isinstance(exc, MalformedBodyError):
+        return "malformed"
     return None
 
 

@@ -12,8 +12,13 @@ one GET and returns `(status, headers, body)`; it never interprets the answer (t
 - The URL is `base_url + "/" + path` with the path already percent-encoded
   (`URL(..., encoded=True)`, so `%2E` is not collapsed); redirects are not followed (the
   API does not redirect, and a redirect must not carry the key to another host).
-- The body is read inside `async with`, at most 10 MiB; a longer one raises a plain
-  `TikTokError` (not retried).
+- The body is read inside `async with`, in pieces, at most 10 MiB *after decoding*: a
+  body announced longer, or whose decoded bytes pass the cap (a gzip answer of 0.5 MB
+  that inflates to 512 MB), raises `ResponseTooLargeError` (not retried) as soon as the
+  cap is passed. Never `resp.read()`: it lets aiohttp inflate the whole body at once.
+  Read piece by piece, aiohttp (>= 3.14) inflates at most one read buffer (256 KiB)
+  ahead of the reader, so memory stays bounded whatever the ratio and the framing
+  (`Content-Length`, chunked, or up to the end of the connection).
 - Errors: connection failures -> `ConnectError`; a timeout -> `RequestTimeoutError`; a
   body cut short (`ClientPayloadError`, or the connection lost after the answer began)
   -> `TruncatedBodyError`; anything else aiohttp raises -> `TransportError`. The aiohttp
@@ -36,7 +41,7 @@ from ._exceptions import (
     ClientStateError,
     ConnectError,
     RequestTimeoutError,
-    TikTokError,
+    ResponseTooLargeError,
     TransportError,
     TruncatedBodyError,
 )
@@ -161,24 +166,26 @@ class Transport:
 
 
 async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
-    """The whole body, refusing one over `MAX_BODY_BYTES` before or while reading it."""
+    """The whole decoded body, refusing one over `MAX_BODY_BYTES` before or while reading it.
+
+    `iter_any()` hands over decoded bytes as aiohttp inflates them, a read buffer at a
+    time, so the count is of what the caller would hold, and a bomb stops at the cap.
+    """
     length = resp.content_length
-    if length is not None:
-        if length > MAX_BODY_BYTES:
-            raise _too_large(resp, f"announces {length} bytes")
-        return await resp.read()
+    if length is not None and length > MAX_BODY_BYTES:
+        raise _too_large(resp, f"announces {length} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_any():
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            raise _too_large(resp, f"passed {MAX_BODY_BYTES} bytes")
+            raise _too_large(resp, f"passed {MAX_BODY_BYTES} bytes once decoded")
         chunks.append(chunk)
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _too_large(resp: aiohttp.ClientResponse, detail: str) -> TikTokError:
-    return TikTokError(
+def _too_large(resp: aiohttp.ClientResponse, detail: str) -> ResponseTooLargeError:
+    return ResponseTooLargeError(
         f"answer body too large: it {detail}, the cap is {MAX_BODY_BYTES} bytes (10 MiB)",
         status=resp.status,
         request_id=resp.headers.get(REQUEST_ID_HEADER),
