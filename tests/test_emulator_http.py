@@ -19,11 +19,10 @@ from tiktok_async.emulator import (
 )
 
 KEY = "test-key"
-OPT_STR = (str, type(None))  # optional text: a string, or null
 
 USER_SCHEMA: dict[str, Any] = {
     "user": {
-        "id": str, "nickname": str, "id_dup": str, "secUid": str, "profileBio": OPT_STR,
+        "id": str, "nickname": str, "id_dup": str, "secUid": str, "profileBio": str,
         "profilePictureUrl": str, "isVerified": bool, "isPrivateAccount": bool,
         "createdAt": str, "updatedAt": str,
     },
@@ -35,7 +34,7 @@ USER_SCHEMA: dict[str, Any] = {
 VIDEO_SCHEMA: dict[str, Any] = {
     "id": str, "description": str, "createTime": str, "duration": int,
     "music": {
-        "id": str, "title": str, "authorName": str, "album": OPT_STR, "duration": int,
+        "id": str, "title": str, "authorName": str, "album": str, "duration": int,
         "original": bool, "private": bool, "createdAt": str, "updatedAt": str,
     },
     "stats": {

@@ -1,9 +1,11 @@
-"""The aiohttp transport: exact answers shaped with aioresponses, broken ones from a raw socket."""
+"""The aiohttp transport: exact answers shaped with aioresponses, broken ones from a raw socket
+or the emulator's hostile fault modes."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -15,11 +17,12 @@ from tiktok_async._exceptions import (
     ClientStateError,
     ConnectError,
     RequestTimeoutError,
-    TikTokError,
+    ResponseTooLargeError,
     TransportError,
     TruncatedBodyError,
 )
 from tiktok_async._transport import MAX_BODY_BYTES, Secret, Transport
+from tiktok_async.emulator import Emulator
 
 BASE = "https://api.example.test/dev/tiktok"
 KEY = "sk-test-key-0123456789"
@@ -83,7 +86,7 @@ async def test_body_announced_over_the_cap_is_refused_unread(
     mock_http.get(
         f"{BASE}/user/big", body=b"{}", headers={"Content-Length": str(MAX_BODY_BYTES + 1)}
     )
-    with pytest.raises(TikTokError, match="too large") as caught:
+    with pytest.raises(ResponseTooLargeError, match="too large") as caught:
         await transport.get("user/big")
     assert not isinstance(caught.value, TransportError)  # not retryable
 
@@ -199,7 +202,7 @@ async def test_chunked_body_over_the_cap_is_refused(
         with contextlib.suppress(ConnectionError):
             await writer.drain()
 
-    with pytest.raises(TikTokError, match="too large") as caught:
+    with pytest.raises(ResponseTooLargeError, match="too large") as caught:
         await fetch_from(await raw_server(huge))
     assert not isinstance(caught.value, TransportError)  # not retryable
 
@@ -300,3 +303,60 @@ async def test_lent_session_closed_by_its_owner_is_a_state_error() -> None:
     await session.close()
     with pytest.raises(ClientStateError, match="lent"):
         await t.get("user/someone")
+
+
+# --- compressed answers: the cap counts decoded bytes -----------------------------------
+
+
+@pytest.mark.parametrize("kind", ["gzip_bomb", "gzip_bomb_chunked", "gzip_bomb_eof"])
+async def test_gzip_bomb_stops_at_the_cap_on_every_framing(
+    tiktok_emulator: Emulator, kind: str
+) -> None:
+    """0.5 MB on the wire, 512 MB inflated: with a length, chunked, or up to the close."""
+    tiktok_emulator.inject(kind)
+    t = Transport(tiktok_emulator.base_url, Secret(tiktok_emulator.api_key), pool_size=2,
+                  timeout=30.0, connect_timeout=5.0, user_agent="tiktok-async/test")
+    t.open()
+    try:
+        with pytest.raises(ResponseTooLargeError, match="once decoded") as caught:
+            await t.get("user/some.handle")
+        assert caught.value.status == 200
+        assert not isinstance(caught.value, TransportError)  # not retryable
+        assert (await t.get("user/some.handle")).status == 200  # the client goes on
+    finally:
+        await t.aclose()
+
+
+async def test_deflate_body_over_the_cap_once_inflated_is_refused(
+    raw_server: Callable[[Handler], Awaitable[str]],
+) -> None:
+    squeezed = zlib.compress(b" " * (MAX_BODY_BYTES + 1), 9)  # about 10 KB on the wire
+
+    async def bomb(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nContent-Length: %d\r\n\r\n"
+        writer.write(head % len(squeezed) + squeezed)
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+
+    with pytest.raises(ResponseTooLargeError):
+        await fetch_from(await raw_server(bomb))
+
+
+async def test_gzip_body_under_the_cap_is_read_decoded(
+    raw_server: Callable[[Handler], Awaitable[str]],
+) -> None:
+    document = b'{"pad":"' + b"x" * (MAX_BODY_BYTES - 20) + b'"}'
+    squeezer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    squeezed = squeezer.compress(document) + squeezer.flush()
+
+    async def gzipped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
+        writer.write(head % len(squeezed) + squeezed)
+        await writer.drain()
+
+    t = make_transport(await raw_server(gzipped))
+    t.open()
+    try:
+        assert (await t.get("user/big")).body == document
+    finally:
+        await t.aclose()

@@ -4,7 +4,8 @@ A single catch-all handler (no aiohttp middleware) keeps the hot path short: mat
 raw path, check the key, the usage plan and the faults, then answer a cached, already
 encoded body. Order, as API Gateway: route (403 Missing Authentication Token), key (403
 Forbidden), forced fault, throttle and quota (429), random fault and latency, then the
-backend: handle rule (400), existence (404), data (200).
+backend: handle rule (400), existence (404), data (200). Hostile answers (`_hostile`)
+take the place of the backend's, as a 500 does.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from typing import Any
 
 from aiohttp import web
 
-from . import _data
+from . import _data, _hostile
 from ._config import EmulatorConfig
 from ._control import handle_control
 from ._db import Database
-from ._faults import FaultPlan
+from ._faults import HOSTILE_KINDS, FaultPlan
 from ._gateway import ERRORS, GatewayError, RequestIds, Route, UsagePlan, bad_request, match_route
 from ._stats import Stats, StatsSnapshot
 from ._store import Store, encode, route_key
@@ -34,6 +35,8 @@ BAD_HANDLE = bad_request(
 )
 BAD_VIDEO_ID = bad_request("Invalid videoId: digits expected")
 _GATEWAY_FAULTS = frozenset({"throttle", "quota", "forbidden"})
+_LONG_THROTTLES = frozenset({"throttle_long", "throttle_long_date"})
+_FIXED = frozenset({"host", "port", "db_path", "quirks", "idle_timeout", "control_token"})
 ROUTE_CACHE_SIZE = 100_000
 _NO_ROUTE: tuple[Route | None, str | None] = (None, None)
 
@@ -46,7 +49,7 @@ class EmulatorCore:
         self.db = Database(config.db_path)
         self._jitter = random.Random(config.seed + 1)
         self.store = Store(self.db, missing_share=config.missing_share,
-                           upstream_delay=self._upstream_delay)
+                           upstream_delay=self._upstream_delay, quirks=config.quirks)
         self.stats = Stats()
         self.ids = RequestIds()
         self.faults = FaultPlan(config.faults, config.seed)
@@ -75,8 +78,12 @@ class EmulatorCore:
         return (c.upstream_latency_ms + jitter) / 1000
 
     def reconfigure(self, **changes: Any) -> EmulatorConfig:
-        """Apply config changes at run time (not host, port or db_path); return the new config."""
-        fixed = {"host", "port", "db_path"} & changes.keys()
+        """Apply config changes at run time; return the new config.
+
+        Not `host`, `port`, `db_path`, `quirks`, `idle_timeout`, `control_token`. A value
+        the config refuses (`ConfigError`, a ValueError naming the field) changes nothing.
+        """
+        fixed = _FIXED & changes.keys()
         if fixed:
             raise ValueError(f"cannot change {', '.join(sorted(fixed))} while running")
         old, new = self.config, replace(self.config, **changes)
@@ -151,6 +158,9 @@ class EmulatorCore:
         fault = self.faults.pick() if self.faults.armed else None
         if fault is not None and fault in _GATEWAY_FAULTS:
             return self.error(ERRORS[fault])
+        if fault is not None and fault in _LONG_THROTTLES:
+            retry_after = _hostile.long_retry_after(fault == "throttle_long_date")
+            return self.error(ERRORS["throttle"], retry_after=retry_after)
         if self.plan.active:
             limited = self.plan.check(key)
             if limited is not None:
@@ -172,6 +182,11 @@ class EmulatorCore:
             return web.Response()
         if fault == "truncate":
             return await _truncate(request, await self._backend(route))
+        if fault in HOSTILE_KINDS:
+            return await _hostile.answer(
+                fault, request, lambda: self._backend(route), self.ids.next(),
+                self.faults.faults.bomb_mb,
+            )
         if fault is not None and fault != "slow":
             return self.error(ERRORS[fault])
         return await self._backend(route)
@@ -194,8 +209,11 @@ class EmulatorCore:
         headers = {"Content-Type": JSON_TYPE, "x-amzn-RequestId": self.ids.next()}
         return web.Response(body=body, headers=headers)
 
-    def error(self, err: GatewayError) -> web.Response:
-        """API Gateway's answer for `err`: `{"message": ...}` and `x-amzn-ErrorType`."""
+    def error(self, err: GatewayError, retry_after: str | None = None) -> web.Response:
+        """API Gateway's answer for `err`: `{"message": ...}` and `x-amzn-ErrorType`.
+
+        A 429 `Too Many Requests` carries `Retry-After`: `retry_after`, else the config's.
+        """
         body = self._bodies.get(err)
         if body is None:
             body = self._bodies[err] = encode({"message": err.message})
@@ -204,7 +222,9 @@ class EmulatorCore:
             "x-amzn-RequestId": self.ids.next(),
             "x-amzn-ErrorType": err.error_type,
         }
-        if err.error_type == "TooManyRequestsException" and self.config.retry_after is not None:
+        if retry_after is not None:
+            headers["Retry-After"] = retry_after
+        elif err.error_type == "TooManyRequestsException" and self.config.retry_after is not None:
             headers["Retry-After"] = self._retry_after(self.config.retry_after)
         return web.Response(body=body, status=err.status, headers=headers)
 
@@ -238,7 +258,9 @@ CORE_KEY = web.AppKey("tiktok_emulator_core", EmulatorCore)
 def create_app(config: EmulatorConfig | None = None) -> web.Application:
     """An aiohttp application serving the emulator; its state is `app[CORE_KEY]`.
 
-    The database opens on the app's startup and closes on its cleanup.
+    The database opens on the app's startup and closes on its cleanup. Served beyond
+    loopback, give `config` a `control_token`, and the runner
+    `keepalive_timeout=config.idle_timeout` (`Emulator` does both).
     """
     core = EmulatorCore(config or EmulatorConfig())
     app = web.Application()

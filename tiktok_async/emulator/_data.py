@@ -3,6 +3,9 @@
 Every value is drawn from a `random.Random` seeded with a BLAKE2b digest of the input
 (never Python's salted `hash()`), so every process and every run gives the same answer.
 Timestamps (`createdAt`, `updatedAt`) are not made here: the store adds them when it saves.
+`make_*` return the data as drawn (optional text may be None); `apply_quirks` turns it into
+what goes on the wire: by default exactly the seed's types (a missing bio or album is
+`""`, never `null`), or with named quirks a test switches on (`QUIRKS`).
 
 Rules a test can rely on:
 
@@ -36,6 +39,13 @@ SEC_UID_PREFIX = "MS4wLjABAAAA"
 _B64URL = string.ascii_letters + string.digits + "-_"
 
 JSON = dict[str, Any]
+
+#: Named departures from the seed's types, off by default:
+#: - `nulls`: optional text as `null` (a missing `profileBio`, the `album` of most sounds);
+#: - `unknown_fields`: fields the seed does not list (`region`, `language`, `logPb`);
+#: - `string_counts`: the counters of `stats` / `authorStats` as digit strings.
+QUIRKS = ("nulls", "unknown_fields", "string_counts")
+_COUNTERS = ("stats", "authorStats")
 
 _NAMES = ["Maya", "Leo", "Aiko", "Omar", "Zoë", "Jonas", "Priya", "Mateo", "Chloé", "Kwame"]
 _RTL = ["سارة", "محمد علي", "שלום עליכם", "נועה", "مرحبا بالعالم", "یاسمن"]
@@ -312,3 +322,32 @@ def make_video(handle: str, video_id: str) -> JSON:
         "music": _music(rng, make_user(handle)["nickname"], duration),
         "stats": stats,
     }
+
+
+def apply_quirks(doc: JSON, quirks: frozenset[str] | tuple[str, ...] = ()) -> JSON:
+    """`doc` (a user profile or a video, as `make_*` drew it) as the wire carries it.
+
+    Without quirks every field has the seed's type: None text becomes `""`. Applying it
+    again changes nothing (the store applies it to a video that holds a stored author).
+    """
+    out = doc if "nulls" in quirks else _no_nulls(doc)
+    if "unknown_fields" in quirks:
+        out = {**out, "logPb": {"impr_id": "20240301120000ABCDEF"}}
+        for name in ("user", "author", "music"):
+            if isinstance(out.get(name), dict):
+                out[name] = {**out[name], "region": "US", "language": "en"}
+    if "string_counts" in quirks:
+        for name in _COUNTERS:
+            if isinstance(out.get(name), dict):
+                out[name] = {k: _as_text(v) for k, v in out[name].items()}
+    return out
+
+
+def _no_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: "" if v is None else _no_nulls(v) for k, v in value.items()}
+    return value
+
+
+def _as_text(value: Any) -> Any:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value

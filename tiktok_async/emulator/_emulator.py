@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import replace
 from types import TracebackType
 from typing import Any
@@ -23,7 +24,9 @@ class Emulator:
         assert emu.stats().count(status=200) == ...
     ```
 
-    Keyword arguments are `EmulatorConfig` fields and override `config`.
+    Keyword arguments are `EmulatorConfig` fields and override `config`. Listening beyond
+    loopback (`host="0.0.0.0"`) without a `control_token`, it makes one
+    (`.control_token`): the control API then answers only requests that carry it.
     """
 
     def __init__(self, config: EmulatorConfig | None = None, **overrides: Any) -> None:
@@ -50,10 +53,14 @@ class Emulator:
         if self._runner is not None:
             raise RuntimeError("emulator already started")
         config = self._initial
+        if config.control_token is None and not config.loopback:
+            config = self._initial = replace(config, control_token=secrets.token_urlsafe(24))
         core = EmulatorCore(config)
         await core.open()
         # aiohttp's low-level server: no router, no middleware, the core's one handler.
-        server = web.Server(core.handle, handler_cancellation=True, access_log=None)
+        # keepalive_timeout also bounds the wait for a request's headers (from connect).
+        server = web.Server(core.handle, handler_cancellation=True, access_log=None,
+                            keepalive_timeout=config.idle_timeout)
         runner = web.ServerRunner(server, shutdown_timeout=config.shutdown_timeout)
         self._core, self._runner = core, runner
         try:
@@ -110,6 +117,11 @@ class Emulator:
         return self.config.api_keys[0]
 
     @property
+    def control_token(self) -> str | None:
+        """The token `/_emulator/*` requests must carry (header `x-emulator-token`), if any."""
+        return self.config.control_token
+
+    @property
     def headers(self) -> dict[str, str]:
         """`{"x-api-key": api_key}`."""
         return {"x-api-key": self.api_key}
@@ -126,9 +138,11 @@ class Emulator:
         """Delete every stored user and video."""
         await self.core.store.clear()
 
-    def inject(self, kind: str, count: int = 1) -> None:
-        """Force the next `count` API requests to get fault `kind` (see `FAULT_KINDS`)."""
-        self.core.faults.inject(kind, count)
+    def inject(self, kind: str, count: int = 1, after: int = 0) -> None:
+        """Force `count` API requests to get fault `kind` (see `FAULT_KINDS`), once `after`
+        more have passed untouched: `inject("forbidden", 10**9, after=20)` answers 20
+        requests, then refuses every later one."""
+        self.core.faults.inject(kind, count, after)
 
     def configure(self, **changes: Any) -> EmulatorConfig:
         """Change config fields while running (`rate`, `burst`, `quota`, `faults`...)."""

@@ -3,6 +3,8 @@
 It prints the API's base URL on stdout (one line, flushed) once it listens, so a parent
 process can start it with `--port 0` and read where it is. Ctrl-C (SIGINT) and SIGTERM
 stop it cleanly with exit code 0. Runs on uvloop when installed (`--no-uvloop` to not).
+Listening beyond loopback, the control API needs a token: `--control-token` (or
+`$TIKTOK_EMULATOR_TOKEN`), else one is made and printed on stderr.
 """
 
 from __future__ import annotations
@@ -18,12 +20,28 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from typing import Any
 
-from ._config import DEFAULT_API_KEY, DEFAULT_PREFIX, EmulatorConfig
-from ._data import DEFAULT_MISSING_SHARE
-from ._faults import Faults
+from ._config import CONTROL_TOKEN_HEADER, DEFAULT_API_KEY, DEFAULT_PREFIX, EmulatorConfig
+from ._data import DEFAULT_MISSING_SHARE, QUIRKS
+from ._faults import FAULT_KINDS, Faults
 from ._gateway import parse_period
 
 KEY_ENV = "TIKTOK_API_KEY"
+TOKEN_ENV = "TIKTOK_EMULATOR_TOKEN"
+
+
+def parse_injection(text: str) -> tuple[str, int, int]:
+    """`KIND[:COUNT[:AFTER]]` -> (kind, count, after): `forbidden:1000000:20`."""
+    kind, *numbers = text.split(":")
+    if kind not in FAULT_KINDS or len(numbers) > 2:
+        raise argparse.ArgumentTypeError(
+            f"KIND[:COUNT[:AFTER]] expected, KIND one of {', '.join(FAULT_KINDS)}")
+    try:
+        count, after = [int(n) for n in numbers] + [1, 0][len(numbers):]
+    except ValueError:
+        raise argparse.ArgumentTypeError("COUNT and AFTER are whole numbers") from None
+    if count < 0 or after < 0:
+        raise argparse.ArgumentTypeError("COUNT and AFTER must be >= 0")
+    return kind, count, after
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--quota", type=int, help="requests per key per quota period (default: none)")
     add("--quota-period", default="day", help="seconds, or day/week/month (default day)")
     add("--retry-after", type=int, help="send Retry-After: N on 429 (default: no header)")
+    add("--retry-after-date", action="store_true", help="send Retry-After as an HTTP date")
     add("--faults", type=Faults.parse, default=Faults(), metavar="SPEC",
         help="a share spread over 500/502/503/504 (0.05), or "
              "'500=0.01,drop=0.01,truncate=0.01,slow=0.001,slow_seconds=30'")
@@ -48,6 +67,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="latency of a first fetch (default 20)")
     add("--upstream-jitter-ms", type=float, default=10.0,
         help="added uniform jitter of a first fetch (default 10)")
+    add("--inject", action="append", type=parse_injection, default=[],
+        metavar="KIND[:COUNT[:AFTER]]",
+        help="force COUNT (1) requests to get fault KIND once AFTER (0) have passed; "
+             "repeatable (forbidden:1000000:20: 20 answers, then 403 to every request)")
+    add("--quirk", action="append", choices=QUIRKS, default=[], dest="quirks",
+        help="depart from the seed's types (repeatable): nulls, unknown_fields, string_counts")
+    add("--idle-timeout", type=float, default=60.0,
+        help="seconds a connection may take to send its headers or stay idle (default 60)")
+    add("--control-token", metavar="TOKEN",
+        help=f"token the control API requires (default ${TOKEN_ENV}; made up when "
+             "--host is not loopback)")
     add("--db", default=":memory:", metavar="PATH", help="SQLite file (default in memory)")
     add("--seed", type=int, default=0, help="seed of faults and jitter (default 0)")
     add("--missing-share", type=float, default=DEFAULT_MISSING_SHARE,
@@ -75,13 +105,16 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         host=args.host, port=args.port, prefix=args.prefix, api_keys=tuple(keys),
         rate=args.rate, burst=args.burst, quota=args.quota,
         quota_period=parse_period(args.quota_period), retry_after=args.retry_after,
+        retry_after_date=args.retry_after_date,
         missing_share=args.missing_share, upstream_latency_ms=args.upstream_latency_ms,
         upstream_jitter_ms=args.upstream_jitter_ms,
-        faults=faults, db_path=args.db, seed=args.seed,
+        faults=faults, quirks=tuple(args.quirks), db_path=args.db, seed=args.seed,
+        idle_timeout=args.idle_timeout,
+        control_token=args.control_token or os.environ.get(TOKEN_ENV) or None,
     )
 
 
-async def serve(config: EmulatorConfig) -> None:
+async def serve(config: EmulatorConfig, injections: Sequence[tuple[str, int, int]] = ()) -> None:
     """Serve until SIGINT or SIGTERM; print the base URL once listening."""
     from ._emulator import Emulator
 
@@ -91,6 +124,11 @@ async def serve(config: EmulatorConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         async with Emulator(config) as emulator:
+            for kind, count, after in injections:
+                emulator.inject(kind, count, after)
+            if emulator.control_token and config.control_token is None:
+                print(f"control token ({CONTROL_TOKEN_HEADER}): {emulator.control_token}",
+                      file=sys.stderr, flush=True)
             print(emulator.base_url, flush=True)
             await stop.wait()
     finally:
@@ -137,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.cpu:
             pin(args.cpu)
-        run_loop(serve(config), use_uvloop=not args.no_uvloop)
+        run_loop(serve(config, args.inject), use_uvloop=not args.no_uvloop)
     except (OSError, sqlite3.Error) as exc:
         print(f"tiktok-async serve: {exc}", file=sys.stderr)
         return 1

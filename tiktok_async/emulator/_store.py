@@ -4,7 +4,8 @@ The first request for a user or video "fetches it from TikTok" (sleeps the upstr
 latency), stamps it with `createdAt`/`updatedAt` and saves it; later requests answer the
 saved body, timestamps unchanged. A dict of encoded bodies sits in front of the database
 (write-through), so a cached lookup is one dict access. Concurrent first requests for the
-same key share one fetch.
+same key share one fetch. Bodies are saved as the wire carries them (`_data.apply_quirks`
+with the emulator's quirks), so quirks apply to what is first fetched after they are set.
 """
 
 from __future__ import annotations
@@ -63,8 +64,10 @@ class Store:
         missing_share: float,
         upstream_delay: Callable[[], float],
         clock: Callable[[], float] = time.time,
+        quirks: tuple[str, ...] = (),
     ) -> None:
         self.db = db
+        self.quirks = quirks
         self.missing_share = missing_share
         self._delay = upstream_delay
         self._clock = clock
@@ -139,7 +142,8 @@ class Store:
 
     async def _save_user(self, key: str, stamp: str) -> bytes:
         user = {**_data.make_user(key), "createdAt": stamp, "updatedAt": stamp}
-        body = encode({"user": user, "stats": _data.make_user_stats(key)})
+        profile = {"user": user, "stats": _data.make_user_stats(key)}
+        body = encode(_data.apply_quirks(profile, self.quirks))
         stored = await self.db.add_user(key, body, stamp)
         self._remember(user_key(key), stored)
         return stored
@@ -156,4 +160,5 @@ class Store:
         video = _data.make_video(key, video_id)
         video["music"].update(createdAt=stamp, updatedAt=stamp)
         video.update(author=profile["user"], authorStats=profile["stats"])
-        return await self.db.add_video(key, video_id, encode(video), stamp)
+        body = encode(_data.apply_quirks(video, self.quirks))
+        return await self.db.add_video(key, video_id, body, stamp)
