@@ -7,9 +7,14 @@ results wait for the consumer, so memory does not grow with the input.
 
 One bad input never stops the batch: an invalid input, a missing user or a request
 that failed after its retries is a `Result` with `error` set. Only answers that make
-every later request fail too stop the batch: `ForbiddenError` (bad key) and
-`QuotaExceededError` (quota used up). No new input is taken, the requests in flight
-settle and their results are yielded, then the error is raised from the iterator.
+every later request fail too stop the batch (`_stops_the_run`): `ForbiddenError` (bad
+key), `QuotaExceededError` (quota used up), `MissingRouteError` (the base URL's path is
+wrong), a `RateLimitedError` whose `Retry-After` is longer than the policy waits, and a
+`ConnectError` from a host that has never answered (a circuit breaker). No new input is
+taken and no request starts after it (`_runstop`: not even one already waiting for a
+slot, a token or a retry); the requests on the wire settle and their results are
+yielded, then the error is raised from the iterator. The inputs the stop cut short get
+no result, so a later run asks for them again.
 """
 
 from __future__ import annotations
@@ -28,13 +33,24 @@ from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-from ._exceptions import ForbiddenError, QuotaExceededError, TikTokError
+from ._exceptions import (
+    ConnectError,
+    ForbiddenError,
+    MissingRouteError,
+    QuotaExceededError,
+    RateLimitedError,
+    TikTokError,
+)
 from ._inputs import VideoRef
 from ._kinds import USERS, VIDEOS, Kind, Parsed
 from ._pool import bounded_map
+from ._protocol import is_retryable
+from ._runstop import CURRENT_RUN, NotSentError, RunStop
 
 if TYPE_CHECKING:
     from ._models import UserProfile, Video
+    from ._retry import RetryPolicy
+    from ._stats import ClientStats
 
 T = TypeVar("T")
 InputT = TypeVar("InputT")
@@ -46,13 +62,20 @@ class Fetcher(Protocol):
     @property
     def concurrency(self) -> int: ...
 
+    @property
+    def retry_policy(self) -> RetryPolicy: ...
+
+    @property
+    def stats(self) -> ClientStats: ...
+
     async def _fetch(self, path: str, decode: Callable[[bytes], T]) -> tuple[T, int]: ...
 
 #: What `fetch_videos` accepts per item: a video URL, a "handle,videoId" line, or a pair.
 VideoInput = str | tuple[str, str] | VideoRef
 
 #: Errors after which every later request would fail too: they stop a bulk run.
-ABORTING_ERRORS: tuple[type[TikTokError], ...] = (ForbiddenError, QuotaExceededError)
+ABORTING_ERRORS: tuple[type[TikTokError], ...] = (
+    ForbiddenError, QuotaExceededError, MissingRouteError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,36 +118,21 @@ async def _parse_async(
         yield parse(item)
 
 
-def _until_aborted(
-    parsed: Iterable[Parsed[InputT]] | AsyncIterable[Parsed[InputT]], abort: _Abort
+def _until_stopped(
+    parsed: Iterable[Parsed[InputT]] | AsyncIterable[Parsed[InputT]], stop: RunStop
 ) -> Iterator[Parsed[InputT]] | AsyncIterator[Parsed[InputT]]:
     if isinstance(parsed, AsyncIterable):
-        return _until_aborted_async(parsed, abort)
-    return itertools.takewhile(abort.not_yet, parsed)
+        return _until_stopped_async(parsed, stop)
+    return itertools.takewhile(stop.not_yet, parsed)
 
 
-async def _until_aborted_async(
-    parsed: AsyncIterable[Parsed[InputT]], abort: _Abort
+async def _until_stopped_async(
+    parsed: AsyncIterable[Parsed[InputT]], stop: RunStop
 ) -> AsyncIterator[Parsed[InputT]]:
     async for item in parsed:
-        if abort.error is not None:
+        if stop.error is not None:
             return
         yield item
-
-
-class _Abort:
-    """The first error that stops a bulk run. Once set, no new input is taken; what is in
-    flight settles (an answer already paid for is kept), then the error is raised."""
-
-    def __init__(self) -> None:
-        self.error: TikTokError | None = None
-
-    def not_yet(self, _item: object = None) -> bool:
-        return self.error is None
-
-    def set(self, error: TikTokError) -> None:
-        if self.error is None:
-            self.error = error
 
 
 def _dedupe_key(parsed: Parsed[InputT]) -> object:
@@ -133,26 +141,43 @@ def _dedupe_key(parsed: Parsed[InputT]) -> object:
 
 
 async def _answer(
-    parsed: Parsed[InputT], client: Fetcher, kind: Kind[InputT, T], abort: _Abort
+    parsed: Parsed[InputT], client: Fetcher, kind: Kind[InputT, T], stop: RunStop
 ) -> Result[T] | None:
     """The input's result; None when the run was stopped before it got an answer."""
     if parsed.invalid is not None or parsed.target is None:
         return Result(parsed.raw, None, None, error=parsed.invalid)
-    if abort.error is not None:
+    if stop.error is not None:
         return None
     started = time.monotonic()
     try:
         value, attempts = await client._fetch(kind.path(parsed.target), kind.decode)
-    except ABORTING_ERRORS as exc:
-        abort.set(exc)
-        return None
     except TikTokError as exc:
-        elapsed = time.monotonic() - started
+        if _stops_the_run(exc, client):
+            stop.set(exc)
+        if _unanswered(exc, stop):
+            return None  # a later run asks again
         return Result(parsed.raw, parsed.key, parsed.handle, error=exc, attempts=exc.attempts,
-                      elapsed=elapsed)
-    elapsed = time.monotonic() - started
+                      elapsed=time.monotonic() - started)
     return Result(parsed.raw, parsed.key, parsed.handle, value=value, attempts=attempts,
-                  elapsed=elapsed)
+                  elapsed=time.monotonic() - started)
+
+
+def _stops_the_run(error: TikTokError, client: Fetcher) -> bool:
+    """Whether every later request would fail the same way, so sending more is waste."""
+    if isinstance(error, ABORTING_ERRORS):
+        return True
+    if isinstance(error, RateLimitedError):  # asked to wait longer than the policy allows
+        wait = error.retry_after
+        return wait is not None and wait > client.retry_policy.max_retry_after
+    # The circuit breaker: the host never answered anything, so it is not there.
+    return isinstance(error, ConnectError) and not client.stats.responses
+
+
+def _unanswered(error: TikTokError, stop: RunStop) -> bool:
+    """An input the stop cut short: never sent, or failing only because the run stopped."""
+    if isinstance(error, NotSentError) or stop.error is error:
+        return True
+    return stop.error is not None and is_retryable(error)
 
 
 async def run_bulk(
@@ -162,19 +187,23 @@ async def run_bulk(
     *,
     ordered: bool = False,
     dedupe: bool = True,
+    stop: RunStop | None = None,
 ) -> AsyncGenerator[Result[T], None]:
     """Dedupe and fetch every parsed input; yield one `Result` per input.
 
-    At most `client.concurrency` inputs are worked on at once. A bad key or a used-up
-    quota stops taking input; the requests in flight settle and their results are
-    yielded; then that error is raised. Inputs it stopped get no result.
+    At most `client.concurrency` inputs are worked on at once. An answer that stops the
+    run (see the module docstring) stops taking input and sending; the requests on the
+    wire settle and their results are yielded; then that error is raised. Inputs it cut
+    short get no result. `stop`: a `RunStop` the caller can set to stop the run the same
+    way (the command line's Ctrl-C sets it with `RunInterrupted`).
     """
-    abort = _Abort()
+    stop = stop or RunStop()
 
     async def work(item: Parsed[InputT]) -> tuple[Parsed[InputT], Result[T] | None]:
-        return item, await _answer(item, client, kind, abort)
+        CURRENT_RUN.set(stop)  # this task's own context: the client and retries see it
+        return item, await _answer(item, client, kind, stop)
 
-    results = bounded_map(_until_aborted(parsed, abort), work,
+    results = bounded_map(_until_stopped(parsed, stop), work,
                           concurrency=client.concurrency, ordered=ordered,
                           key=_dedupe_key if dedupe else None)
     async with aclosing(results):
@@ -185,8 +214,8 @@ async def run_bulk(
                 yield result
             else:  # a duplicate: the answer fetched for an earlier input with the same key
                 yield replace(result, input=item.raw, attempts=0, elapsed=0.0, duplicate=True)
-    if abort.error is not None:
-        raise abort.error
+    if stop.error is not None:
+        raise stop.error
 
 
 def fetch_users(

@@ -33,12 +33,13 @@ from yarl import URL
 
 from ._adaptive import AdaptiveRate
 from ._bulk import Result, fetch_users, fetch_videos
-from ._exceptions import ClientStateError, RateLimitedError, TikTokError
+from ._exceptions import ClientStateError, ConnectError, RateLimitedError, TikTokError
 from ._inputs import make_video_ref, parse_handle, parse_video, user_path, video_path
 from ._limiter import ConcurrencyGate, Limiter, RateLimiter
 from ._models import UserProfile, Video, decode_user_profile, decode_video
 from ._protocol import decipher_response, retry_cause
 from ._retry import Retrier, RetryPolicy
+from ._runstop import check_not_stopped, connect_failed
 from ._stats import ClientStats, StatsRecorder
 from ._transport import Secret, Transport
 from ._version import __version__
@@ -251,6 +252,7 @@ class TikTokClient:
         try:
             if not limiter.free:
                 await limiter.acquire()
+            check_not_stopped()  # a bulk run stopped while this task waited: do not send
             if hooks is not None and hooks.on_request is not None:
                 hooks.on_request(path)
             stats.sent()
@@ -279,6 +281,8 @@ class TikTokClient:
 
     def _on_error(self, path: str, error: TikTokError) -> None:
         self._stats.failed(retry_cause(error) or "other")
+        if isinstance(error, ConnectError) and not self._stats.any_answer:
+            connect_failed(error)  # the circuit breaker of the bulk run, if any
         _log.debug("GET %s -> %s", path, error)
         hooks = self._hooks
         if hooks is not None and hooks.on_error is not None:
@@ -360,9 +364,14 @@ class TikTokClient:
             )
         return ClientStateError("the client is closed: make a new one")
 
+    @property
+    def base_url(self) -> str:
+        """The API base URL, with any password in it shown as `***`."""
+        return _redacted(self._base_url)
+
     def __repr__(self) -> str:
         return (
-            f"TikTokClient(base_url={self._base_url!r}, api_key=***, state={self._state!r}, "
+            f"TikTokClient(base_url={self.base_url!r}, api_key=***, state={self._state!r}, "
             f"rate={'adaptive' if self._rate is None else self._rate!r}, "
             f"burst={self._burst!r}, concurrency={self._concurrency!r})"
         )
@@ -409,6 +418,11 @@ def _resolve_base_url(base_url: str | None) -> str:
     if url.query_string or url.fragment:
         raise ValueError(f"base URL {text!r} must not carry a query or a fragment")
     return text.rstrip("/")
+
+
+def _redacted(base_url: str) -> str:
+    url = URL(base_url)
+    return str(url.with_password("***")) if url.password else base_url
 
 
 def _check_limits(concurrency: int, timeout: float, connect_timeout: float) -> None:

@@ -44,6 +44,7 @@ from tenacity.retry import retry_base
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
+from . import _runstop as runstop
 from ._exceptions import RateLimitedError, TikTokError
 from ._protocol import is_retryable
 
@@ -106,6 +107,7 @@ class Retrier:
         self._policy = policy
         self._before_sleep = before_sleep
         self._template = AsyncRetrying(
+            sleep=runstop.sleep,
             wait=_PolicyWait(policy),
             retry=_RetryWhen(self),
             reraise=True,
@@ -135,6 +137,8 @@ class Retrier:
     def should_retry(self, exc: BaseException, attempt_number: int) -> bool:
         """Whether attempt `attempt_number`, which raised `exc`, earns another attempt."""
         if attempt_number >= self._policy.max_attempts or not is_retryable(exc):
+            return False
+        if runstop.stopped():  # the bulk run this task works for has stopped: no retry
             return False
         if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
             return exc.retry_after <= self._policy.max_retry_after

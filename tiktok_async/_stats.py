@@ -73,6 +73,11 @@ class StatsRecorder:
             index = 0
         self._histogram[index] += 1
 
+    @property
+    def any_answer(self) -> bool:
+        """True once any attempt got a whole answer (of any status)."""
+        return bool(self._responses)
+
     def failed(self, cause: str) -> None:
         """An attempt got no complete answer (`cause` as `_protocol.retry_cause` names it)."""
         self._errors[cause] = self._errors.get(cause, 0) + 1

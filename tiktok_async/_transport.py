@@ -31,6 +31,7 @@ one GET and returns `(status, headers, body)`; it never interprets the answer (t
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -202,5 +203,15 @@ def _mapped(exc: BaseException, *, answered: bool) -> TransportError:
     if isinstance(exc, (aiohttp.ClientConnectionError, OSError)):
         if answered:
             return TruncatedBodyError(f"connection lost while reading the answer: {detail}")
-        return ConnectError(f"connection failed: {detail}")
+        return ConnectError(_connect_detail(exc, detail))
     return TransportError(f"HTTP error: {detail}")
+
+
+def _connect_detail(exc: BaseException, detail: str) -> str:
+    """`cannot connect to HOST:PORT: REASON` in our words (aiohttp's says `ssl:default`
+    even for a plain http URL)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        error = exc.os_error
+        reason = os.strerror(error.errno) if error.errno else str(error) or type(error).__name__
+        return f"cannot connect to {exc.host}:{exc.port}: {reason}"
+    return f"connection failed: {detail}"

@@ -6,11 +6,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import time
 from collections.abc import Coroutine
 from typing import Any
 
 from .._client import API_KEY_ENV, BASE_URL_ENV, TikTokClient
-from .._exceptions import ForbiddenError, InvalidInputError, NotFoundError, TikTokError
+from .._exceptions import (
+    ConnectError,
+    ForbiddenError,
+    InvalidInputError,
+    MissingRouteError,
+    NotFoundError,
+    QuotaExceededError,
+    RateLimitedError,
+    TikTokError,
+)
 from .._limiter import Limiter
 from .._retry import RetryPolicy
 
@@ -78,13 +88,45 @@ def error_message(error: TikTokError) -> str:
     return error.reason if isinstance(error, InvalidInputError) else error.message
 
 
-def abort_reason(exc: TikTokError) -> str:
-    """Why a run stopped early, and what to do."""
+def abort_reason(exc: TikTokError, base_url: str | None = None) -> str:
+    """Why a run stopped early, and what to do (`base_url`: the one the run used)."""
     if isinstance(exc, ForbiddenError):
         return ("the API refused the key (403 Forbidden): check --api-key or "
                 "$TIKTOK_API_KEY; nothing more was sent")
-    return ("the key's quota is used up (429 Limit Exceeded): re-run after the quota "
-            "period resets; what is done is kept")
+    if isinstance(exc, QuotaExceededError):
+        return ("the key's quota is used up (429 Limit Exceeded): re-run after the quota "
+                "period resets; what is done is kept")
+    if isinstance(exc, MissingRouteError):
+        return (f"the base URL's path is wrong: {_where(base_url)} answers 403 Missing "
+                "Authentication Token (no such route); the base URL must be "
+                "https://<id>.execute-api.<region>.amazonaws.com/<stage>/tiktok with the "
+                "stage the API is deployed to (e.g. /dev/tiktok); nothing was recorded")
+    if isinstance(exc, RateLimitedError):
+        return _come_back_later(exc.retry_after or 0.0)
+    if isinstance(exc, ConnectError):
+        return (f"cannot reach the API at {_where(base_url)} ({exc.message}) and no request "
+                "has ever been answered: check --base-url or $TIKTOK_API_BASE_URL, and that "
+                "this machine can reach that host; nothing was recorded")
+    return f"{exc}; nothing more was sent"
+
+
+def _where(base_url: str | None) -> str:
+    return base_url or "the base URL"
+
+
+def _come_back_later(seconds: float) -> str:
+    until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(time.time() + seconds))
+    return (f"the API asked to wait {_duration(seconds)} before the next request "
+            f"(429 with Retry-After), until {until}: re-run after that; nothing was marked "
+            "failed and nothing more was sent")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 # -- the client's options, the same for `users`, `videos` and `worker` -------------------

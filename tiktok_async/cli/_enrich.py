@@ -2,8 +2,10 @@
 
 Every input ends in exactly one place: a record in the output, or a line in the errors
 file with its reason. A re-run resumes: inputs already answered are skipped. Ctrl-C stops
-taking new inputs, settles the requests in flight, flushes, prints the summary and exits
-130; a second Ctrl-C abandons the requests in flight (the files stay consistent).
+taking new inputs and sending (no retry either), gives the requests on the wire
+`INTERRUPT_GRACE` seconds to settle, flushes, prints the summary and exits 130; what was
+cut short is not recorded, so the re-run asks again. A second Ctrl-C abandons the
+requests on the wire at once (the files stay consistent).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from typing import Any
 
 from .._bulk import Result, run_bulk
 from .._client import TikTokClient
-from .._exceptions import ForbiddenError, InvalidInputError, QuotaExceededError, TikTokError
+from .._exceptions import InvalidInputError, TikTokError
 from .._kinds import KINDS, Kind, Parsed
 from .._models import encode_json, to_builtins
+from .._runstop import RunInterrupted, RunStop
 from ._common import (
     EXIT_ABORTED,
     EXIT_INTERRUPTED,
@@ -41,6 +44,9 @@ from ._files import OutputFiles
 from ._inputfile import InputFormatError, InputLine, read_inputs
 from ._progress import ProgressDisplay, RunCounts
 from ._resume import KeySet
+
+#: Seconds the requests on the wire get to settle after a first Ctrl-C.
+INTERRUPT_GRACE = 3.0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -123,13 +129,14 @@ class EnrichRun:
         self.quiet = quiet
         self._stopping = False
         self._interrupted = False
+        self._stop = RunStop()
         self._answered_this_run = KeySet()  # to tell a duplicate from a resumed input
 
     async def main(self, inputs: Iterator[InputLine]) -> int:
         """Fetch every pending input and record it; the exit code."""
         main_task = asyncio.current_task()
         display = ProgressDisplay(self.counts, total=self.total, enabled=not self.quiet)
-        with _sigint_handler(self._on_sigint, main_task):
+        with _sigint_handler(self._on_sigint, main_task, grace=INTERRUPT_GRACE):
             with display:
                 code = await self._run_guarded(inputs, display)
             self.files.close()
@@ -140,9 +147,11 @@ class EnrichRun:
     async def _run_guarded(self, inputs: Iterator[InputLine], display: ProgressDisplay) -> int:
         try:
             await self._run(inputs, display)
-        except (ForbiddenError, QuotaExceededError) as exc:
-            print(f"tiktok-async {self.kind.name}: aborted: {abort_reason(exc)}",
-                  file=sys.stderr)
+        except RunInterrupted:
+            self._interrupted = True
+        except TikTokError as exc:  # an answer that stopped the run (run_bulk says which)
+            print(f"tiktok-async {self.kind.name}: aborted: "
+                  f"{abort_reason(exc, self.client.base_url)}", file=sys.stderr)
             return EXIT_ABORTED
         except asyncio.CancelledError:
             self._interrupted = True
@@ -156,7 +165,7 @@ class EnrichRun:
 
     async def _run(self, inputs: Iterator[InputLine], display: ProgressDisplay) -> None:
         async with self.client:
-            results = run_bulk(self.client, self.kind, self._pending(inputs))
+            results = run_bulk(self.client, self.kind, self._pending(inputs), stop=self._stop)
             async with aclosing(results):
                 async for result in results:
                     self._record(result)
@@ -218,12 +227,13 @@ class EnrichRun:
         self.counts.throttled = stats.responses.get(429, 0)
 
     def _on_sigint(self) -> bool:
-        """First Ctrl-C: stop taking input. The second: cancel (return True)."""
+        """First Ctrl-C: no new input, no new request; the second: cancel (return True)."""
         if self._stopping:
             return True
         self._stopping = self._interrupted = True
-        print("\nstopping: finishing the requests in flight (Ctrl-C again to abandon them)",
-              file=sys.stderr)
+        self._stop.set(RunInterrupted("interrupted"))
+        print(f"\nstopping: nothing new is sent; waiting up to {INTERRUPT_GRACE:g} s for the "
+              "requests on the wire (Ctrl-C again to abandon them)", file=sys.stderr)
         return False
 
     def _title(self, code: int) -> str:
@@ -242,16 +252,23 @@ def _key(result: Result[Any]) -> str:
 
 
 class _sigint_handler:
-    """Route SIGINT to `on_sigint`; when it returns True, cancel `task`."""
+    """Route SIGINT to `on_sigint`; when it returns True, or `grace` seconds after the
+    first one, cancel `task` (the requests still in flight are abandoned, not recorded)."""
 
-    def __init__(self, on_sigint: Callable[[], bool], task: asyncio.Task[Any] | None) -> None:
+    def __init__(self, on_sigint: Callable[[], bool], task: asyncio.Task[Any] | None, *,
+                 grace: float) -> None:
         self._on_sigint = on_sigint
         self._task = task
+        self._grace = grace
         self._installed = False
 
     def _handle(self) -> None:
-        if self._on_sigint() and self._task is not None:
+        if self._task is None:
+            return
+        if self._on_sigint():
             self._task.cancel()
+        else:
+            asyncio.get_running_loop().call_later(self._grace, self._task.cancel)
 
     def __enter__(self) -> None:
         try:

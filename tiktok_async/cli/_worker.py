@@ -25,7 +25,7 @@ from typing import Any
 
 from .._bulk import Result, run_bulk
 from .._client import TikTokClient
-from .._exceptions import ForbiddenError, QuotaExceededError
+from .._exceptions import TikTokError
 from .._kinds import Kind, Parsed
 from .._models import decode_json, to_builtins
 from .._redis_limiter import Redis, RedisConnectionError, RedisLimiter, connect
@@ -139,8 +139,9 @@ class ScaleWorker:
                 async with aclosing(results):
                     async for result in results:
                         await self._store(result)
-        except (ForbiddenError, QuotaExceededError) as exc:
-            print(f"tiktok-async worker: aborted: {abort_reason(exc)}", file=sys.stderr)
+        except TikTokError as exc:  # an answer that stopped the run (run_bulk says which)
+            print(f"tiktok-async worker: aborted: {abort_reason(exc, self.client.base_url)}",
+                  file=sys.stderr)
             return EXIT_ABORTED
         print(f"tiktok-async worker {self.consumer}: {self.answered} answered, "
               f"{self.failed} failed", file=sys.stderr)

@@ -1,0 +1,119 @@
+"""`tiktok-async users` on an operator's bad day, as real subprocesses (issue 12 and the
+run-stopping rows of issue 11): each test checks the exit code, the message, the time
+where it matters, and what the output and errors files hold afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from cli_helpers import rows, run, start
+
+from tiktok_async.emulator import Emulator, Faults
+
+Factory = Callable[..., Awaitable[Emulator]]
+
+
+@pytest.fixture
+async def emulator(tiktok_emulator_factory: Factory) -> Emulator:
+    return await tiktok_emulator_factory(upstream_latency_ms=0, upstream_jitter_ms=0)
+
+
+def handles_file(folder: Path, count: int) -> Path:
+    source = folder / "in.txt"
+    source.write_text("".join(f"user{n}.bad.day\n" for n in range(count)))
+    return source
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 with nothing listening (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_nothing_listening_stops_fast_with_one_line_and_records_nothing(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """The circuit breaker: no answer ever, connections refused -> exit 3, naming the host."""
+    base_url = f"http://127.0.0.1:{closed_port()}/dev/tiktok"
+    out = tmp_path / "out.jsonl"
+    started = time.monotonic()
+    code, _, err = await run(emulator, "users", str(handles_file(tmp_path, 400)), "-o",
+                             str(out), "-q", base_url=base_url)
+    took = time.monotonic() - started
+    assert code == 3, err
+    assert f"127.0.0.1:{base_url.split(':')[2].split('/')[0]}" in err
+    assert "cannot reach the API" in err
+    assert "--base-url" in err
+    assert "ssl:default" not in err
+    assert "Traceback" not in err
+    assert rows(out) == []
+    assert rows(tmp_path / "out.errors.jsonl") == []
+    assert took < 30, f"took {took:.1f} s"
+
+
+async def test_wrong_stage_stops_after_the_first_answers_and_names_the_form(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    base_url = emulator.base_url.replace("/dev/tiktok", "/prod/tiktok")
+    out = tmp_path / "out.jsonl"
+    code, _, err = await run(emulator, "users", str(handles_file(tmp_path, 400)), "-o",
+                             str(out), "-q", base_url=base_url)
+    assert code == 3, err
+    assert "base URL's path is wrong" in err
+    assert "/prod/tiktok" in err
+    assert "<stage>/tiktok" in err
+    sent = emulator.stats().count(status=403)
+    assert 1 <= sent <= 20, sent  # the adaptive start (10/s) sends a few, not all 400
+    assert rows(out) == []
+    assert rows(tmp_path / "out.errors.jsonl") == []
+
+
+async def test_ctrl_c_while_backing_off_is_out_in_5_s_and_records_nothing_cut_short(
+    tiktok_emulator_factory: Factory, tmp_path: Path
+) -> None:
+    emu = await tiktok_emulator_factory(upstream_latency_ms=0, faults=Faults(http_503=1.0))
+    out = tmp_path / "out.jsonl"
+    proc = await start(emu, "users", str(handles_file(tmp_path, 300)), "-o", str(out), "-q",
+                       "--rate", "200")
+    await wait_until(lambda: emu.stats().count(status=503) >= 100)
+    await asyncio.sleep(0.5)  # every worker is now sleeping between retries
+    interrupted = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    took = time.monotonic() - interrupted
+    assert proc.returncode == 130, err.decode()
+    assert took < 5, f"took {took:.1f} s to stop"
+    assert "Traceback" not in err.decode()
+    assert rows(out) == []
+    assert rows(tmp_path / "out.errors.jsonl") == []  # cut short: not failed, re-run asks
+
+
+async def test_second_run_after_ctrl_c_fetches_what_was_cut_short(
+    tiktok_emulator_factory: Factory, tmp_path: Path
+) -> None:
+    emu = await tiktok_emulator_factory(upstream_latency_ms=0, faults=Faults(http_503=1.0),
+                                        missing_share=0.0)
+    out, source = tmp_path / "out.jsonl", handles_file(tmp_path, 50)
+    proc = await start(emu, "users", str(source), "-o", str(out), "-q", "--rate", "200")
+    await wait_until(lambda: emu.stats().count(status=503) >= 20)
+    proc.send_signal(signal.SIGINT)
+    await asyncio.wait_for(proc.communicate(), 30)
+    emu.configure(faults=Faults())
+    code, _, err = await run(emu, "users", str(source), "-o", str(out), "-q")
+    assert code == 0, err
+    assert {row["key"] for row in rows(out)} == {f"user{n}.bad.day" for n in range(50)}
+
+
+async def wait_until(condition: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)

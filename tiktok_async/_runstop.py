@@ -1,0 +1,110 @@
+"""A bulk run's stop signal, seen by the client and the retry layer in that run's tasks.
+
+When an answer stops a bulk run (a bad key, a used-up quota, a wrong base URL, a host
+that never answered, a `Retry-After` beyond the policy), no request may start after it:
+requests already on the wire settle, but a task still waiting for a concurrency slot or
+a rate token, or backing off before a retry, must not send. The bulk layer makes one
+`RunStop` per run and puts it in a context variable inside each of the run's worker tasks
+(a task's context is its own copy, so runs side by side never see each other's); the
+client checks it right before sending, and the retry layer does not retry, and wakes
+from its backoff sleep, once it is set.
+
+It is also the run's circuit breaker: while no request of the client has ever been
+answered, connection failures that go on for `BREAKER_SECONDS` (at least
+`BREAKER_FAILURES` of them) stop the run: the host is not there, and retrying every
+input against it would take hours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from contextvars import ContextVar
+
+from ._exceptions import TikTokError
+
+
+class NotSentError(TikTokError):
+    """The request was not sent: the bulk run it belongs to had already stopped."""
+
+
+class RunInterrupted(TikTokError):
+    """The caller stopped the run (the command line's Ctrl-C): not an answer's doing."""
+
+
+BREAKER_SECONDS = 5.0
+BREAKER_FAILURES = 5
+
+
+class RunStop:
+    """The first error that stopped a run (None while it runs)."""
+
+    __slots__ = ("_event", "_failures", "_first_failure", "error")
+
+    def __init__(self) -> None:
+        self.error: TikTokError | None = None
+        self._event: asyncio.Event | None = None
+        self._first_failure = 0.0
+        self._failures = 0
+
+    def connect_failed(self, error: TikTokError, now: float) -> None:
+        """A connection failed and nothing was ever answered: trip after long enough."""
+        if not self._failures:
+            self._first_failure = now
+        self._failures += 1
+        if self._failures >= BREAKER_FAILURES and now - self._first_failure >= BREAKER_SECONDS:
+            self.set(error)
+
+    def not_yet(self, _item: object = None) -> bool:
+        """True while the run goes on (an `itertools.takewhile` predicate)."""
+        return self.error is None
+
+    def set(self, error: TikTokError) -> None:
+        """Stop the run with `error` (the first one wins); wake every backoff sleep."""
+        if self.error is None:
+            self.error = error
+            if self._event is not None:
+                self._event.set()
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep `seconds`, or less if the run stops meanwhile."""
+        if self.error is not None:
+            return
+        if self._event is None:
+            self._event = asyncio.Event()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._event.wait(), seconds)
+
+
+#: The run the current task works for; None outside a bulk run (a plain `get_user`).
+CURRENT_RUN: ContextVar[RunStop | None] = ContextVar("tiktok_async_run", default=None)
+
+
+def check_not_stopped() -> None:
+    """Raise `NotSentError` when the current task's run has stopped."""
+    run = CURRENT_RUN.get()
+    if run is not None and run.error is not None:
+        raise NotSentError("not sent: the run stopped", status=None)
+
+
+def connect_failed(error: TikTokError) -> None:
+    """Tell the current task's run (if any) that a connection failed before any answer."""
+    run = CURRENT_RUN.get()
+    if run is not None:
+        run.connect_failed(error, time.monotonic())
+
+
+def stopped() -> bool:
+    """True when the current task's run has stopped."""
+    run = CURRENT_RUN.get()
+    return run is not None and run.error is not None
+
+
+async def sleep(seconds: float) -> None:
+    """A retry's backoff sleep: cut short when the current task's run stops."""
+    run = CURRENT_RUN.get()
+    if run is None:
+        await asyncio.sleep(seconds)
+    else:
+        await run.sleep(seconds)
