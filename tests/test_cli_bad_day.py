@@ -117,3 +117,41 @@ async def wait_until(condition: Callable[[], bool], seconds: float = 30) -> None
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize(("kind", "words"), [("forbidden", "403 Forbidden"),
+                                             ("quota", "429 Limit Exceeded")])
+async def test_no_request_starts_after_an_aborting_answer(
+    emulator: Emulator, tmp_path: Path, kind: str, words: str
+) -> None:
+    """Issue 11: after 20 good answers every request is refused; at --rate 5 the tasks
+    already waiting for a token must not send when their turn comes."""
+    emulator.inject(kind, 10**9, after=20)
+    out = tmp_path / "out.jsonl"
+    code, _, err = await run(emulator, "users", str(handles_file(tmp_path, 200)), "-o",
+                             str(out), "-q", "--rate", "5")
+    assert code == 3, err
+    assert words in err
+    arrivals = emulator.stats().arrivals
+    refused_at = min(t for t, status in arrivals if status in (403, 429))
+    later = [t - refused_at for t, _ in arrivals if t > refused_at]
+    assert later == [], f"{len(later)} requests arrived after the aborting answer: {later}"
+    assert len(rows(out)) == 20
+    assert rows(tmp_path / "out.errors.jsonl") == []
+
+
+@pytest.mark.parametrize("kind", ["throttle_long", "throttle_long_date"])
+async def test_retry_after_beyond_the_policy_stops_the_run_and_marks_nothing_failed(
+    emulator: Emulator, tmp_path: Path, kind: str
+) -> None:
+    emulator.inject(kind, 10**9, after=5)
+    out = tmp_path / "out.jsonl"
+    started = time.monotonic()
+    code, _, err = await run(emulator, "users", str(handles_file(tmp_path, 53)), "-o",
+                             str(out), "-q")
+    assert code == 3, err
+    assert "asked to wait" in err
+    assert " h before the next request (429 with Retry-After), until 20" in err  # hours, date
+    assert rows(tmp_path / "out.errors.jsonl") == []
+    assert len(rows(out)) == 5
+    assert time.monotonic() - started < 20
