@@ -39,7 +39,7 @@ from ._limiter import ConcurrencyGate, Limiter, RateLimiter
 from ._models import UserProfile, Video, decode_user_profile, decode_video
 from ._protocol import decipher_response, retry_cause
 from ._retry import Retrier, RetryPolicy
-from ._runstop import check_not_stopped, connect_failed
+from ._runstop import CURRENT_RUN, NotSentError, connect_failed
 from ._stats import ClientStats, StatsRecorder
 from ._transport import Secret, Transport
 from ._version import __version__
@@ -247,12 +247,14 @@ class TikTokClient:
         limiter, slots, stats, hooks = self._limiter, self._slots, self._stats, self._hooks
         if limiter is None or slots is None:
             raise self._state_error()
+        run = CURRENT_RUN.get()  # the bulk run this task works for, if any
         if not slots.try_enter():
-            await slots.enter()
+            await (slots.enter() if run is None else run.wait(slots.enter()))
         try:
             if not limiter.free:
-                await limiter.acquire()
-            check_not_stopped()  # a bulk run stopped while this task waited: do not send
+                await (limiter.acquire() if run is None else run.wait(limiter.acquire()))
+            if run is not None and run.error is not None:
+                raise NotSentError("not sent: the run stopped")  # it stopped while we waited
             if hooks is not None and hooks.on_request is not None:
                 hooks.on_request(path)
             stats.sent()

@@ -20,9 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable
 from contextvars import ContextVar
+from typing import Any, TypeVar
 
 from ._exceptions import TikTokError
+
+T = TypeVar("T")
 
 
 class NotSentError(TikTokError):
@@ -40,13 +44,34 @@ BREAKER_FAILURES = 5
 class RunStop:
     """The first error that stopped a run (None while it runs)."""
 
-    __slots__ = ("_event", "_failures", "_first_failure", "error")
+    __slots__ = ("_event", "_failures", "_first_failure", "_stopped_waiting", "_waiting",
+                 "error")
 
     def __init__(self) -> None:
         self.error: TikTokError | None = None
         self._event: asyncio.Event | None = None
         self._first_failure = 0.0
         self._failures = 0
+        self._waiting: set[asyncio.Task[Any]] = set()
+        self._stopped_waiting: set[asyncio.Task[Any]] = set()
+
+    async def wait(self, awaitable: Awaitable[T]) -> T:
+        """Await `awaitable` (a slot, a rate token): cut short with `NotSentError` when the
+        run stops meanwhile (the task waiting is cancelled, and that cancel is consumed)."""
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - always inside a task
+            return await awaitable
+        self._waiting.add(task)
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            if task not in self._stopped_waiting:
+                raise
+            self._stopped_waiting.discard(task)
+            _uncancel(task)
+            raise NotSentError("not sent: the run stopped", status=None) from None
+        finally:
+            self._waiting.discard(task)
 
     def connect_failed(self, error: TikTokError, now: float) -> None:
         """A connection failed and nothing was ever answered: trip after long enough."""
@@ -66,6 +91,9 @@ class RunStop:
             self.error = error
             if self._event is not None:
                 self._event.set()
+            for task in self._waiting:
+                self._stopped_waiting.add(task)
+                task.cancel()
 
     async def sleep(self, seconds: float) -> None:
         """Sleep `seconds`, or less if the run stops meanwhile."""
@@ -77,15 +105,16 @@ class RunStop:
             await asyncio.wait_for(self._event.wait(), seconds)
 
 
+def _uncancel(task: asyncio.Task[Any]) -> None:
+    """Consume the cancel the stop sent (Python 3.11+ counts cancels; 3.10 does not)."""
+    uncancel = getattr(task, "uncancel", None)
+    if uncancel is not None:
+        uncancel()
+
+
 #: The run the current task works for; None outside a bulk run (a plain `get_user`).
 CURRENT_RUN: ContextVar[RunStop | None] = ContextVar("tiktok_async_run", default=None)
 
-
-def check_not_stopped() -> None:
-    """Raise `NotSentError` when the current task's run has stopped."""
-    run = CURRENT_RUN.get()
-    if run is not None and run.error is not None:
-        raise NotSentError("not sent: the run stopped", status=None)
 
 
 def connect_failed(error: TikTokError) -> None:
