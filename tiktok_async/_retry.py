@@ -9,8 +9,9 @@ runs on a `copy()` of it, because tenacity keeps per-run state in a thread-local
 every task of the thread would otherwise share.
 
 What is retried is `_protocol.is_retryable`: 429 `Too Many Requests`, 408, 500, 502,
-503, 504, connection errors, timeouts and truncated bodies; never 400/403/404, a used-up
-quota, a body that does not fit the schema, or a cancelled task.
+503, 504, connection errors, timeouts, truncated bodies and a 200 whose body is not
+well-formed JSON (`MalformedBodyError`); never 400/403/404, a used-up quota, a body that
+is well-formed but does not fit the schema, one over the size cap, or a cancelled task.
 
 How long to wait before attempt n+1 (`RetryPolicy` defaults, stamina-like):
 

@@ -30,7 +30,8 @@ class ClientStats:
     - `errors`: attempts that got no complete answer, by cause (`"timeout"`,
       `"connect"`, `"truncated"`, `"transport"`).
     - `retries`, `retries_by_cause`: retries started, by the cause of the failure they
-      follow (`"throttled"`, `"server_error"`, `"timeout"`, `"connect"`, ...).
+      follow (`"throttled"`, `"server_error"`, `"timeout"`, `"connect"`, `"malformed"`
+      for a 200 whose body is not JSON, ...).
     - `throttled`: 429 answers of any kind (throttles and used-up quotas).
     - `latency_p50`, `latency_p95`, `latency_p99`: seconds from sending an attempt to
       having its whole body, over every answered attempt; None before the first answer.
