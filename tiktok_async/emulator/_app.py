@@ -172,7 +172,7 @@ class EmulatorCore:
     async def _faulty(
         self, request: web.BaseRequest, route: Route, fault: str | None
     ) -> web.StreamResponse:
-        delay = self.faults.delay()
+        delay = self.faults.delay() + self.faults.frozen_for()
         if fault == "slow":
             delay += self.faults.faults.slow_seconds
         if delay > 0:

@@ -8,6 +8,11 @@ Kinds, random (a share of requests) or injected (`FaultPlan.inject`):
   connection is closed (a client sees a payload error).
 - `slow`: the answer waits `slow_seconds` (longer than a client's timeout).
 
+Freezes (not a share: a clock): with `freeze_every` > 0, the last `freeze_seconds` of every
+`freeze_every` seconds, counted from when the faults are set, are a freeze, as a stop-the-world
+pause of the server: a request that arrives then waits until the freeze ends, then is
+answered as usual. `Faults(freeze_every=4, freeze_seconds=1)`: frozen 3-4 s, 7-8 s, ...
+
 Injected only: API Gateway's own refusals, and hostile answers (what a proxy, a broken
 backend or a hostile host can send instead of the API; see `_hostile`):
 
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -71,6 +77,8 @@ class Faults:
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
     bomb_mb: int = 512
+    freeze_every: float = 0.0
+    freeze_seconds: float = 1.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -83,6 +91,8 @@ class Faults:
             raise ValueError("fault shares must be >= 0 and add up to at most 1")
         if not isinstance(self.bomb_mb, int) or not 1 <= self.bomb_mb <= 4096:
             raise ValueError(f"bomb_mb: an integer from 1 to 4096 expected, got {self.bomb_mb!r}")
+        if self.freeze_every and self.freeze_seconds >= self.freeze_every:
+            raise ValueError("freeze_seconds must be shorter than freeze_every")
 
     @classmethod
     def parse(cls, spec: str) -> Faults:
@@ -114,7 +124,8 @@ class Faults:
             name = _RANDOM.get(str(kind).strip(), str(kind).strip())
             if name not in names:
                 raise ValueError(f"unknown fault {kind!r}; kinds {', '.join(_RANDOM)}, "
-                                 "fields slow_seconds latency_ms jitter_ms bomb_mb")
+                                 "fields slow_seconds latency_ms jitter_ms bomb_mb "
+                                 "freeze_every freeze_seconds")
             number = float(value) if isinstance(value, str) else value
             whole = name == "bomb_mb" and isinstance(number, float) and number.is_integer()
             kwargs[name] = int(number) if whole else number
@@ -174,11 +185,13 @@ class FaultPlan:
         self.faults = faults
         self._rng = random.Random(seed)
         self._table = faults.table()
+        self._origin = time.monotonic()
         self._rearm()
 
     def _rearm(self) -> None:
         f = self.faults
-        self.armed = bool(self._forced or self._table or f.latency_ms or f.jitter_ms)
+        self.armed = bool(self._forced or self._table or f.latency_ms or f.jitter_ms
+                          or f.freeze_every)
 
     def inject(self, kind: str, count: int = 1, after: int = 0) -> None:
         """Force `count` API requests to get `kind` (see `FAULT_KINDS`), once `after` more
@@ -222,3 +235,11 @@ class FaultPlan:
         f = self.faults
         jitter = self._rng.uniform(0, f.jitter_ms) if f.jitter_ms else 0.0
         return (f.latency_ms + jitter) / 1000
+
+    def frozen_for(self, now: float | None = None) -> float:
+        """Seconds until the freeze in force ends (0 outside one); `now`: `time.monotonic()`."""
+        every, length = self.faults.freeze_every, self.faults.freeze_seconds
+        if not every:
+            return 0.0
+        phase = ((time.monotonic() if now is None else now) - self._origin) % every
+        return every - phase if phase >= every - length else 0.0
