@@ -153,7 +153,8 @@ async def _answer(
         value, attempts = await client._fetch(kind.path(parsed.target), kind.decode)
     except TikTokError as exc:
         if _stops_the_run(exc, client):
-            stop.set(exc)
+            stop.set(exc)  # the first such error is raised at the end; none is recorded
+            return None
         if _unanswered(exc, stop):
             return None  # a later run asks again
         return Result(parsed.raw, parsed.key, parsed.handle, error=exc, attempts=exc.attempts,
@@ -175,7 +176,7 @@ def _stops_the_run(error: TikTokError, client: Fetcher) -> bool:
 
 def _unanswered(error: TikTokError, stop: RunStop) -> bool:
     """An input the stop cut short: never sent, or failing only because the run stopped."""
-    if isinstance(error, NotSentError) or stop.error is error:
+    if isinstance(error, NotSentError):
         return True
     return stop.error is not None and is_retryable(error)
 
