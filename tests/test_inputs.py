@@ -15,9 +15,11 @@ from tiktok_async._exceptions import InvalidInputError
 from tiktok_async._inputs import (
     VideoRef,
     handle_key,
+    link_kind,
     make_video_ref,
     parse_handle,
     parse_video,
+    short_link_in,
     user_path,
     video_path,
 )
@@ -25,6 +27,11 @@ from tiktok_async._inputs import (
 T = TypeVar("T")
 HANDLE_RULE = re.compile(r"[A-Za-z0-9_.]{2,30}")
 VIDEO_ID = "7301234567890123456"
+USER_ID = "6641141594707361797"
+SEC_UID = "MS4wLjABAAAAdZ_NcPPgMneaGrW0hN8O_J_bwLshwNNERRF5DxOw2HKIzk0kdlLrR8RkVl1ksrMO"
+NO_HANDLE = "this link carries no handle: the API needs the author's handle"
+SHORT_LINK = "a short link: pass --resolve-short-links or resolve it first"
+BY_NUMERIC_ID = "a profile by numeric id"
 
 
 @pytest.mark.parametrize(
@@ -112,14 +119,12 @@ LOOKALIKES = [
     "https://www.tiktok.co/@some.handle",
     "https://nottiktok.com/@some.handle",
     "https://www.tiktok.com.evil.io/@some.handle",
-    "https://tiktok.com:8080/@some.handle",
     "https://www.tiktok.com./@some.handle",
     "https://tiktok.com@evil.com/@some.handle",
     "https://www.tiktok.com:pass@evil.com/@some.handle",
     "tiktok.com@evil.com/@some.handle",
     "https://evil.com/https://www.tiktok.com/@some.handle",
     "https://xn--tktok-5va.com/@some.handle",
-    "https://www.tiktokv.com/@some.handle",
 ]
 
 
@@ -174,7 +179,7 @@ def test_video_forms_with_a_handle_are_accepted(text: str) -> None:
 def test_video_forms_without_a_handle_say_so_and_give_the_id(url: str) -> None:
     with pytest.raises(InvalidInputError) as caught:
         parse_video(url)
-    assert "needs it" in caught.value.reason
+    assert NO_HANDLE in caught.value.reason
     assert f"'handle,{VIDEO_ID}'" in caught.value.reason
 
 
@@ -192,8 +197,7 @@ def test_short_links_say_they_need_a_redirect(url: str) -> None:
     for parse in (parse_video, parse_handle):
         with pytest.raises(InvalidInputError) as caught:
             parse(url)
-        assert "short link" in caught.value.reason
-        assert "open it in a browser" in caught.value.reason
+        assert caught.value.reason.startswith(SHORT_LINK)
 
 
 @pytest.mark.parametrize(
@@ -215,7 +219,8 @@ def test_short_links_say_they_need_a_redirect(url: str) -> None:
         ("https://www.tiktok.com/@some.handle/music/123", "not a TikTok profile or video URL"),
         ("https://www.tiktok.com/v/abc.html", "not a video id"),
         ("https://www.tiktok.com/embed/v3/123", "not a TikTok profile or video URL"),
-        ("https://www.tiktokv.com/share/user/123", "not a TikTok profile or video URL"),
+        ("https://www.tiktokv.com/share/user/abc", "not a TikTok profile or video URL"),
+        ("https://www.tiktokv.com/@some.handle/live", "not a TikTok profile or video URL"),
     ],
 )
 def test_bad_video_inputs_are_refused_with_a_reason(text: str, reason: str) -> None:
@@ -281,6 +286,207 @@ def test_errors_for_huge_input_stay_short() -> None:
     with pytest.raises(InvalidInputError) as caught:
         parse_handle(huge)
     assert len(str(caught.value)) < 400
+
+
+# --- real link forms (issue 14): parsed, or refused naming the real problem -------------
+
+LINK_FORMS_WITHOUT_A_HANDLE = [
+    (
+        f"https://t.tiktok.com/i18n/share/video/{VIDEO_ID}/?_d=0&region=ID"
+        f"&share_item_id={VIDEO_ID}&sharer_language=en",
+        "a share link (/i18n/share/video/ID)",
+    ),
+    (f"https://www.tiktok.com/share/video/{VIDEO_ID}", "a share link (/share/video/ID)"),
+    (
+        f"https://www.tiktok.com/player/v1/{VIDEO_ID}?music_info=0&description=0",
+        "TikTok's embed player link (/player/v1/ID)",
+    ),
+    (f"https://m.tiktok.com/h5/share/video/{VIDEO_ID}.html", "a share link"),
+    (f"https://www.tiktok.com/@/video/{VIDEO_ID}", "the handle after '@' is empty"),
+    (f"https://www.tiktok.com/@{SEC_UID}/video/{VIDEO_ID}", "the '@' holds a secUid"),
+]
+
+
+@pytest.mark.parametrize(("url", "what"), LINK_FORMS_WITHOUT_A_HANDLE)
+def test_links_without_a_handle_say_the_api_needs_it(url: str, what: str) -> None:
+    for parse in (parse_video, parse_handle):
+        with pytest.raises(InvalidInputError) as caught:
+            parse(url)
+        reason = caught.value.reason
+        assert reason.startswith(f"{what}")
+        assert f"{NO_HANDLE}; pair the video id with it as 'handle,{VIDEO_ID}'" in reason
+        assert "not a TikTok URL" not in reason
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://lite.tiktok.com/t/ZTRsKuLgR/",
+        "https://vm.tiktok.com/ZMYeYnHwq/",
+        "https://vt.tiktok.com/ZS7Jya8m/",
+        "https://www.tiktok.com/t/ZTRC5xgJp/?t=1",
+        "https://m.tiktok.com/t/ZTRC5xgJp",
+    ],
+)
+def test_short_links_on_every_tiktok_host_name_the_way_out(url: str) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        parse_video(url)
+    assert caught.value.reason.startswith(SHORT_LINK)
+    assert link_kind(url) == "short"
+    assert short_link_in(url) == url
+
+
+@pytest.mark.parametrize(
+    ("url", "user_id"),
+    [
+        (f"https://www.tiktok.com/share/user/{USER_ID}", USER_ID),
+        (f"https://www.tiktokv.com/share/user/{USER_ID}", USER_ID),
+        (
+            f"https://m.tiktok.com/h5/share/usr/{USER_ID}.html?_d=secCgYIASAHKAE"
+            f"&language=en&sec_uid={SEC_UID}&u_code=cla7m38fk8dki5",
+            USER_ID,
+        ),
+    ],
+)
+def test_profiles_by_numeric_id_say_so(url: str, user_id: str) -> None:
+    for parse in (parse_handle, parse_video):
+        with pytest.raises(InvalidInputError) as caught:
+            parse(url)
+        assert caught.value.reason == (
+            f"{BY_NUMERIC_ID} ({user_id}): the API looks users up by handle; "
+            "open the link and use the @handle it shows"
+        )
+
+
+def test_a_secuid_profile_link_says_it_is_not_a_handle() -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        parse_handle(f"https://www.tiktok.com/@{SEC_UID}")
+    assert caught.value.reason == (
+        f"the '@' holds a secUid ({SEC_UID[:16]}...), TikTok's internal account id, not a "
+        "handle: the API looks users up by handle; open the link and use the @handle it shows"
+    )
+
+
+def test_an_empty_handle_in_a_profile_link_says_so() -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        parse_handle("https://www.tiktok.com/@")
+    assert caught.value.reason.startswith("the handle after '@' is empty: ")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Check out Steele Johnson’s video! #TikTok > "
+            f"https://www.tiktok.com/@some.handle/video/{VIDEO_ID}?_r=1&_t=8gX2",
+            VideoRef("some.handle", VIDEO_ID),
+        ),
+        (
+            f"TikTok: Make Every Second CountCheck out this video https://m.tiktok.com/@some.handle/"
+            f"video/{VIDEO_ID}",
+            VideoRef("some.handle", VIDEO_ID),
+        ),
+        (
+            f"https://www.tiktok.com/@some.handle/video/{VIDEO_ID} 复制此链接，打开TikTok观看",
+            VideoRef("some.handle", VIDEO_ID),
+        ),
+        (
+            f"复制此链接www.tiktok.com/@some.handle/video/{VIDEO_ID}",
+            VideoRef("some.handle", VIDEO_ID),
+        ),
+        (
+            f"(see https://www.tiktok.com/@some.handle/photo/{VIDEO_ID}).",
+            VideoRef("some.handle", VIDEO_ID),
+        ),
+    ],
+)
+def test_the_link_is_taken_out_of_share_text(text: str, expected: VideoRef) -> None:
+    assert parse_video(text) == expected
+
+
+def test_profile_share_text_gives_the_handle_and_keeps_a_final_dot_of_a_handle() -> None:
+    text = "Check out Some Name on TikTok! https://www.tiktok.com/@some.handle?_t=8gX&_r=1"
+    assert parse_handle(text) == "some.handle"
+    assert parse_handle("follow https://www.tiktok.com/@legacy.") == "legacy."
+
+
+def test_share_text_with_a_short_link_names_the_link_and_the_way_out() -> None:
+    text = "Check out Sam's video! #TikTok https://vm.tiktok.com/ZMabc123/"
+    with pytest.raises(InvalidInputError) as caught:
+        parse_video(text)
+    assert caught.value.value == text
+    assert caught.value.reason == (
+        f"share text: the link in it is 'https://vm.tiktok.com/ZMabc123/': {SHORT_LINK} "
+        "(tiktok_async.ShortLinkResolver follows its redirect to the full URL, "
+        "https://www.tiktok.com/@handle/video/ID)"
+    )
+    assert short_link_in(text) == "https://vm.tiktok.com/ZMabc123/"
+
+
+def test_share_text_with_two_links_is_refused() -> None:
+    text = f"https://www.tiktok.com/@a.b/video/{VIDEO_ID} and https://vm.tiktok.com/ZMabc/"
+    with pytest.raises(InvalidInputError, match="share text with 2 different links"):
+        parse_video(text)
+
+
+def test_words_without_a_link_are_still_judged_as_a_handle() -> None:
+    with pytest.raises(InvalidInputError, match="' ' is not allowed"):
+        parse_handle("Check out my page")
+
+
+@pytest.mark.parametrize(
+    "url", ["https://user@www.tiktok.com/@some.handle", "https://a:b@tiktok.com/@some.handle"]
+)
+def test_a_tiktok_link_with_a_user_name_is_refused_without_contradiction(url: str) -> None:
+    userinfo = url.removeprefix("https://").partition("@")[0] + "@"
+    with pytest.raises(InvalidInputError) as caught:
+        parse_handle(url)
+    assert caught.value.reason == (
+        f"a TikTok link with {userinfo!r} before its host: TikTok's links never carry a "
+        "user name or password; remove it"
+    )
+
+
+def test_a_lookalike_behind_a_user_name_names_the_real_host_and_the_user_name() -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        parse_handle("https://www.tiktok.com:pass@evil.com/@some.handle")
+    assert caught.value.reason.startswith(
+        "not a TikTok URL: its host is 'evil.com'; 'www.tiktok.com:pass@' before it is a "
+        "user name, not the host"
+    )
+
+
+def test_a_port_is_refused_as_a_port() -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        parse_handle("https://tiktok.com:8080/@some.handle")
+    assert caught.value.reason == "a TikTok link with a port (':8080'): TikTok's links have none"
+
+
+def test_other_tiktok_hosts_carrying_a_handle_are_read() -> None:
+    assert parse_handle("https://www.tiktokv.com/@some.handle") == "some.handle"
+    assert parse_video(f"https://t.tiktok.com/@some.handle/video/{VIDEO_ID}").video_id == VIDEO_ID
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("https://vm.tiktok.com/ZMabc/", "short"),
+        (f"https://www.tiktok.com/@a.b/video/{VIDEO_ID}", "target"),
+        ("https://www.tiktok.com/@a.b", "target"),
+        (f"https://t.tiktok.com/i18n/share/video/{VIDEO_ID}/", "no_handle"),
+        (f"https://m.tiktok.com/v/{VIDEO_ID}.html", "no_handle"),
+        ("https://www.tiktok.com/", "other"),
+        ("https://evil.example/t/ZMabc", "other"),
+        ("a.b", "other"),
+    ],
+)
+def test_link_kind_sorts_links_for_the_short_link_resolver(text: str, kind: str) -> None:
+    assert link_kind(text) == kind
+
+
+@pytest.mark.parametrize("text", ["", "some.handle", "https://www.tiktok.com/@a.b", None])
+def test_short_link_in_is_none_for_anything_else(text: str) -> None:
+    assert short_link_in(text) is None
 
 
 # --- property tests -------------------------------------------------------------------

@@ -7,18 +7,25 @@ Accepted:
 
 - handles: `some.handle`, `@some.handle`, spaces around, or a profile URL
   (`https://www.tiktok.com/@some.handle`, `tiktok.com/@h?lang=en`, `m.tiktok.com/@h/`);
-- videos: `/@h/video/ID` and `/@h/photo/ID` URLs on tiktok.com, www.tiktok.com,
-  m.tiktok.com (query and fragment ignored), or a `handle,videoId` pair.
+- videos: `/@h/video/ID` and `/@h/photo/ID` URLs on TikTok's hosts (query and fragment
+  ignored), or a `handle,videoId` pair;
+- TikTok's share text pasted whole ("Check out ...'s video! #TikTok > https://..."):
+  the one link in it is taken out of the words around it.
 
-Refused with a reason: lookalike hosts, URLs with userinfo or a port, video URL forms
-without the author's handle (`/v/ID.html`, `/embed/ID`, `/embed/v2/ID`,
-`tiktokv.com/share/video/ID`), and short links (`vm.`, `vt.tiktok.com`, `/t/`).
+Refused with a reason that names the real problem: hosts that are not TikTok's
+(lookalikes, a user name before '@'), a port; links that carry no handle (`/v/ID.html`,
+`/embed/ID`, `/embed/v2/ID`, `/player/v1/ID`, `/share/video/ID`,
+`t.tiktok.com/i18n/share/video/ID`), an empty handle or a secUid where the handle goes;
+profiles by numeric id (`/share/user/UID`, `m.tiktok.com/h5/share/usr/UID.html`); short
+links (`vm.`, `vt.tiktok.com`, `/t/` on any TikTok host), which need a redirect
+(`ShortLinkResolver` follows it).
 """
 
 from __future__ import annotations
 
 import re
-from typing import NamedTuple, NoReturn
+from collections.abc import Callable
+from typing import Literal, NamedTuple, NoReturn, TypeVar
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from ._exceptions import InvalidInputError
@@ -26,9 +33,11 @@ from ._exceptions import InvalidInputError
 __all__ = [
     "VideoRef",
     "handle_key",
+    "link_kind",
     "make_video_ref",
     "parse_handle",
     "parse_video",
+    "short_link_in",
     "user_path",
     "video_path",
 ]
@@ -43,19 +52,34 @@ _HANDLE_RULE = "a handle is 2-30 letters (A-Z, a-z), digits, '_' or '.'"
 _VIDEO_ID = re.compile(r"[0-9]{1,25}")
 _VIDEO_ID_RULE = "a video id is 1-25 digits"
 
-_MAIN_HOSTS = frozenset({"tiktok.com", "www.tiktok.com", "m.tiktok.com"})
-_SHARE_HOSTS = frozenset({"tiktokv.com", "www.tiktokv.com"})
+# TikTok's own hosts: tiktok.com and tiktokv.com (its share domain) and their subdomains.
+_TIKTOK_HOST = re.compile(r"(?:[a-z0-9-]+\.)*tiktokv?\.com")
 _SHORT_LINK_HOSTS = frozenset({"vm.tiktok.com", "vt.tiktok.com"})
+# The secUid (TikTok's internal account id) some tools put where the handle goes.
+_SEC_UID_PREFIX = "MS4wLjABAAAA"
 # Pasted text often carries these around a value; str.strip() keeps the zero-width ones.
 _BLANKS = " \t\r\n\f\v\u00a0\u200b\u200e\u200f\u2060\ufeff"
+# A link inside words: an http(s) URL, or a bare TikTok host followed by a path. A URL
+# is printable ASCII; TikTok's share text puts words, '>' or CJK text around it.
+_LINK_IN_TEXT = re.compile(
+    r"https?://[!-~]+|(?<![!-~])(?:[a-z0-9-]+\.)*tiktokv?\.com/[!-~]*", re.IGNORECASE
+)
+_TRAILING_PUNCTUATION = ",;:!?)]}>\"'"
 
 _EMPTY = "empty: give a TikTok handle such as 'some.handle' or a profile URL"
 _SHORT_LINK = (
-    "a short link: it needs a redirect to resolve, which this client does not follow; "
-    "open it in a browser and use the full URL it leads to "
-    "(https://www.tiktok.com/@handle/video/ID)"
+    "a short link: pass --resolve-short-links or resolve it first "
+    "(tiktok_async.ShortLinkResolver follows its redirect to the full URL, "
+    "https://www.tiktok.com/@handle/video/ID)"
 )
 _PAIR_FORM = "'handle,videoId' (for example 'some.handle,7301234567890123456')"
+_BY_HANDLE = "the API looks users up by handle; open the link and use the @handle it shows"
+
+_T = TypeVar("_T")
+
+#: What `link_kind` says of a text: a short link (needs a redirect), a link the parsers
+#: take ("target"), a TikTok video link without the author's handle, or anything else.
+LinkKind = Literal["short", "target", "no_handle", "other"]
 
 
 class VideoRef(NamedTuple):
@@ -71,10 +95,13 @@ class VideoRef(NamedTuple):
 def parse_handle(text: str) -> str:
     """The handle in `text` (without '@', case kept), or raise `InvalidInputError`.
 
-    `text` is a handle with or without '@' (spaces around are ignored) or a
-    profile URL on tiktok.com, www.tiktok.com or m.tiktok.com.
+    `text` is a handle with or without '@' (spaces around are ignored), a profile URL
+    on a TikTok host, or share text holding one.
     """
     stripped = _strip(text)
+    link = _link_in_share_text(stripped, text)
+    if link is not None:
+        return _from_share_text(parse_handle, link, text)
     if _looks_like_url(stripped):
         return _handle_from_url(stripped, text)
     return _checked_handle(stripped.removeprefix("@"), text)
@@ -89,9 +116,12 @@ def parse_video(text: str) -> VideoRef:
     """The video in `text`, or raise `InvalidInputError`.
 
     `text` is a video URL carrying the author's handle (`/@h/video/ID`,
-    `/@h/photo/ID`) or a `handle,videoId` pair.
+    `/@h/photo/ID`), share text holding one, or a `handle,videoId` pair.
     """
     stripped = _strip(text)
+    link = _link_in_share_text(stripped, text)
+    if link is not None:
+        return _from_share_text(parse_video, link, text)
     if _looks_like_url(stripped):
         return _video_from_url(stripped, text)
     if "," in stripped:
@@ -116,6 +146,33 @@ def video_path(ref: VideoRef) -> str:
     """`video/<handle>/<videoId>`, percent-encoded, relative to the base URL (no leading '/')."""
     video_id = _checked_video_id(ref.video_id, ref.video_id)
     return f"video/{_encoded_handle(ref.handle)}/{video_id}"
+
+
+def short_link_in(text: str) -> str | None:
+    """The short link `text` is or holds (as share text), or None. Never raises."""
+    try:
+        stripped = _strip(text)
+        link = _link_in_share_text(stripped, text) or stripped
+    except InvalidInputError:
+        return None
+    return link if link_kind(link) == "short" else None
+
+
+def link_kind(text: str) -> LinkKind:
+    """What kind of link `text` (one URL, no words around it) is; never raises."""
+    try:
+        parts = _split_url(text, text)
+        host = _tiktok_host(parts.netloc, text)
+    except InvalidInputError:
+        return "other"
+    segments = _segments(parts)
+    if _is_short_link(host, segments):
+        return "short"
+    try:
+        _target(segments, text)
+    except InvalidInputError:
+        return "no_handle" if _handle_less_form(segments) else "other"
+    return "target"
 
 
 def _encoded_handle(handle: str) -> str:
@@ -183,6 +240,40 @@ def _strip_at(field: str, original: str) -> str:
     return field.removeprefix("@")
 
 
+# --- share text -----------------------------------------------------------------------
+
+
+def _link_in_share_text(text: str, original: str) -> str | None:
+    """The one link inside `text` when words surround it; None when `text` holds no link
+    or is nothing but one."""
+    links = list(dict.fromkeys(_trimmed(m.group()) for m in _LINK_IN_TEXT.finditer(text)))
+    if not links or links == [text]:
+        return None
+    if len(links) > 1:
+        raise InvalidInputError(
+            original, f"share text with {len(links)} different links: give one link per input"
+        )
+    return links[0]
+
+
+def _trimmed(link: str) -> str:
+    """`link` without the punctuation a sentence puts after it (a '.' ending a handle stays)."""
+    while link and (
+        link[-1] in _TRAILING_PUNCTUATION
+        or (link[-1] == "." and not link.rpartition("/")[2].startswith("@"))
+    ):
+        link = link[:-1]
+    return link
+
+
+def _from_share_text(parse: Callable[[str], _T], link: str, original: str) -> _T:
+    try:
+        return parse(link)
+    except InvalidInputError as exc:
+        reason = f"share text: the link in it is {link!r}: {exc.reason}"
+        raise InvalidInputError(original, reason) from None
+
+
 # --- URLs -----------------------------------------------------------------------------
 
 
@@ -214,24 +305,11 @@ def _video_from_url(text: str, original: str) -> VideoRef:
 
 def _parse_url(text: str, original: str) -> _UrlTarget:
     parts = _split_url(text, original)
-    host = parts.netloc.lower()
-    segments = [unquote(segment) for segment in parts.path.split("/") if segment]
-    if host in _SHORT_LINK_HOSTS or (host in _MAIN_HOSTS and segments[:1] == ["t"]):
+    host = _tiktok_host(parts.netloc, original)
+    segments = _segments(parts)
+    if _is_short_link(host, segments):
         raise InvalidInputError(original, _SHORT_LINK)
-    if host in _SHARE_HOSTS:
-        _refuse_share_url(segments, original)
-    if host not in _MAIN_HOSTS:
-        raise InvalidInputError(original, _foreign_host_reason(parts.netloc))
-    return _main_host_target(segments, original)
-
-
-def _foreign_host_reason(netloc: str) -> str:
-    expected = "expected tiktok.com, www.tiktok.com or m.tiktok.com"
-    if "@" in netloc:
-        # https://tiktok.com@evil.com/ goes to evil.com: what precedes '@' is userinfo.
-        host = netloc.rpartition("@")[2]
-        return f"not a TikTok URL: its host is {host!r}, not what precedes '@'; {expected}"
-    return f"not a TikTok URL (host {netloc!r}); {expected}"
+    return _target(segments, original)
 
 
 def _split_url(text: str, original: str) -> SplitResult:
@@ -246,16 +324,90 @@ def _split_url(text: str, original: str) -> SplitResult:
     return parts
 
 
-def _main_host_target(segments: list[str], original: str) -> _UrlTarget:
-    first = segments[0] if segments else ""
-    if first.startswith("@"):
+def _segments(parts: SplitResult) -> list[str]:
+    return [unquote(segment) for segment in parts.path.split("/") if segment]
+
+
+def _tiktok_host(netloc: str, original: str) -> str:
+    """The URL's host, lowercased, if it is TikTok's and the URL names nothing else
+    (no user name, no port); else raise saying which."""
+    userinfo, at, host_port = netloc.rpartition("@")
+    host, colon, port = host_port.lower().partition(":")
+    if not _TIKTOK_HOST.fullmatch(host):
+        raise InvalidInputError(original, _foreign_host_reason(host_port, userinfo if at else None))
+    if at:
+        raise InvalidInputError(
+            original,
+            f"a TikTok link with {userinfo + '@'!r} before its host: TikTok's links never "
+            "carry a user name or password; remove it",
+        )
+    if colon:
+        raise InvalidInputError(
+            original, f"a TikTok link with a port (':{port}'): TikTok's links have none"
+        )
+    return host
+
+
+def _foreign_host_reason(host: str, userinfo: str | None) -> str:
+    expected = "expected tiktok.com, www.tiktok.com or m.tiktok.com"
+    if userinfo is not None:
+        # https://tiktok.com@evil.com/ goes to evil.com: what precedes '@' is userinfo.
+        return (
+            f"not a TikTok URL: its host is {host!r}; {userinfo + '@'!r} before it is a "
+            f"user name, not the host; {expected}"
+        )
+    return f"not a TikTok URL (host {host!r}); {expected}"
+
+
+def _is_short_link(host: str, segments: list[str]) -> bool:
+    return host in _SHORT_LINK_HOSTS or segments[:1] == ["t"]
+
+
+# Link forms without the author's handle (None marks the video id) and what they are.
+_HANDLE_LESS_FORMS: tuple[tuple[tuple[str | None, ...], str], ...] = (
+    (("v", None), "a mobile video link (/v/ID.html)"),
+    (("embed", None), "an embed link"),
+    (("embed", "v2", None), "an embed link"),
+    (("player", "v1", None), "TikTok's embed player link (/player/v1/ID)"),
+    (("share", "video", None), "a share link (/share/video/ID)"),
+    (("i18n", "share", "video", None), "a share link (/i18n/share/video/ID)"),
+    (("h5", "share", "video", None), "a share link (/h5/share/video/ID)"),
+)
+_NUMERIC_PROFILE_FORMS: tuple[tuple[str | None, ...], ...] = (
+    ("share", "user", None),
+    ("h5", "share", "usr", None),
+)
+
+
+def _form_id(segments: list[str], form: tuple[str | None, ...]) -> str | None:
+    """The id in `segments` if they have the shape of `form`, else None."""
+    if len(segments) != len(form):
+        return None
+    pairs = zip(form, segments, strict=True)
+    if any(part is not None and part != segment for part, segment in pairs):
+        return None
+    return segments[form.index(None)].removesuffix(".html")
+
+
+def _handle_less_form(segments: list[str]) -> tuple[str, str] | None:
+    """(what the link is, its video id) for a video link without the author's handle."""
+    for form, what in _HANDLE_LESS_FORMS:
+        video_id = _form_id(segments, form)
+        if video_id is not None:
+            return what, video_id
+    return None
+
+
+def _target(segments: list[str], original: str) -> _UrlTarget:
+    if segments and segments[0].startswith("@"):
         return _at_handle_target(segments, original)
-    if first == "v" and len(segments) == 2:
-        _refuse_without_handle(segments[1].removesuffix(".html"), original)
-    if first == "embed" and len(segments) == 2:
-        _refuse_without_handle(segments[1], original)
-    if first == "embed" and len(segments) == 3 and segments[1] == "v2":
-        _refuse_without_handle(segments[2], original)
+    handle_less = _handle_less_form(segments)
+    if handle_less is not None:
+        _refuse_without_handle(*handle_less, original)
+    for form in _NUMERIC_PROFILE_FORMS:
+        user_id = _form_id(segments, form)
+        if user_id is not None and _VIDEO_ID.fullmatch(user_id):
+            raise InvalidInputError(original, f"a profile by numeric id ({user_id}): {_BY_HANDLE}")
     raise InvalidInputError(original, _NOT_A_KNOWN_PATH)
 
 
@@ -266,24 +418,32 @@ _NOT_A_KNOWN_PATH = (
 
 
 def _at_handle_target(segments: list[str], original: str) -> _UrlTarget:
-    handle = _checked_handle(segments[0][1:], original)
     if len(segments) == 1:
-        return _UrlTarget(handle, None)
-    if len(segments) == 3 and segments[1] in ("video", "photo"):
-        return _UrlTarget(handle, _checked_video_id(segments[2], original))
-    raise InvalidInputError(original, _NOT_A_KNOWN_PATH)
+        video_id = None
+    elif len(segments) == 3 and segments[1] in ("video", "photo"):
+        video_id = _checked_video_id(segments[2], original)
+    else:
+        raise InvalidInputError(original, _NOT_A_KNOWN_PATH)
+    return _UrlTarget(_url_handle(segments[0][1:], video_id, original), video_id)
 
 
-def _refuse_share_url(segments: list[str], original: str) -> NoReturn:
-    if len(segments) == 3 and segments[:2] == ["share", "video"]:
-        _refuse_without_handle(segments[2].removesuffix(".html"), original)
-    raise InvalidInputError(original, _NOT_A_KNOWN_PATH)
+def _url_handle(candidate: str, video_id: str | None, original: str) -> str:
+    """The handle after '@' in a link; an empty one or a secUid is refused as no handle."""
+    if candidate and not candidate.startswith(_SEC_UID_PREFIX):
+        return _checked_handle(candidate, original)
+    what = (
+        f"the '@' holds a secUid ({candidate[:16]}...), TikTok's internal account id, "
+        "not a handle" if candidate else "the handle after '@' is empty"
+    )
+    if video_id is None:
+        raise InvalidInputError(original, f"{what}: {_BY_HANDLE}")
+    _refuse_without_handle(what, video_id, original)
 
 
-def _refuse_without_handle(video_id: str, original: str) -> NoReturn:
+def _refuse_without_handle(what: str, video_id: str, original: str) -> NoReturn:
     checked = _checked_video_id(video_id, original)
     raise InvalidInputError(
         original,
-        f"this URL form has no author's handle, and this API needs it; "
-        f"pair the video id with its author's handle as 'handle,{checked}'",
+        f"{what}: this link carries no handle: the API needs the author's handle; "
+        f"pair the video id with it as 'handle,{checked}'",
     )
