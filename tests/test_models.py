@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from tiktok_async._exceptions import DecodeError, MalformedBodyError
@@ -15,6 +17,7 @@ from tiktok_async._models import (
     JsonLinesWriter,
     Music,
     User,
+    UserProfile,
     UserStats,
     Video,
     VideoStats,
@@ -22,6 +25,8 @@ from tiktok_async._models import (
     decode_user_profile,
     decode_video,
     encode_json,
+    flat_columns,
+    flatten_record,
     to_builtins,
 )
 
@@ -321,3 +326,50 @@ def test_decode_json_returns_builtins_or_raises_decode_error() -> None:
     with pytest.raises(MalformedBodyError):
         decode_json(b'{"a": ')
 
+
+
+# --- data out (issue 14): to_dict, flat rows, the documented fields ---------------------
+
+ALL_MODELS = (UserProfile, User, UserStats, Video, VideoStats, Music)
+
+
+def test_model_to_dict_is_the_snake_case_shape_the_cli_writes() -> None:
+    video = decode_video(sample_body("video_200"))
+    assert video.to_dict() == to_builtins(video) == json.loads(encode_json(video))
+    assert video.to_dict()["author_stats"]["follower_count"] == video.author_stats.follower_count
+    assert "followerCount" not in json.dumps(video.to_dict())
+
+
+def test_flat_to_dict_has_the_csv_columns_in_order() -> None:
+    profile = decode_user_profile(sample_body("user_200"))
+    flat = profile.to_dict(flat=True)
+    assert list(flat) == flat_columns(UserProfile)
+    assert flat["stats.follower_count"] == 1_250_000
+    assert flat["user.created_at"] == "2026-11-20T10:15:30.123000Z"
+    video = decode_video(sample_body("video_200"))
+    assert list(video.to_dict(flat=True)) == flat_columns(Video)
+
+
+def test_flat_to_dict_of_a_video_without_music_has_its_columns_empty() -> None:
+    assert built_video().to_dict(flat=True)["author.id_dup"] == "h"
+    bare = decode_video(video_with(music=None)).to_dict(flat=True)
+    assert list(bare) == flat_columns(Video)  # the CSV's columns, "music.*" empty
+    assert bare["music.id"] is None
+    assert bare["music.title"] is None
+
+
+def test_flatten_record_dots_nested_dicts_only() -> None:
+    assert flatten_record({"a": {"b": {"c": 1}, "d": [1]}, "e": None}) == {
+        "a.b.c": 1, "a.d": [1], "e": None}
+
+
+@pytest.mark.parametrize("model", ALL_MODELS, ids=lambda model: model.__name__)
+def test_every_model_documents_every_field_with_its_wire_name(model: type[Any]) -> None:
+    """The API reference (mkdocstrings) renders the Attributes section of each model."""
+    doc = model.__doc__ or ""
+    section = doc.partition("Attributes:\n")[2]
+    entries = re.split(r"^        (?=[a-z_]+(?: \([^)]*\))?: )", section, flags=re.MULTILINE)[1:]
+    fields = msgspec.structs.fields(model)
+    assert [entry.split(":")[0].split(" ")[0] for entry in entries] == [f.name for f in fields]
+    for field, entry in zip(fields, entries, strict=True):
+        assert f"Wire: `{field.encode_name}`." in " ".join(entry.split()), field.name

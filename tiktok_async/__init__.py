@@ -29,6 +29,7 @@ from ._inputs import VideoRef, parse_handle, parse_video
 from ._limiter import Limiter
 from ._models import Music, User, UserProfile, UserStats, Video, VideoStats
 from ._retry import RetryPolicy
+from ._rows import to_dict
 from ._stats import ClientStats
 from ._version import __version__
 
@@ -71,6 +72,7 @@ __all__ = [
     "__version__",
     "parse_handle",
     "parse_video",
+    "to_dict",
 ]
 
 # A library logs, an application decides where logs go: without this, Python's last-resort

@@ -24,6 +24,7 @@ goes (about 1,000 levels, in a field we ignore or not) is a `DecodeError` too: n
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Protocol, TypeVar, get_args
 
@@ -44,6 +45,7 @@ __all__ = [
     "decode_video",
     "encode_json",
     "flat_columns",
+    "flatten_record",
     "to_builtins",
 ]
 
@@ -57,9 +59,35 @@ AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 class _Model(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False):
     """Shared configuration of every model."""
 
+    def to_dict(self, *, flat: bool = False) -> dict[str, Any]:
+        """This model as plain data: a dict with snake_case keys, nested models as dicts,
+        datetimes as RFC 3339 strings (what the command line writes). With `flat=True`,
+        one level with dotted keys (`stats.follower_count`), as the CSV columns."""
+        data: dict[str, Any] = to_builtins(self)
+        if not flat:
+            return data
+        values = flatten_record(data)  # a model that is None leaves its columns empty
+        return {column: values.get(column) for column in _FLAT_COLUMNS[type(self)]}
+
 
 class User(_Model, frozen=True, kw_only=True):
-    """A TikTok account (`user` in a profile, `author` in a video)."""
+    """A TikTok account (`user` in a profile, `author` in a video).
+
+    Attributes:
+        id: The account's numeric id, as text. Wire: `id`.
+        nickname: The display name (any Unicode, emoji included). Wire: `nickname`.
+        id_dup: An identifier the API sends beside `id` (the id again, or the handle),
+            kept as sent. Wire: `id_dup`.
+        sec_uid: TikTok's internal account id (`MS4wLjABAAAA...`). Wire: `secUid`.
+        profile_bio: The profile's bio text. Wire: `profileBio`.
+        profile_picture_url: The avatar's URL. Wire: `profilePictureUrl`.
+        is_verified: Whether TikTok verified the account. Wire: `isVerified`.
+        is_private_account: Whether the account is private. Wire: `isPrivateAccount`.
+        created_at (datetime | None): When the API's store first saved this record
+            (aware, UTC). Wire: `createdAt`.
+        updated_at (datetime | None): When the API's store last refreshed it (aware, UTC).
+            Wire: `updatedAt`.
+    """
 
     id: str
     nickname: str | None = None
@@ -74,7 +102,18 @@ class User(_Model, frozen=True, kw_only=True):
 
 
 class UserStats(_Model, frozen=True, kw_only=True):
-    """An account's counters. `heart` is `heart_count` wrapped to 32 bits (may be negative)."""
+    """An account's counters. `heart` is `heart_count` wrapped to 32 bits (may be negative).
+
+    Attributes:
+        digg_count: Likes the account gave. Wire: `diggCount`.
+        follower_count: Followers. Wire: `followerCount`.
+        following_count: Accounts it follows. Wire: `followingCount`.
+        friend_count: Mutual follows. Wire: `friendCount`.
+        heart_count: Likes its videos received (the true figure). Wire: `heartCount`.
+        heart: `heart_count` wrapped to a signed 32-bit integer (negative past
+            2,147,483,647). Wire: `heart`.
+        video_count: Videos posted. Wire: `videoCount`.
+    """
 
     digg_count: int
     follower_count: int
@@ -86,14 +125,33 @@ class UserStats(_Model, frozen=True, kw_only=True):
 
 
 class UserProfile(_Model, frozen=True, kw_only=True):
-    """The answer to `GET user/{handle}`."""
+    """The answer to `GET user/{handle}`.
+
+    Attributes:
+        user: The account. Wire: `user`.
+        stats: Its counters. Wire: `stats`.
+    """
 
     user: User
     stats: UserStats
 
 
 class Music(_Model, frozen=True, kw_only=True):
-    """The sound of a video."""
+    """The sound of a video.
+
+    Attributes:
+        id: The sound's numeric id, as text. Wire: `id`.
+        title: Its title. Wire: `title`.
+        author_name: Who made it. Wire: `authorName`.
+        album: The album, when it has one. Wire: `album`.
+        duration: Its length in seconds. Wire: `duration`.
+        original: Whether it is the video author's original sound. Wire: `original`.
+        private: Whether the sound is private. Wire: `private`.
+        created_at (datetime | None): When the API's store first saved this record
+            (aware, UTC). Wire: `createdAt`.
+        updated_at (datetime | None): When the API's store last refreshed it (aware, UTC).
+            Wire: `updatedAt`.
+    """
 
     id: str
     title: str | None = None
@@ -107,7 +165,16 @@ class Music(_Model, frozen=True, kw_only=True):
 
 
 class VideoStats(_Model, frozen=True, kw_only=True):
-    """A video's counters."""
+    """A video's counters.
+
+    Attributes:
+        digg_count: Likes. Wire: `diggCount`.
+        collect_count: Saves to favourites. Wire: `collectCount`.
+        comment_count: Comments. Wire: `commentCount`.
+        play_count: Plays. Wire: `playCount`.
+        repost_count: Reposts. Wire: `repostCount`.
+        share_count: Shares. Wire: `shareCount`.
+    """
 
     digg_count: int
     collect_count: int
@@ -121,6 +188,17 @@ class Video(_Model, frozen=True, kw_only=True):
     """The answer to `GET video/{handle}/{videoId}`.
 
     `create_time` is an aware UTC datetime; `duration` is in seconds (0 for photo posts).
+
+    Attributes:
+        id: The video's numeric id, as text. Wire: `id`.
+        description: The caption, hashtags included. Wire: `description`.
+        create_time (datetime): When it was posted (aware, UTC; sent as epoch seconds or
+            RFC 3339). Wire: `createTime`.
+        duration: Its length in seconds (0 for a photo post). Wire: `duration`.
+        music: Its sound (None for some photo posts). Wire: `music`.
+        stats: Its counters. Wire: `stats`.
+        author: The account that posted it. Wire: `author`.
+        author_stats: The author's counters. Wire: `authorStats`.
     """
 
     id: str
@@ -221,6 +299,18 @@ def _snake_value(value: Any) -> Any:
     return value
 
 
+def flatten_record(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level with dotted keys: `{"user": {"id": "1"}}` ->
+    `{"user.id": "1"}` (the CSV columns' names, in the same order)."""
+    flat: dict[str, Any] = {}
+    for name, value in record.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten_record(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
 def flat_columns(model: type[_Model], prefix: str = "") -> list[str]:
     """The dotted snake_case column names of `model` flattened (`user.id`, `stats.heart`),
     in field order: the columns of a CSV output."""
@@ -230,6 +320,11 @@ def flat_columns(model: type[_Model], prefix: str = "") -> list[str]:
         name = prefix + field.name
         columns.extend(flat_columns(nested, name + ".") if nested else [name])
     return columns
+
+
+_FLAT_COLUMNS: dict[type[_Model], tuple[str, ...]] = {
+    model: tuple(flat_columns(model)) for model in _OUTPUT_TYPES
+}
 
 
 def to_builtins(value: Any) -> Any:
