@@ -22,11 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     from ..emulator import _serve
-    from . import _demo, _enrich
+    from . import _bench, _demo, _enrich
 
     _enrich.register(subparsers)
     _serve.register(subparsers)
     _demo.register(subparsers)
+    _bench.register(subparsers)
     try:
         from . import _jobs
     except ImportError as exc:  # pragma: no cover - redis is an optional extra
