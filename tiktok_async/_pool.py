@@ -55,6 +55,13 @@ DEFAULT_DEDUPE_MEMORY = 10_000
 _EXHAUSTED = object()
 
 
+#: `limit(busy) -> int`: how many workers may run now, given how many are busy.
+Limit = Callable[[int], int]
+
+#: While the consumer waits with a dynamic limit, it asks the limit again this often.
+LIMIT_TICK = 0.25
+
+
 def bounded_map(
     items: Iterable[T] | AsyncIterable[T],
     worker: Callable[[T], Awaitable[R]],
@@ -64,6 +71,7 @@ def bounded_map(
     key: Callable[[T], Hashable] | None = None,
     window: int | None = None,
     dedupe_memory: int = DEFAULT_DEDUPE_MEMORY,
+    limit: Limit | None = None,
 ) -> AsyncGenerator[tuple[T, R], None]:
     """Run `worker` over `items` with `concurrency` tasks; yield `(item, result)` pairs.
 
@@ -71,6 +79,11 @@ def bounded_map(
     is the most items taken from the input and not yet yielded (default: 2 x
     `concurrency`, or 4 x when ordered); it bounds read-ahead, buffered results and the
     reorder buffer. See the module docstring for dedupe (`key`), errors and closing.
+
+    `limit`: a dynamic number of workers, at most `concurrency`. It is asked (with the
+    number of busy workers) as items are taken and every `LIMIT_TICK` s while the
+    consumer waits; workers are added while all are busy and fewer than it, and a worker
+    leaves after its item while there are more than it.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -81,6 +94,7 @@ def bounded_map(
     if dedupe_memory < 0:
         raise ValueError(f"dedupe_memory must be >= 0, got {dedupe_memory}")
     pool = _Pool(items, worker, min(concurrency, window), window, ordered, key, dedupe_memory)
+    pool.limit = limit
     return pool.results()
 
 
@@ -117,9 +131,11 @@ class _Pool(Generic[T, R]):
         self._finished: OrderedDict[Hashable, R] = OrderedDict()
         self._error: BaseException | None = None
         self._stopping = False
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self._consumer: asyncio.Future[None] | None = None
         self._space: deque[asyncio.Future[None]] = deque()
+        self.limit: Limit | None = None
+        self._busy = 0  # workers holding an item (a dynamic limit grows only when all do)
 
     # -- the consumer -------------------------------------------------------------
 
@@ -138,6 +154,7 @@ class _Pool(Generic[T, R]):
                     return
                 else:
                     await self._wait_for_result()
+                    self._follow_limit()
         finally:
             await self._stop()
 
@@ -157,11 +174,15 @@ class _Pool(Generic[T, R]):
         return pair
 
     async def _wait_for_result(self) -> None:
-        self._consumer = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._consumer = loop.create_future()
+        tick = None if self.limit is None else loop.call_later(LIMIT_TICK, self._wake_consumer)
         try:
             await self._consumer
         finally:
             self._consumer = None
+            if tick is not None:
+                tick.cancel()
 
     def _wake_consumer(self) -> None:
         fut = self._consumer
@@ -176,8 +197,26 @@ class _Pool(Generic[T, R]):
             self._pull_lock = asyncio.Lock()
         else:
             self._sync_it = iter(self._items)
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._run_worker()) for _ in range(self._concurrency)]
+        start = self._concurrency if self.limit is None else self._limit_now()
+        for _ in range(start):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._run_worker())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _limit_now(self) -> int:
+        assert self.limit is not None
+        return max(1, min(self._concurrency, self.limit(self._busy)))
+
+    def _follow_limit(self) -> None:
+        """Add a worker while every worker is busy and the limit allows more."""
+        if self.limit is None or self._exhausted or self._stopping:
+            return
+        limit = self._limit_now()
+        if self._busy >= len(self._tasks) < limit:
+            self._spawn()  # it takes an item, and adds the next worker while all are busy
 
     async def _run_worker(self) -> None:
         worker, emit = self._worker, self._emit
@@ -186,6 +225,8 @@ class _Pool(Generic[T, R]):
                 if self._pending >= self._window:
                     await self._wait_for_space()
                     continue
+                if self.limit is not None and len(self._tasks) > self._limit_now():
+                    return  # the limit went down: this worker leaves
                 self._pending += 1  # reserve the slot before an async pull can yield
                 item = await self._pull() if self._async_it is not None else self._pull_sync()
                 if item is _EXHAUSTED:
@@ -195,10 +236,15 @@ class _Pool(Generic[T, R]):
                 # No suspension since the pull returned, so sequence numbers follow input order.
                 seq = self._taken
                 self._taken = seq + 1
-                if self._key is None:
-                    emit(seq, item, await worker(item))  # type: ignore[arg-type]
-                else:
-                    await self._process_keyed(seq, item)  # type: ignore[arg-type]
+                self._busy += 1
+                self._follow_limit()
+                try:
+                    if self._key is None:
+                        emit(seq, item, await worker(item))  # type: ignore[arg-type]
+                    else:
+                        await self._process_keyed(seq, item)  # type: ignore[arg-type]
+                finally:
+                    self._busy -= 1
         except asyncio.CancelledError as exc:
             if not self._stopping:  # cancelled by someone else: do not leave the map hanging
                 self._fail(exc)
@@ -291,13 +337,13 @@ class _Pool(Generic[T, R]):
     def _cancel_workers(self) -> None:
         self._stopping = True
         current = asyncio.current_task()
-        for task in self._tasks:
+        for task in list(self._tasks):
             if task is not current:
                 task.cancel()
 
     async def _stop(self) -> None:
         self._cancel_workers()
-        running = [task for task in self._tasks if not task.done()]
+        running = [task for task in list(self._tasks) if not task.done()]
         cancelled = False
         while running:
             try:
@@ -305,7 +351,7 @@ class _Pool(Generic[T, R]):
             except asyncio.CancelledError:  # cancelled again while cleaning up: finish first
                 cancelled = True
             running = [task for task in running if not task.done()]
-        self._tasks = []
+        self._tasks = set()
         if cancelled:
             raise asyncio.CancelledError
         it = self._async_it

@@ -1,0 +1,160 @@
+"""`AdaptiveConcurrency` (pure, the clock given) and the pool following a dynamic limit."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from tiktok_async._concurrency import FLOOR, START, TICK, AdaptiveConcurrency
+from tiktok_async._pool import bounded_map
+
+
+def run_ticks(flow: AdaptiveConcurrency, ticks: int, *, busy: int | None = None,
+              start: float = 0.0) -> float:
+    """`ticks` ticks with every worker busy (or `busy`), no token wait; the time after."""
+    now = start
+    flow.tick(now, flow.limit)
+    for _ in range(ticks):
+        now += TICK
+        flow.tick(now, flow.limit if busy is None else busy)
+    return now
+
+
+def test_slow_start_doubles_every_tick_while_saturated_with_tokens_to_spare() -> None:
+    flow = AdaptiveConcurrency(4096)
+    assert flow.limit == START
+    run_ticks(flow, 4)
+    assert flow.limit == START * 16
+
+
+def test_no_growth_when_the_rate_is_binding() -> None:
+    flow = AdaptiveConcurrency(4096)
+    flow.tick(0.0, flow.limit)
+    for n in range(1, 9):
+        flow.on_token_wait()
+        flow.tick(n * TICK, flow.limit)
+    assert flow.limit == START
+
+
+def test_no_growth_when_workers_are_idle() -> None:
+    flow = AdaptiveConcurrency(4096)
+    run_ticks(flow, 8, busy=START - 1)
+    assert flow.limit == START
+
+
+def test_growth_stops_at_the_ceiling_and_counts_the_time_held_back() -> None:
+    flow = AdaptiveConcurrency(100)
+    run_ticks(flow, 20)
+    assert flow.limit == 100
+    assert flow.held_back == pytest.approx(20 * TICK - 3 * TICK)  # 16 -> 32 -> 64 -> 100
+
+
+def test_overload_answers_cut_at_most_once_a_second_then_growth_is_slower() -> None:
+    flow = AdaptiveConcurrency(4096)
+    now = run_ticks(flow, 3)
+    assert flow.limit == 128
+    for _ in range(10):
+        flow.on_answer(now, 0.05, 503)
+    assert flow.limit == int(128 * 0.9)
+    limit = flow.limit
+    run_ticks(flow, 1, start=now)
+    assert flow.limit == pytest.approx(limit * 1.25, abs=1)
+
+
+def test_steady_heavy_tailed_latency_never_cuts() -> None:
+    """First fetches: median about 1.5 s, p99 about 10 s, independent of the load."""
+    flow = AdaptiveConcurrency(4096)
+    rng = random.Random(7)
+    now = run_ticks(flow, 6)
+    limit = flow.limit
+    for _ in range(5000):
+        now += 0.001
+        flow.on_answer(now, rng.lognormvariate(0.4, 0.8), 200)
+    assert flow.limit == limit
+
+
+def test_latency_that_climbs_with_load_cuts_once_a_round_trip() -> None:
+    flow = AdaptiveConcurrency(4096)
+    now = run_ticks(flow, 6)
+    limit = flow.limit
+    for _ in range(200):
+        now += 0.01
+        flow.on_answer(now, 0.1, 200)
+    for _ in range(30):  # the server queues: latency x4, within one round trip
+        now += 0.002
+        flow.on_answer(now, 0.4, 200)
+    assert flow.limit == int(limit * 0.8)
+    cuts, first_cut = 0, flow.limit
+    for _ in range(60):  # still queueing for 0.6 s: cut again, at most once a round trip
+        now += 0.01
+        before = flow.limit
+        flow.on_answer(now, 0.4, 200)
+        cuts += flow.limit < before
+    assert flow.limit < first_cut
+    assert 1 <= cuts <= 0.6 / 0.1  # the long-run mean latency is over 0.1 s
+
+
+def test_never_below_the_floor() -> None:
+    flow = AdaptiveConcurrency(4096, start=5)
+    for second in range(30):
+        flow.on_answer(float(second), 0.1, 429)
+    assert flow.limit == FLOOR
+
+
+async def test_pool_grows_and_shrinks_with_a_dynamic_limit() -> None:
+    """Workers are added while all are busy and below the limit; they leave above it."""
+    allowed = 2
+    running = peak = 0
+    peaks: list[int] = []
+
+    async def work(item: int) -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.001)
+        running -= 1
+        return item
+
+    results = bounded_map(range(400), work, concurrency=50, limit=lambda busy: allowed)
+    seen = 0
+    async for _ in results:
+        seen += 1
+        if seen == 100:
+            peaks.append(peak)
+            allowed, peak = 20, 0
+        elif seen == 250:
+            peaks.append(peak)
+            allowed, peak = 3, 0
+    peaks.append(peak)
+    assert seen == 400
+    assert peaks[0] == 2
+    assert 10 < peaks[1] <= 20
+    assert peaks[2] <= 20  # workers leave as they finish an item
+    assert running == 0
+
+
+async def test_pool_asks_the_limit_while_the_consumer_waits() -> None:
+    """With no result coming for a while, the consumer still grows the pool."""
+    asked: list[int] = []
+    release = asyncio.Event()
+
+    async def work(item: int) -> int:
+        await release.wait()
+        return item
+
+    def limit(busy: int) -> int:
+        asked.append(busy)
+        return 8
+
+    async def consume() -> int:
+        return len([pair async for pair in bounded_map(range(8), work, concurrency=8,
+                                                          limit=limit)])
+
+    task = asyncio.ensure_future(consume())
+    await asyncio.sleep(0.6)
+    busy_seen = max(asked)
+    release.set()
+    assert await task == 8
+    assert busy_seen == 8

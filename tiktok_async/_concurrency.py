@@ -1,0 +1,126 @@
+"""How many requests a bulk run keeps in flight: found from the answers, not guessed.
+
+Little's law: requests in flight = rate x latency. A run allowed Q requests a second
+against an API that answers in W seconds needs Q x W of them in flight: 10 for 200/s at
+50 ms, but 3,000 for 1,000/s at 3 s (the service's first fetch of a user it has not
+seen). A fixed cap is wrong one way or the other: too low and the quota is never
+reached (64 in flight at 2 s latency is 32 requests a second, whatever the quota), too
+high and a server that queues is buried.
+
+`AdaptiveConcurrency` is the bulk layer's limit on inputs worked on at once. It is pure:
+the caller passes the clock (`now`, seconds on a monotonic clock) and tells it what
+happened. The rules (the constants are the module's):
+
+1. **Grow while the limit is what holds the run back**: at a tick (every `TICK` s) every
+   worker was busy (`busy >= limit`) and no request waited for a rate token since the
+   last tick (the limiter had tokens to spare). Slow start: x2 a tick until the first
+   cut, then x1.25 a tick (found again in seconds after a cut, not in round trips: a
+   round trip can be 3 s long).
+2. **Shrink when latency climbs with the number in flight** (queueing at the server, as
+   TCP Vegas and Netflix's gradient limiter read it): the mean latency of the last
+   answers (`SHORT` of them) above `QUEUE_FACTOR` x the long-run mean (`LONG` of them)
+   cuts x`QUEUE_CUT`, at most once per long-run latency (one round trip), so the cut is
+   seen before the next. A heavy-tailed but steady latency (first fetches: median 1-2 s,
+   p99 10 s) leaves both means alike and cuts nothing.
+3. **Shrink on overload answers**: a 429 Too Many Requests or a 5xx cuts x`OVERLOAD_CUT`,
+   at most once a second (the adaptive rate does the main work on 429s).
+4. Within [`floor`, `ceiling`]; the ceiling is the user's `concurrency` (or the default,
+   lowered to what the open-file limit allows).
+
+`held_back` counts the seconds the run was saturated at the ceiling with tokens to
+spare: concurrency, not the rate, held it back (the command line's summary says so).
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["AdaptiveConcurrency"]
+
+TICK = 0.25
+START = 16
+FLOOR = 4
+GROW_SLOW_START = 2.0
+GROW_AFTER = 1.25
+SHORT = 20
+LONG = 500
+QUEUE_FACTOR = 2.0
+QUEUE_CUT = 0.8
+OVERLOAD_CUT = 0.9
+OVERLOAD_EVERY = 1.0
+# Answers before the latency means are trusted for the queueing rule.
+WARM_UP = 50
+
+
+class AdaptiveConcurrency:
+    """The limit on inputs in flight; see the module docstring for the rules."""
+
+    __slots__ = ("_answers", "_cut_at", "_last_tick", "_long", "_overload_at", "_short",
+                 "_slow_start", "_waited", "ceiling", "floor", "held_back", "limit")
+
+    def __init__(self, ceiling: int, *, start: int = START, floor: int = FLOOR) -> None:
+        if ceiling < 1:
+            raise ValueError(f"ceiling must be >= 1, not {ceiling!r}")
+        self.ceiling = ceiling
+        self.floor = min(floor, ceiling)
+        self.limit = max(self.floor, min(start, ceiling))
+        self.held_back = 0.0
+        self._slow_start = True
+        self._waited = False
+        self._last_tick: float | None = None
+        self._short = self._long = 0.0  # exponential means of latency, seconds
+        self._answers = 0
+        self._cut_at = self._overload_at = -math.inf
+
+    def on_answer(self, now: float, seconds: float, status: int) -> None:
+        """An attempt got an answer with `status` after `seconds`."""
+        if status == 429 or status >= 500:
+            self._overloaded(now)
+            return
+        self._answers += 1
+        if self._answers == 1:
+            self._short = self._long = seconds
+            return
+        self._short += (seconds - self._short) / SHORT
+        self._long += (seconds - self._long) / min(self._answers, LONG)
+        if self._queueing(now):
+            self._cut(now, QUEUE_CUT)
+
+    def on_token_wait(self) -> None:
+        """A request waited for a rate token: the rate, not concurrency, is binding."""
+        self._waited = True
+
+    def tick(self, now: float, busy: int) -> int:
+        """The limit now, given `busy` workers; grows at most once every `TICK` s."""
+        last = self._last_tick
+        if last is None:
+            self._last_tick = now
+        elif now - last >= TICK:
+            self._last_tick = now
+            self._grow(now - last, saturated=busy >= self.limit and not self._waited)
+            self._waited = False
+        return self.limit
+
+    def _grow(self, elapsed: float, *, saturated: bool) -> None:
+        if not saturated:
+            return
+        if self.limit >= self.ceiling:
+            self.held_back += elapsed
+            return
+        factor = GROW_SLOW_START if self._slow_start else GROW_AFTER
+        self.limit = min(self.ceiling, max(self.limit + 1, math.ceil(self.limit * factor)))
+
+    def _queueing(self, now: float) -> bool:
+        if self._answers < WARM_UP or self._short <= QUEUE_FACTOR * self._long:
+            return False
+        return now - self._cut_at >= self._long  # one round trip since the last cut
+
+    def _overloaded(self, now: float) -> None:
+        if now - self._overload_at >= OVERLOAD_EVERY:
+            self._overload_at = now
+            self._cut(now, OVERLOAD_CUT)
+
+    def _cut(self, now: float, factor: float) -> None:
+        self._slow_start = False
+        self._cut_at = now
+        self.limit = max(self.floor, math.floor(self.limit * factor))
