@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import itertools
+import math
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
+from aiolimiter import AsyncLimiter
 
+from tiktok_async import _limiter
 from tiktok_async._limiter import ConcurrencyGate, RateLimiter
 from tiktok_async.emulator import busiest_window
 
@@ -88,6 +94,8 @@ def test_set_rate_reschedules_tasks_already_waiting(run_virtual: Runner) -> None
 
     times = sorted(run_virtual(scenario()))
     assert times[-1] < 0.5  # at 1/s the last would have gone at ~20 s
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times[1:])]
+    assert min(gaps) == pytest.approx(0.01, abs=1e-6)  # and they went at 100/s, not at once
 
 
 def test_set_rate_down_slows_tasks_already_waiting(run_virtual: Runner) -> None:
@@ -119,6 +127,117 @@ def test_set_rate_none_releases_waiters_and_set_rate_from_none_starts_limiting(
     released, limited = run_virtual(scenario())
     assert max(released) == pytest.approx(0.1)
     assert busiest_window(limited) <= 11
+
+
+def test_set_rate_carries_the_bucket_level_over(run_virtual: Runner) -> None:
+    """The tokens left when the rate changes are the ones the new rate starts from."""
+
+    async def scenario() -> list[float]:
+        limiter = RateLimiter(rate=1, burst=1)  # 1.5 deep
+        await limiter.acquire()  # level 1 at t = 0
+        await asyncio.sleep(0.25)  # level 0.75
+        limiter.set_rate(2)  # the next needs the level at 0.5: 0.125 s at 2/s
+        return await acquire_times(limiter, count=2, tasks=1)
+
+    assert run_virtual(scenario()) == pytest.approx([0.375, 0.875], abs=1e-4)
+
+
+def test_a_smaller_bucket_keeps_only_its_new_depth(run_virtual: Runner) -> None:
+    """A token bucket never owes tokens: shrunk below its level, it is just full."""
+
+    async def scenario() -> list[float]:
+        limiter = RateLimiter(rate=1, burst=5)
+        await acquire_times(limiter, count=5)  # all five tokens gone at t = 0
+        limiter.set_rate(1, burst=2)
+        return await acquire_times(limiter, count=2, tasks=1)
+
+    assert run_virtual(scenario()) == pytest.approx([1.0, 2.0])
+
+
+def test_tasks_waiting_keep_their_order_across_a_rate_change(run_virtual: Runner) -> None:
+    async def scenario() -> list[int]:
+        limiter = RateLimiter(rate=1, burst=1)
+        await limiter.acquire()
+        order: list[int] = []
+
+        async def task(n: int) -> None:
+            await limiter.acquire()
+            order.append(n)
+
+        tasks = [asyncio.ensure_future(task(n)) for n in range(8)]
+        await asyncio.sleep(0.1)
+        limiter.set_rate(50)
+        await asyncio.sleep(0.01)
+        limiter.set_rate(20, burst=3)
+        await asyncio.gather(*tasks)
+        return order
+
+    assert run_virtual(scenario()) == list(range(8))
+
+
+def test_a_rate_changed_often_while_tasks_wait_holds_the_higher_rate(
+    run_virtual: Runner,
+) -> None:
+    """Swapped every 50 ms between 10/s and 20/s: no task lost, no window over 20 + 1.5."""
+
+    async def scenario() -> list[float]:
+        limiter = RateLimiter(rate=10, burst=1)
+        job = asyncio.ensure_future(acquire_times(limiter, count=60))
+        for step in range(200):
+            await asyncio.sleep(0.05)
+            limiter.set_rate(10 if step % 2 else 20)
+        return await job
+
+    times = sorted(run_virtual(scenario()))
+    assert len(times) == 60
+    assert busiest_window(times) <= 21
+    assert (len(times) - 2) / (times[-1] - times[1]) >= 0.97 * 10
+
+
+def test_a_waiter_cancelled_before_a_rate_change_is_not_served(run_virtual: Runner) -> None:
+    async def scenario() -> tuple[bool, float]:
+        limiter = RateLimiter(rate=1, burst=1)
+        await limiter.acquire()
+        gone = asyncio.ensure_future(limiter.acquire())
+        kept = asyncio.ensure_future(limiter.acquire())
+        await asyncio.sleep(0.1)
+        gone.cancel()
+        limiter.set_rate(10)
+        await kept
+        return gone.cancelled(), asyncio.get_running_loop().time()
+
+    cancelled, served_at = run_virtual(scenario())
+    assert cancelled
+    assert served_at == pytest.approx(0.14, abs=1e-5)  # level 0.9 at 0.1; 0.5 at 10/s
+
+
+def test_a_turn_handed_to_a_task_cancelled_at_that_moment_is_passed_on(
+    run_virtual: Runner,
+) -> None:
+    """One task at a time waits in the bucket, the others line up; a task cancelled in
+    line, or just as its turn came, keeps no turn and takes no token."""
+
+    async def scenario() -> tuple[list[bool], float]:
+        limiter = RateLimiter(rate=1, burst=1)
+        await limiter.acquire()  # t = 0; the next token at 0.5, then one a second
+        line: list[asyncio.Future[None]] = []
+
+        async def first() -> None:
+            await limiter.acquire()  # in the bucket: served at 0.5, hands its turn on...
+            line[0].cancel()  # ...to the first in line, cancelled before it runs again
+
+        served = asyncio.ensure_future(first())
+        await asyncio.sleep(0)
+        line += [asyncio.ensure_future(limiter.acquire()) for _ in range(3)]
+        await asyncio.sleep(0)
+        line[1].cancel()  # cancelled while in line
+        await served
+        await line[2]
+        return [task.cancelled() for task in line], asyncio.get_running_loop().time()
+
+    cancelled, last_served_at = run_virtual(scenario())
+    assert cancelled == [True, True, False]
+    assert last_served_at == pytest.approx(1.5)  # the token after 0.5: nobody took it between
 
 
 def test_throttle_holds_every_acquire_for_the_pause(run_virtual: Runner) -> None:
@@ -270,3 +389,99 @@ def test_free_flag_follows_rate_and_cooldown(run_virtual: Runner) -> None:
         return seen
 
     assert run_virtual(scenario()) == [True, False, True, False, True]
+
+
+# --- what the limiter relies on in aiolimiter (public API only) ---------------------------
+#
+# `set_rate()` swaps the aiolimiter bucket (aiolimiter cannot retune a live one); the tests
+# below pin each behaviour the swap relies on, so an aiolimiter release that changes one
+# fails here, not in a run. pyproject.toml bounds aiolimiter to the versions tested.
+
+
+def test_aiolimiter_admits_while_level_plus_amount_fits_and_leaks_at_its_rate(
+    run_virtual: Runner,
+) -> None:
+    """`has_capacity(amount)` is `level + amount <= max_rate`, the level leaking at
+    `max_rate / time_period` a second: how `_level` reads a bucket."""
+
+    async def scenario() -> list[bool]:
+        bucket = AsyncLimiter(1.5, 1.5 / 2)  # 2 a second, 1.5 deep
+        await bucket.acquire()  # level 1
+        seen = [bucket.has_capacity(0.5), bucket.has_capacity(0.5001)]
+        await asyncio.sleep(0.25)  # level 0.5
+        return [*seen, bucket.has_capacity(1.0), bucket.has_capacity(1.0001)]
+
+    assert run_virtual(scenario()) == [True, False, True, False]
+
+
+def test_aiolimiter_acquire_with_room_returns_without_waiting(run_virtual: Runner) -> None:
+    """How a new bucket is filled to the old one's level inside the synchronous set_rate."""
+
+    async def scenario() -> list[bool]:
+        bucket = AsyncLimiter(1.5, 1.5)
+        step = bucket.acquire(1.2)
+        with pytest.raises(StopIteration):
+            step.send(None)  # done on its first step: it never suspended
+        full = bucket.acquire(1)  # no room now: this one would wait
+        with pytest.raises(RuntimeError, match="waited"):
+            _limiter._at_once(full)
+        return [bucket.has_capacity(0.3), bucket.has_capacity(0.3001)]
+
+    assert run_virtual(scenario()) == [True, False]
+
+
+def test_aiolimiter_bottomless_bucket_lets_its_waiters_through_in_order(
+    run_virtual: Runner,
+) -> None:
+    """`max_rate` set to infinity on a live bucket, then `acquire(0)`: every task waiting
+    goes through at once, first come first served. How a swap frees the old bucket."""
+
+    async def scenario() -> tuple[list[int], float]:
+        bucket = AsyncLimiter(1, 10)  # one every 10 s
+        await bucket.acquire()
+        order: list[int] = []
+
+        async def task(n: int) -> None:
+            await bucket.acquire()
+            order.append(n)
+
+        tasks = [asyncio.ensure_future(task(n)) for n in range(5)]
+        await asyncio.sleep(1)
+        bucket.max_rate = math.inf
+        await bucket.acquire(0)
+        await asyncio.gather(*tasks)
+        return order, asyncio.get_running_loop().time()
+
+    order, done_at = run_virtual(scenario())
+    assert order == list(range(5))
+    assert done_at == pytest.approx(1.0)
+
+
+def test_aiolimiter_waiters_are_served_first_come_first_served(run_virtual: Runner) -> None:
+    async def scenario() -> list[int]:
+        bucket = AsyncLimiter(1, 0.1)
+        order: list[int] = []
+
+        async def task(n: int) -> None:
+            await bucket.acquire()
+            order.append(n)
+
+        await asyncio.gather(*(task(n) for n in range(6)))
+        return order
+
+    assert run_virtual(scenario()) == list(range(6))
+
+
+def test_limiter_reads_no_private_name_of_another_object() -> None:
+    """`_limiter.py` touches a `_name` only on `self` (or a module-level name of its own):
+    never aiolimiter's internals, which a minor release may change."""
+    tree = ast.parse(Path(_limiter.__file__).read_text(encoding="utf-8"))
+    foreign = [
+        f"line {node.lineno}: .{node.attr}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+    ]
+    assert foreign == []

@@ -32,6 +32,22 @@ not keep hammering the exhausted bucket. `rate=None` means no client-side rate l
 cool-down still applies). `set_rate()` changes the rate at any time, also while tasks wait
 (the adaptive mode drives it).
 
+aiolimiter fixes a bucket's leak rate when it is made and has no public way to change it
+(mjpieters/aiolimiter#98), so `set_rate()` swaps the bucket for a new one, using only
+aiolimiter's public API (tests/test_limiter.py pins each behaviour relied on):
+
+- the new bucket starts as full as the old one is now (the tokens carry over, as when a
+  live bucket is retuned). The level is read through `has_capacity(amount)` (True while
+  level + amount <= `max_rate`) by bisection, and poured into the new bucket with one
+  `acquire(level)`, which has room and so returns without waiting. A bucket made smaller
+  than its level keeps only its new depth: a token bucket never owes tokens.
+- one task at a time waits in the bucket; the others line up behind it, first come first
+  served. A swap lets the task waiting in the old bucket through (its `max_rate` set to
+  infinity, then an `acquire(0)` wakes it), and `acquire()` sends a task that got
+  through a bucket no longer current to queue again on the new one. So the waiting tasks
+  are rescheduled at the new rate, in their order, and a swap costs the same however
+  many tasks wait (the adaptive mode swaps up to a few hundred times a second).
+
 `ConcurrencyGate` caps the attempts in flight (the client's `concurrency`).
 """
 
@@ -40,7 +56,8 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from typing import Protocol
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 from aiolimiter import AsyncLimiter
 
@@ -52,8 +69,9 @@ __all__ = ["ConcurrencyGate", "Limiter", "RateLimiter"]
 _SLACK = 0.5
 # Cool-down after a 429 when the caller gives none and there is no rate to derive it from.
 _DEFAULT_PAUSE = 0.5
-# A rate so high it lets every waiting task through at once (used to drop the limit).
-_UNLIMITED = 1e9
+# A swapped bucket's level carries over to within this many seconds of drain, erring
+# full (reading it takes about 20 steps of half a microsecond each).
+_CARRY_SECONDS = 1e-6
 
 
 class Limiter(Protocol):
@@ -98,7 +116,10 @@ class RateLimiter:
     cool-down is running. Make it inside the running event loop.
     """
 
-    __slots__ = ("_adaptive", "_base_burst", "_bucket", "_burst", "_rate", "_resume_at", "free")
+    __slots__ = (
+        "_adaptive", "_base_burst", "_bucket", "_burst", "_busy", "_line", "_rate", "_resume_at",
+        "free",
+    )
 
     def __init__(
         self, rate: float | None = None, burst: int = 1, *, adaptive: AdaptiveRate | None = None
@@ -112,6 +133,9 @@ class RateLimiter:
         self._rate = _checked_rate(rate)
         self._bucket = None if self._rate is None else _new_bucket(self._rate, burst)
         self._resume_at = 0.0  # loop time until which the 429 cool-down runs; 0 = none
+        # One task at a time waits in the bucket (so a swap moves one); the rest line up.
+        self._busy = False
+        self._line: deque[asyncio.Future[None]] = deque()
         #: True while `acquire()` would return at once with nothing to do (no rate, no
         #: cool-down): the hot path reads it to skip the call.
         self.free = self._bucket is None
@@ -135,9 +159,24 @@ class RateLimiter:
         """Wait out any 429 cool-down, then take one token (returns at once when free)."""
         if self._resume_at:
             await self._wait_cooldown()
-        bucket = self._bucket
-        if bucket is not None:
-            await bucket.acquire()
+        if self._bucket is None:
+            return
+        if self._busy:
+            await self._line_up()  # another task waits in the bucket: line up behind it
+        else:
+            self._busy = True
+        try:
+            bucket = self._bucket
+            while bucket is not None:
+                await bucket.acquire()
+                if bucket is self._bucket:
+                    return
+                bucket = self._bucket  # swapped by set_rate() while this task waited
+        finally:
+            if self._line:
+                self._pass_turn()
+            else:
+                self._busy = False
 
     @property
     def adaptive(self) -> AdaptiveRate | None:
@@ -154,14 +193,10 @@ class RateLimiter:
         if rate == self._rate and burst == self._burst:
             return
         self._rate, self._burst = rate, burst
-        bucket = self._bucket
-        if bucket is None:
-            self._bucket = None if rate is None else _new_bucket(rate, burst)
-        elif rate is None:
-            _retune(bucket, bucket.max_rate, _UNLIMITED)  # release the tasks still waiting
-            self._bucket = None
-        else:
-            _retune(bucket, _capacity(burst), rate)
+        old = self._bucket
+        self._bucket = None if rate is None else _new_bucket(rate, burst, old)
+        if old is not None:
+            _release(old)  # its waiters queue again on the new bucket (acquire)
         self._update_free()
 
     def on_throttled(self, pause: float | None = None) -> None:
@@ -198,9 +233,34 @@ class RateLimiter:
         """Keep the rate where it is from now on, whatever the answers."""
         self._adaptive = None
 
+    def start_adapting(self, adaptive: AdaptiveRate) -> None:
+        """Let `adaptive` set the rate from now on, starting at its rate."""
+        self._adaptive = adaptive
+        self._follow(adaptive.rate)
+
     def _follow(self, rate: float) -> None:
         if rate != self._rate:
             self.set_rate(rate, _adaptive_burst(rate, self._base_burst))
+
+    async def _line_up(self) -> None:
+        """Wait (FIFO) until the task in the bucket hands this one its turn."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._line.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._pass_turn()  # the turn came as we were cancelled: pass it on
+            raise
+
+    def _pass_turn(self) -> None:
+        line = self._line
+        while line:
+            waiter = line.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._busy = False
 
     async def _wait_cooldown(self) -> None:
         loop = asyncio.get_running_loop()
@@ -289,9 +349,16 @@ def _capacity(burst: int) -> float:
     return burst + _SLACK if burst == 1 else float(burst)
 
 
-def _new_bucket(rate: float, burst: int) -> AsyncLimiter:
+def _new_bucket(rate: float, burst: int, old: AsyncLimiter | None = None) -> AsyncLimiter:
+    """A bucket leaking `rate` a second, as full as `old` is now (at most its own depth)."""
     capacity = _capacity(burst)
-    return AsyncLimiter(capacity, capacity / rate)
+    bucket = AsyncLimiter(capacity, capacity / rate)
+    if old is not None:
+        old_rate = old.max_rate / old.time_period
+        level = _level(old, precision=_CARRY_SECONDS * min(rate, old_rate))
+        if level > 0:
+            _at_once(bucket.acquire(min(level, capacity)))
+    return bucket
 
 
 def _adaptive_burst(rate: float, base_burst: int) -> int:
@@ -300,16 +367,35 @@ def _adaptive_burst(rate: float, base_burst: int) -> int:
     return max(base_burst, int(rate / 100))
 
 
-def _retune(bucket: AsyncLimiter, capacity: float, rate: float) -> None:
-    """Give a live bucket a new leak rate, keeping its level and its queue of waiters.
+def _level(bucket: AsyncLimiter, precision: float) -> float:
+    """How full `bucket` is now, from 0 (every token free) to its `max_rate` (none free),
+    read through `has_capacity(amount)` alone (True while level + amount <= max_rate) by
+    bisection: the answer is at most `precision` above the level, never below it."""
+    depth = bucket.max_rate
+    if bucket.has_capacity(depth):
+        return 0.0
+    low, high = 0.0, depth  # the level is in (low, high]
+    while high - low > precision:
+        middle = (low + high) / 2
+        if bucket.has_capacity(depth - middle):
+            high = middle
+        else:
+            low = middle
+    return high
 
-    aiolimiter has no public way to change the rate (mjpieters/aiolimiter#98): it caches
-    `max_rate / time_period` in `_rate_per_sec`, and only `_wake_next()` re-arms the timer
-    of the waiting tasks. Both private names are used here and only here;
-    tests/test_limiter.py pins the behaviour.
-    """
-    bucket.has_capacity(0)  # drain the level up to now at the old rate
-    bucket.max_rate = capacity
-    bucket.time_period = capacity / rate
-    bucket._rate_per_sec = rate
-    bucket._wake_next()
+
+def _release(bucket: AsyncLimiter) -> None:
+    """Let every task waiting in `bucket` through: a bottomless bucket has room for all,
+    and an acquire of nothing wakes the first waiter, which wakes the next, and so on."""
+    bucket.max_rate = math.inf
+    _at_once(bucket.acquire(0))
+
+
+def _at_once(acquire: Coroutine[Any, Any, None]) -> None:
+    """Run an aiolimiter `acquire()` that has room: it returns without waiting."""
+    try:
+        acquire.send(None)
+    except StopIteration:
+        return
+    acquire.close()
+    raise RuntimeError("aiolimiter's acquire() waited although the bucket had room")
