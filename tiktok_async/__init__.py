@@ -30,6 +30,7 @@ from ._limiter import Limiter
 from ._models import Music, User, UserProfile, UserStats, Video, VideoStats
 from ._retry import RetryPolicy
 from ._rows import to_dict
+from ._shortlinks import ShortLinkResolver, resolve_short_link
 from ._stats import ClientStats
 from ._version import __version__
 
@@ -59,6 +60,7 @@ __all__ = [
     "Result",
     "RetryPolicy",
     "ServerError",
+    "ShortLinkResolver",
     "TikTokClient",
     "TikTokError",
     "TransportError",
@@ -72,6 +74,7 @@ __all__ = [
     "__version__",
     "parse_handle",
     "parse_video",
+    "resolve_short_link",
     "to_dict",
 ]
 

@@ -12,6 +12,7 @@ Routes `GET {prefix}/user/{handle}` and `GET {prefix}/video/{handle}/{videoId}` 
 deterministic data (same in every process), stored in SQLite on first fetch; the gateway
 answers as API Gateway does (403, 429, 5xx, 504). Magic handles: `missing_*` (404),
 `broken_*` (a body that does not fit the schema). Observation at `/_emulator/stats`.
+TikTok's short links redirect at `/_short/{host}{path}` (`emu.short_link_base`).
 Command line: `tiktok-async serve` or `python -m tiktok_async.emulator`. pytest fixture:
 `tiktok_emulator`.
 """
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from ._faults import Faults
     from ._gateway import Quota, TokenBucket
     from ._process import EmulatorProcess
+    from ._shortlinks import short_link_target
     from ._stats import StatsSnapshot, busiest_window, key_label
 
 # Public name -> private module. Imported on first use, so that loading the pytest plugin
@@ -55,6 +57,7 @@ _EXPORTS = {
     "key_label": "_stats",
     "missing_handle": "_data",
     "missing_video_id": "_data",
+    "short_link_target": "_shortlinks",
     "video_id_for": "_data",
 }
 
@@ -75,6 +78,7 @@ __all__ = [
     "key_label",
     "missing_handle",
     "missing_video_id",
+    "short_link_target",
     "video_id_for",
 ]
 

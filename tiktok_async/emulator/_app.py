@@ -14,6 +14,7 @@ import asyncio
 import email.utils
 import random
 import time
+from collections import deque
 from dataclasses import replace
 from typing import Any
 
@@ -25,10 +26,12 @@ from ._control import handle_control
 from ._db import Database
 from ._faults import HOSTILE_KINDS, FaultPlan
 from ._gateway import ERRORS, GatewayError, RequestIds, Route, UsagePlan, bad_request, match_route
+from ._shortlinks import SHORT_LINK_PREFIX, short_link_answer
 from ._stats import Stats, StatsSnapshot
 from ._store import Store, encode, route_key
 
 CONTROL_PREFIX = "/_emulator/"
+SHORT_LINK_PATH = SHORT_LINK_PREFIX + "/"
 JSON_TYPE = "application/json"
 BAD_HANDLE = bad_request(
     "Invalid userHandle: 2-30 characters of letters, digits, '_' and '.' expected"
@@ -58,6 +61,8 @@ class EmulatorCore:
         self._prefix = config.prefix
         self._bodies: dict[GatewayError, bytes] = {}
         self._routes: dict[str, tuple[Route | None, str | None]] = {}
+        #: The header names (lowercase) of the last short-link requests, newest last.
+        self.short_link_headers: deque[tuple[str, ...]] = deque(maxlen=1000)
 
     async def open(self) -> None:
         """Open the database."""
@@ -104,6 +109,7 @@ class EmulatorCore:
         """Forget counts, pending injections, and the usage plan's buckets and quotas."""
         self.stats.reset()
         self.faults.clear()
+        self.short_link_headers.clear()
         self.plan = self._make_plan(self.config)
 
     def snapshot(self) -> StatsSnapshot:
@@ -115,6 +121,8 @@ class EmulatorCore:
         path = request.raw_path
         if path.startswith(CONTROL_PREFIX):
             return await handle_control(self, request)
+        if path.startswith(SHORT_LINK_PATH):
+            return self.short_link(request)
         arrival = time.time()
         key = request.headers.get("x-api-key")
         route, cache_key = self._route(path) if request.method == "GET" else _NO_ROUTE
@@ -133,6 +141,19 @@ class EmulatorCore:
             return response
         finally:
             self.stats.record(key, route.name if route else "unknown", status, arrival)
+
+    def short_link(self, request: web.BaseRequest) -> web.Response:
+        """TikTok's web host answering a short link (`_shortlinks`): a redirect, no key.
+
+        `GET /_short/{host}{path}` is answered as `GET https://{host}{path}` would be."""
+        arrival = time.time()
+        self.short_link_headers.append(tuple(name.lower() for name in request.headers))
+        host, _, path = request.path.removeprefix(SHORT_LINK_PREFIX + "/").partition("/")
+        status, location = short_link_answer(host.lower(), "/" + path)
+        self.stats.record(request.headers.get("x-api-key"), "short_link", status, arrival)
+        headers = {"Location": location} if location is not None else {}
+        body = "<html><body>TikTok</body></html>" if status == 200 else ""
+        return web.Response(status=status, headers=headers, text=body, content_type="text/html")
 
     def _guarded(self) -> bool:
         """Whether a usage plan or a fault may change the answer."""

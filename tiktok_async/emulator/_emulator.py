@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ._app import EmulatorCore
 from ._config import EmulatorConfig
+from ._shortlinks import SHORT_LINK_PREFIX
 from ._stats import StatsSnapshot
 
 
@@ -110,6 +111,12 @@ class Emulator:
     def base_url(self) -> str:
         """The API's base URL, `http://127.0.0.1:PORT/dev/tiktok`."""
         return self.url + self.config.prefix
+
+    @property
+    def short_link_base(self) -> str:
+        """Where TikTok's short links are served, `http://127.0.0.1:PORT/_short`: give it
+        to `ShortLinkResolver(short_link_base=...)` (a test hook: no internet needed)."""
+        return self.url + SHORT_LINK_PREFIX
 
     @property
     def api_key(self) -> str:

@@ -40,8 +40,9 @@ def key_label(key: str | None) -> str:
 class StatsSnapshot:
     """A copy of the counts at one moment.
 
-    `rows` maps (key label, route, status) to a count; routes are `user`, `video` and
-    `unknown`. `arrivals` are (time.time() at arrival, status), oldest first, the last
+    `rows` maps (key label, route, status) to a count; routes are `user`, `video`,
+    `unknown`, and `short_link` (TikTok's short-link redirects, `/_short/...`).
+    `arrivals` are (time.time() at arrival, status), oldest first, the last
     `ARRIVALS_KEPT` requests. `faults` counts the faults applied, by kind.
     """
 
