@@ -246,6 +246,8 @@ def _strip_at(field: str, original: str) -> str:
 def _link_in_share_text(text: str, original: str) -> str | None:
     """The one link inside `text` when words surround it; None when `text` holds no link
     or is nothing but one."""
+    if " " not in text and text.isascii() and text.isprintable():
+        return None  # no blank, nothing but ASCII: no words around a link (the usual case)
     links = list(dict.fromkeys(_trimmed(m.group()) for m in _LINK_IN_TEXT.finditer(text)))
     if not links or links == [text]:
         return None
