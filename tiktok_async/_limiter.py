@@ -159,14 +159,15 @@ class RateLimiter:
         """Wait out any 429 cool-down, then take one token (returns at once when free)."""
         if self._resume_at:
             await self._wait_cooldown()
-        if self._bucket is None:
+        bucket = self._bucket
+        if bucket is None:
             return
         if self._busy:
             await self._line_up()  # another task waits in the bucket: line up behind it
+            bucket = self._bucket
         else:
             self._busy = True
         try:
-            bucket = self._bucket
             while bucket is not None:
                 await bucket.acquire()
                 if bucket is self._bucket:
