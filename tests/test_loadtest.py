@@ -56,12 +56,12 @@ async def test_percentiles_match_a_known_latency_profile_within_10_percent(
                                         upstream_latency_ms=200, upstream_jitter_ms=0,
                                         missing_share=0)
     async with bench_client(emu) as client:
-        report = await run_load(client, rate=50, duration=4, fresh=generated_handles(),
+        report = await run_load(client, rate=50, duration=3, fresh=generated_handles(),
                                 cached=warm_set())
     profiles = {"cached": (100.0, 150.0), "fresh": (300.0, 350.0)}
     for group, (low, high) in profiles.items():
         latency = report.to_dict()[group]["latency_ms"]
-        assert report.groups[group].answered == 100
+        assert report.groups[group].answered == 75
         for key, level in (("p50", 50), ("p90", 90), ("p99", 99)):
             expected = uniform_at(low, high, level)
             assert abs(latency[key] - expected) <= 0.1 * expected, (group, key, latency)

@@ -74,7 +74,7 @@ def _title(report: Mapping[str, Any]) -> str:
     if report["mode"] == "open":
         load = f"open loop at {report['rate']:g} requests/s"
     else:
-        load = f"closed loop, {report['concurrency']} at a time"
+        load = f"closed loop, {report['concurrency']} in flight"
     return f"{load}, {report['sent']} requests, {report['kind']}"
 
 

@@ -220,8 +220,9 @@ class LoadReport:
         }
 
     def _per_second(self, answered: int) -> float:
-        """The achieved rate: answers a second over the run, from its first send to its
-        last answer (so the wait for the last answers counts: latency / duration less)."""
+        """The achieved rate: answers a second over the run, from its start to its last
+        answer (an open loop: to the end of its schedule if that is later). The wait for
+        the last answers counts, so a slow answer lowers it by about latency / duration."""
         return answered / self.elapsed if self.elapsed > 0 else 0.0
 
     def _send_rate(self, sent: int) -> float:
@@ -436,7 +437,7 @@ class _LoadRun:
             await _settle(tasks)
         finally:
             await _cancel(tasks)
-        self._finish()
+        self._finish(self._start + self._sent / rate)
 
     async def _sleep_until(self, due: float) -> None:
         wait = due - self._clock()
@@ -479,8 +480,10 @@ class _LoadRun:
             stats.error_counts[cause] += 1
         self.report.samples.add(due - self._start, now - due, self._group_index[group], status)
 
-    def _finish(self) -> None:
-        self.report.elapsed = self._last - self._start
+    def _finish(self, schedule_end: float = 0.0) -> None:
+        """The run lasts to its last answer; an open loop's, at least its schedule: n
+        requests at `rate` fill n / rate seconds."""
+        self.report.elapsed = max(self._last, schedule_end) - self._start
 
 
 async def _settle(tasks: set[asyncio.Task[None]]) -> None:

@@ -233,7 +233,7 @@ def _raise_open_file_limit(wanted: int) -> None:
 
 def _intro(plan: dict[str, Any], client: TikTokClient) -> str:
     load = (f"{plan['rate']:g} requests/s" if plan["rate"]
-            else f"{plan['concurrency']} at a time")
+            else f"{plan['concurrency']} in flight")
     length = (f"{plan['duration']:g} s" if plan["duration"] is not None
               else f"{plan['requests']} requests")
     return f"tiktok-async bench: {load} for {length} against {client.base_url} ..."

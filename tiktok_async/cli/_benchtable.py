@@ -22,7 +22,7 @@ def headline(report: Mapping[str, Any]) -> str:
     if report["mode"] == "open":
         load = f"open loop at {report['rate']:g} requests/s"
     else:
-        load = f"closed loop, {report['concurrency']} requests at a time"
+        load = f"closed loop, {report['concurrency']} in flight"
     length = (f"for {report['duration_s']:g} s" if report["duration_s"] is not None
               else f"{report['requests_asked']} requests")
     return f"{load}, {length}, {report['kind']} at {report['target']}"
