@@ -189,8 +189,9 @@ async def test_stdin_to_stdout(emulator: Emulator, tmp_path: Path) -> None:
     [row] = [json.loads(line) for line in out.splitlines()]
     assert row["key"] == f"{handle.lower()}/{video}"
     assert row["id"] == video
-    [invalid] = rows(tmp_path / "errors.jsonl")
-    assert invalid["kind"] == "invalid"
+    [invalid] = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert invalid["kind"] == "invalid"  # to stderr with -o -: no errors.jsonl grows
+    assert not (tmp_path / "errors.jsonl").exists()
 
 
 async def test_demo_runs_the_bundled_job(emulator: Emulator, tmp_path: Path) -> None:

@@ -1,18 +1,37 @@
-"""CLI files: every input format, JSONL and CSV outputs, resume and torn-line repair."""
+"""CLI files: every input format, JSONL and CSV outputs, resume and torn-line repair, output
+names, one run at a time, a write that fails, input files that are not text."""
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
+import os
+import re
 import sys
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from tiktok_async.cli._files import OutputFiles, default_errors_path, flatten
-from tiktok_async.cli._inputfile import InputFormatError, InputLine, read_inputs
+from tiktok_async.cli._files import (
+    OutputFiles,
+    OutputNameError,
+    OutputWriteError,
+    default_errors_path,
+    flatten,
+    output_format,
+)
+from tiktok_async.cli._inputfile import (
+    InputFormatError,
+    InputLine,
+    describe_empty,
+    read_inputs,
+    what_file_is,
+)
+from tiktok_async.cli._lock import FileInUseError, lock_path
 from tiktok_async.cli._resume import KeySet
 
 RECORD = {"user": {"id": "1", "nickname": "Ann\nLee", "verified": True},
@@ -162,16 +181,22 @@ def test_flatten_uses_dotted_names() -> None:
         "a.b.c": 1, "a.d": None, "e": [1]}
 
 
-def test_stdout_output(capfd: pytest.CaptureFixture[str], tmp_path: Path,
-                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stdout_output_sends_errors_to_stderr_and_grows_no_file(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     with OutputFiles.open("-") as files:
+        assert files.where.startswith("answers to standard output, errors to standard error")
         files.write_ok("ann", "ann", {"n": 1})
         files.write_error("x", None, "invalid", None, "bad", 0, 1)
-    assert json.loads(capfd.readouterr().out) == {"input": "ann", "key": "ann", "n": 1}
-    assert lines_of(tmp_path / "errors.jsonl")[0]["input"] == "x"
-    with OutputFiles.open("-") as files:  # no resume to stdout: nothing is skipped
+    captured = capfd.readouterr()
+    assert json.loads(captured.out) == {"input": "ann", "key": "ann", "n": 1}
+    assert json.loads(captured.err)["input"] == "x"
+    assert list(tmp_path.iterdir()) == []  # no errors.jsonl, no lock file
+    with OutputFiles.open("-", errors="kept.jsonl") as files:  # no resume to stdout
         assert not files.is_done("x", None)
+        files.write_error("x", None, "invalid", None, "bad", 0, 1)
+    assert lines_of(tmp_path / "kept.jsonl")[0]["input"] == "x"
 
 
 def test_an_injected_encoder_is_used(tmp_path: Path) -> None:
@@ -293,3 +318,212 @@ def test_keyset_holds_many_keys_compactly() -> None:
     assert "user299999" in keys
     assert "user300000" not in keys
     assert 1 not in keys
+
+
+# -- output names ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("output", "fmt", "expected"), [
+    ("out.jsonl", None, "jsonl"), ("OUT.CSV", None, "csv"), ("out", None, "jsonl"),
+    ("out", "csv", "csv"), ("-", "csv", "csv"), ("-", None, "jsonl"),
+    ("dir.v2/out.csv", "csv", "csv"),
+])
+def test_output_format_from_suffix_or_format(output: str, fmt: str | None,
+                                             expected: str) -> None:
+    assert output_format(output, fmt) == expected
+
+
+@pytest.mark.parametrize(("output", "fmt", "words"), [
+    ("out.parquet", None, "writes JSON lines (.jsonl) or CSV (.csv), not .parquet"),
+    ("out.parquet", "jsonl", "name the output out.jsonl or out.csv"),
+    ("out.json", None, "not .json"),
+    ("out.csv", "jsonl", "out.csv ends in .csv but --format is jsonl"),
+])
+def test_output_format_refuses_a_suffix_it_does_not_write(output: str, fmt: str | None,
+                                                          words: str) -> None:
+    with pytest.raises(OutputNameError, match=re.escape(words)):
+        output_format(output, fmt)
+
+
+def test_outputs_differing_in_suffix_do_not_share_an_errors_file(tmp_path: Path) -> None:
+    """`-o out.jsonl`, later `-o out.csv`: both would use out.errors.jsonl; refused."""
+    with OutputFiles.open(tmp_path / "out.jsonl") as files:
+        files.write_error("@gone", "gone", "not_found", 404, "User not found", 1, 1)
+    with pytest.raises(OutputNameError, match=r"holds the errors of .*out\.jsonl.*--errors"):
+        OutputFiles.open(tmp_path / "out.csv", fmt="csv", columns=COLUMNS)
+    assert not (tmp_path / "out.csv").exists()
+    errors = tmp_path / "out.csv.errors.jsonl"
+    with OutputFiles.open(tmp_path / "out.csv", fmt="csv", columns=COLUMNS,
+                          errors=errors) as files:
+        assert not files.is_done("@gone", "gone")  # its own errors file: nothing skipped
+
+
+# -- one run at a time -------------------------------------------------------------------
+
+
+def test_a_second_open_of_a_locked_output_is_refused_naming_the_holder(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    with OutputFiles.open(out) as files:
+        files.write_ok("ann", "ann", {"n": 1})
+        with pytest.raises(FileInUseError, match=f"PID {os.getpid()} on ") as refused:
+            OutputFiles.open(out)
+        assert refused.value.path == out
+        assert json.loads(lock_path(out).read_text())["pid"] == os.getpid()
+    with OutputFiles.open(out) as files:  # released on close
+        assert files.is_done("ann", "ann")
+    assert lines_of(out) == [{"input": "ann", "key": "ann", "n": 1}]
+
+
+def test_an_errors_file_shared_by_two_outputs_is_locked_too(tmp_path: Path) -> None:
+    errors = tmp_path / "shared.errors.jsonl"
+    with OutputFiles.open(tmp_path / "a.jsonl", errors=errors):
+        with pytest.raises(FileInUseError, match=r"shared\.errors\.jsonl is in use"):
+            OutputFiles.open(tmp_path / "b.jsonl", errors=errors)
+        assert not (tmp_path / "b.jsonl").exists()
+    OutputFiles.open(tmp_path / "b.jsonl", errors=errors).close()
+
+
+def test_a_refused_open_releases_the_locks_it_took(tmp_path: Path) -> None:
+    out = write(tmp_path / "o.csv", b"input,key,other\n")
+    with pytest.raises(InputFormatError, match="other CSV columns"):
+        OutputFiles.open(out, fmt="csv", columns=COLUMNS)
+    OutputFiles.open(out, fmt="csv", columns=["other"]).close()
+
+
+def test_fresh_empties_the_two_files_instead_of_resuming(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    with OutputFiles.open(out) as files:
+        files.write_ok("ann", "ann", {"n": 1})
+        files.write_error("x!", None, "invalid", None, "bad", 0, 2)
+    with OutputFiles.open(out, fresh=True) as files:
+        assert not files.is_done("ann", "ann")
+        files.write_ok("bob", "bob", {"n": 2})
+    assert [row["key"] for row in lines_of(out)] == ["bob"]
+    assert (tmp_path / "o.errors.jsonl").read_bytes() == b""
+
+
+# -- a write that fails ------------------------------------------------------------------
+
+
+def test_a_failed_write_is_cut_back_to_the_last_whole_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills mid-line: the half written is cut off, the error says so."""
+    out = tmp_path / "o.jsonl"
+    real_write = os.write
+    calls: list[int] = []
+
+    def half_then_full(fd: int, data: bytes | memoryview) -> int:
+        calls.append(fd)
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with OutputFiles.open(out) as files:
+        files.write_ok("ann", "ann", {"n": 1})
+        before = out.read_bytes()
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "write", half_then_full)
+            with pytest.raises(OutputWriteError, match="No space left on device") as failed:
+                files.write_ok("bob", "bob", {"n": 2, "pad": "x" * 100})
+        assert out.read_bytes() == before
+        assert str(out) in str(failed.value)
+        assert "run the same command again to resume" in str(failed.value)
+        files.write_ok("cat", "cat", {"n": 3})
+    assert [row["key"] for row in lines_of(out)] == ["ann", "cat"]
+
+
+# -- resume must not trust a last line ---------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["out", "errors"])
+def test_a_whole_last_line_without_its_newline_is_cut(tmp_path: Path, which: str) -> None:
+    """It parses, but the next write would run on in the same line: cut, key not done."""
+    out = tmp_path / "o.jsonl"
+    path = out if which == "out" else tmp_path / "o.errors.jsonl"
+    tail = (b'{"input":"bob","key":"bob","n":2}' if which == "out" else
+            b'{"input":"bob","key":"bob","kind":"not_found","status":404}')
+    write(path, b'{"input":"ann","key":"ann","n":1}\n' + tail)
+    with OutputFiles.open(out) as files:
+        assert files.resumed.repaired_bytes == len(tail)
+        assert not files.is_done("bob", "bob")
+        assert files.is_done("ann", "ann")
+        files.write_ok("cat", "cat", {"n": 3})
+        files.write_error("dan", "dan", "not_found", 404, "User not found", 1, 4)
+    rows = lines_of(path)  # every line parses: nothing merged
+    assert [row["key"] for row in rows] == ["ann", "cat" if which == "out" else "dan"]
+
+
+def test_a_whole_last_csv_row_without_its_newline_is_cut(tmp_path: Path) -> None:
+    out = tmp_path / "o.csv"
+    with OutputFiles.open(out, fmt="csv", columns=COLUMNS) as files:
+        files.write_ok("ann", "ann", RECORD)
+    with out.open("ab") as f:
+        f.write(b"bob,bob,2,Bob,false,3,[]")
+    with OutputFiles.open(out, fmt="csv", columns=COLUMNS) as files:
+        assert not files.is_done("bob", "bob")
+        files.write_ok("cat", "cat", RECORD)
+    assert [row[1] for row in read_csv(out)] == ["key", "ann", "cat"]
+
+
+def test_a_last_line_that_breaks_after_its_key_is_cut_and_its_key_not_done(
+    tmp_path: Path,
+) -> None:
+    """Its start parses (input, key), its end does not: the whole line is checked."""
+    out = write(tmp_path / "o.jsonl", b'{"input":"ann","key":"ann","n":1}\n'
+                                      b'{"input":"bob","key":"bob","user":{"id":"1"\n')
+    with OutputFiles.open(out) as files:
+        assert not files.is_done("bob", "bob")
+        assert files.resumed.repaired_bytes == 44
+    assert out.read_bytes() == b'{"input":"ann","key":"ann","n":1}\n'
+
+
+# -- input files that are not text -------------------------------------------------------
+
+
+def xlsx_bytes() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("name", "data", "words"), [
+    ("in.txt", "user1\nuser2\n".encode("utf-16"), "is UTF-16 text: save it as UTF-8"),
+    ("in.txt", "user1\nuser2\n".encode("utf-16-le"), "looks like UTF-16 text without"),
+    ("in.txt", "user1\n".encode("utf-32"), "is UTF-32 text"),
+    ("in.xlsx", xlsx_bytes(), "is an Excel workbook: export the sheet as CSV (File > Save "
+                              "As > CSV UTF-8) and pass --column"),
+    ("book.bin", xlsx_bytes(), "is an Excel workbook"),
+    ("in.zip", b"PK\x03\x04" + b"\x00" * 40, "is a zip archive"),
+    ("in.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 40, "is an Excel 97-2003"),
+    ("in.txt.gz", b"\x1f\x8b\x08\x00" + bytes(range(40)), "is gzip-compressed"),
+    ("in.png", b"\x89PNG\r\n\x1a\n" + bytes(range(64)), "is a binary file, not text"),
+])
+def test_a_file_that_is_not_text_is_refused_saying_what_it_is(
+    tmp_path: Path, name: str, data: bytes, words: str
+) -> None:
+    path = write(tmp_path / name, data)
+    with pytest.raises(InputFormatError, match=re.escape(f"{path} {words}")):
+        read_inputs(path)
+
+
+def test_stdin_that_is_not_text_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = "user1\n".encode("utf-16")
+    monkeypatch.setattr(sys, "stdin", SimpleNamespace(buffer=io.BufferedReader(io.BytesIO(data))))
+    with pytest.raises(InputFormatError, match="standard input is UTF-16 text"):
+        read_inputs("-")
+
+
+def test_one_binary_line_in_a_text_file_is_not_a_binary_file() -> None:
+    assert what_file_is(b"ok\n\xff\xfe\x00garbage\x80\nnext\n") is None
+    assert what_file_is("émoji 😀\nann\n".encode()) is None
+    assert what_file_is(b"") is None
+
+
+def test_an_empty_input_is_worded_by_why(tmp_path: Path) -> None:
+    assert describe_empty(write(tmp_path / "e.txt", b"")).endswith(
+        "e.txt holds no inputs (it is empty): nothing to do, no file written")
+    assert "only blank lines, comments or a CSV header" in describe_empty(
+        write(tmp_path / "c.txt", b"# just a comment\n\n"))

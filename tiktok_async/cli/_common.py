@@ -28,6 +28,7 @@ EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
 EXIT_ABORTED = 3
+EXIT_WRITE_FAILED = 4  # an output or errors file could not be written (a full disk)
 EXIT_INTERRUPTED = 130
 
 

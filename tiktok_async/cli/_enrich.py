@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ from ._common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
     EXIT_USAGE,
+    EXIT_WRITE_FAILED,
     UsageError,
     abort_reason,
     add_client_arguments,
@@ -40,10 +42,11 @@ from ._common import (
     run_async,
     usage_message,
 )
-from ._files import OutputFiles
-from ._inputfile import InputFormatError, InputLine, read_inputs
+from ._files import OutputFiles, OutputWriteError, output_format
+from ._inputfile import InputFormatError, InputLine, describe_empty, read_inputs
+from ._lock import FileInUseError
 from ._progress import ProgressDisplay, RunCounts
-from ._resume import KeySet
+from ._resume import KeySet, OutputFormat
 
 #: Seconds the requests on the wire get to settle after a first Ctrl-C.
 INTERRUPT_GRACE = 3.0
@@ -70,7 +73,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("jsonl", "csv"), default=None,
                         help="output format (default: from the output's suffix, else jsonl)")
     parser.add_argument("--errors", default=None,
-                        help="errors file (default: <output>.errors.jsonl)")
+                        help="errors file (default: <output>.errors.jsonl; with -o -, "
+                             "standard error)")
     parser.add_argument("--column", default=None, help="the CSV column holding the inputs")
     add_client_arguments(parser, rate_help="requests per second (default: adaptive, finds "
                                            "the quota)")
@@ -81,19 +85,44 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_command(kind: Kind[Any, Any], args: argparse.Namespace) -> int:
     """Run `users` or `videos` with parsed arguments; returns the exit code."""
+    prepared = _prepare(kind, args)
+    if isinstance(prepared, int):
+        return prepared
+    client, files, inputs = prepared
+    print(f"tiktok-async {kind.name}: {files.where}", file=sys.stderr)
+    try:
+        with files:
+            total = None if args.quiet else count_inputs(args.input)
+            run = EnrichRun(kind, client, files, quiet=args.quiet, total=total)
+            return run_async(run.main(inputs))
+    except OutputWriteError as exc:  # a full disk: the files hold whole lines, re-run resumes
+        print(f"tiktok-async {kind.name}: {exc}", file=sys.stderr)
+        return EXIT_WRITE_FAILED
+
+
+def _prepare(kind: Kind[Any, Any], args: argparse.Namespace
+             ) -> tuple[TikTokClient, OutputFiles, Iterator[InputLine]] | int:
+    """The client, the locked files and the inputs; or the exit code of a run that
+    cannot start (usage, input, a file in use) or has nothing to do (no input)."""
     try:
         client = client_from(args)
         fmt, output = _output_choice(kind, args)
         inputs = read_inputs(args.input, column=args.column)
+        first = next(inputs, None)  # before any file is made: an empty input makes none
+        if first is None:
+            print(f"tiktok-async {kind.name}: warning: {describe_empty(args.input)}",
+                  file=sys.stderr)
+            return EXIT_OK
         files = OutputFiles.open(output, fmt=fmt, columns=kind.columns, errors=args.errors,
                                  encode=encode_json, retry_failed=args.retry_failed)
-    except (UsageError, TikTokError, InputFormatError, ValueError, OSError) as exc:
+    except (UsageError, TikTokError, InputFormatError, ValueError, OSError,
+            FileInUseError) as exc:
         print(f"tiktok-async {kind.name}: {usage_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    with files:
-        total = None if args.quiet else count_inputs(args.input)
-        run = EnrichRun(kind, client, files, quiet=args.quiet, total=total)
-        return run_async(run.main(inputs))
+    except OutputWriteError as exc:
+        print(f"tiktok-async {kind.name}: {exc}", file=sys.stderr)
+        return EXIT_WRITE_FAILED
+    return client, files, itertools.chain([first], inputs)
 
 
 def count_inputs(source: str) -> int | None:
@@ -109,11 +138,11 @@ def count_inputs(source: str) -> int | None:
     return count
 
 
-def _output_choice(kind: Kind[Any, Any], args: argparse.Namespace) -> tuple[Any, str]:
-    fmt = args.format
-    if fmt is None:
-        fmt = "csv" if str(args.output or "").lower().endswith(".csv") else "jsonl"
-    return fmt, args.output or f"{kind.name}.{fmt}"
+def _output_choice(kind: Kind[Any, Any], args: argparse.Namespace) -> tuple[OutputFormat, str]:
+    """The format and the output name (default `<kind>.jsonl` or `.csv`); a suffix it
+    does not write (`out.parquet`) is refused."""
+    output: str = args.output or f"{kind.name}.{args.format or 'jsonl'}"
+    return output_format(output, args.format), output
 
 
 class EnrichRun:

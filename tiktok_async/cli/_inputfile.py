@@ -13,6 +13,13 @@ line (where a CSV record starts). `problem` is set, for the validator to report 
 input as invalid without looking further, when the line was not valid UTF-8 (`text`
 then holds U+FFFD for the bad bytes) or longer than `max_line_bytes` (4096 by default:
 `text` holds only its beginning, so a 10 MB line never sits in memory).
+
+A file that is not UTF-8 text at all is refused before the first input
+(`InputFormatError`, saying what the file is and what to do): UTF-16 or UTF-32 (a
+byte-order mark, or NULs in every other byte), an Excel workbook or another zip, an old
+Office file, gzip, PDF, SQLite, or other binary (many control bytes). One stray
+binary line in a text file is not that: it is an invalid input, as above.
+`describe_empty` words the warning for an input that holds no inputs at all.
 """
 
 from __future__ import annotations
@@ -20,11 +27,14 @@ from __future__ import annotations
 import csv
 import os
 import sys
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 
-__all__ = ["MAX_LINE_BYTES", "InputFormatError", "InputLine", "read_inputs"]
+__all__ = ["MAX_LINE_BYTES", "InputFormatError", "InputLine", "describe_empty", "read_inputs",
+           "what_file_is"]
 
 MAX_LINE_BYTES = 4096
 _BOM = b"\xef\xbb\xbf"
@@ -53,12 +63,14 @@ def read_inputs(
 ) -> Iterator[InputLine]:
     """Open `source` (a path or `-` for stdin) and stream its inputs.
 
-    Opening errors (`OSError`) and a bad CSV header (`InputFormatError`) are raised
-    here, before the first input; the returned iterator closes the file when done.
+    Opening errors (`OSError`), a file that is not text and a bad CSV header
+    (`InputFormatError`) are raised here, before the first input; the returned iterator
+    closes the file when done.
     """
     is_stdin = str(source) == "-"
     stream: IO[bytes] = sys.stdin.buffer if is_stdin else open(source, "rb")  # noqa: SIM115
     try:
+        _refuse_if_not_text(stream, source)
         lines = _physical_lines(stream, max_line_bytes)
         if column is None and not str(source).lower().endswith(".csv"):
             records = _text_inputs(lines, max_line_bytes)
@@ -69,6 +81,97 @@ def read_inputs(
             stream.close()
         raise
     return _closing_when_done(records, None if is_stdin else stream)
+
+
+def describe_empty(source: str | os.PathLike[str]) -> str:
+    """The warning for an input that yielded no input at all."""
+    name = "standard input" if str(source) == "-" else str(source)
+    try:
+        empty = str(source) != "-" and os.path.getsize(source) == 0
+    except OSError:
+        empty = False
+    why = "it is empty" if empty else "only blank lines, comments or a CSV header"
+    return f"{name} holds no inputs ({why}): nothing to do, no file written"
+
+
+# -- what a file is, when it is not text -------------------------------------------------
+
+_SAMPLE_BYTES = 4096
+_TO_UTF8 = ("save it as UTF-8 (Excel: File > Save As > CSV UTF-8; Notepad: Save As, "
+            "Encoding UTF-8; or: iconv -f {enc} -t UTF-8 {file} > utf8-{file})")
+_SHEET = "export the sheet as CSV (File > Save As > CSV UTF-8) and pass --column NAME"
+_MAGIC: tuple[tuple[bytes, str, str], ...] = (
+    (b"\xff\xfe\x00\x00", "is UTF-32 text", _TO_UTF8.replace("{enc}", "UTF-32")),
+    (b"\x00\x00\xfe\xff", "is UTF-32 text", _TO_UTF8.replace("{enc}", "UTF-32")),
+    (b"\xff\xfe", "is UTF-16 text", _TO_UTF8.replace("{enc}", "UTF-16")),
+    (b"\xfe\xff", "is UTF-16 text", _TO_UTF8.replace("{enc}", "UTF-16")),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "is an Excel 97-2003 workbook (or another old "
+     "Office file)", _SHEET),
+    (b"\x1f\x8b", "is gzip-compressed", "unpack it first (gunzip -k {file}) and give the "
+     "file inside, or pipe it: gunzip -c {file} | tiktok-async ... -"),
+    (b"%PDF", "is a PDF document", "copy the list into a text file, one input a line"),
+    (b"SQLite format 3\x00", "is an SQLite database",
+     "export the table: sqlite3 -csv -header DB 'select ...' > list.csv, then --column NAME"),
+)
+_CONTROL = frozenset(range(32)) - {9, 10, 12, 13, 27}  # not tab, LF, FF, CR, ESC
+
+
+def what_file_is(sample: bytes, path: Path | None = None) -> str | None:
+    """What a file whose first bytes are `sample` is and what to do, when it is not
+    UTF-8 text (`"is an Excel workbook: export ..."`); None for text."""
+    file = "FILE" if path is None else path.name
+    for magic, what, todo in _MAGIC:
+        if sample.startswith(magic):
+            return f"{what}: {todo.format(file=file)}"
+    if sample.startswith(b"PK\x03\x04"):
+        return _what_zip_is(path)
+    utf16 = _utf16_without_bom(sample)
+    if utf16 is not None:
+        return ("looks like UTF-16 text without a byte-order mark (NUL in every other "
+                f"byte): {_TO_UTF8.format(enc=utf16, file=file)}")
+    if sum(byte in _CONTROL for byte in sample) > len(sample) // 10:
+        return ("is a binary file, not text: give a text file with one input a line, or a "
+                "CSV file with --column NAME")
+    return None
+
+
+def _utf16_without_bom(sample: bytes) -> str | None:
+    """`UTF-16LE` or `UTF-16BE` when NULs fill most odd or even bytes (Latin text)."""
+    pairs = len(sample) // 2
+    if pairs < 2:
+        return None
+    if sample[1::2].count(0) >= pairs * 0.4:
+        return "UTF-16LE"
+    if sample[0::2].count(0) >= pairs * 0.4:
+        return "UTF-16BE"
+    return None
+
+
+def _what_zip_is(path: Path | None) -> str:
+    names: list[str] = []
+    if path is not None:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            pass
+    suffix = "" if path is None else path.suffix.lower()
+    if suffix in (".xlsx", ".xlsm") or any(name.startswith("xl/") for name in names):
+        return f"is an Excel workbook: {_SHEET}"
+    if suffix == ".ods" or "content.xml" in names:
+        return f"is an OpenDocument file: {_SHEET}"
+    return "is a zip archive: unpack it and give the text or CSV file inside"
+
+
+def _refuse_if_not_text(stream: IO[bytes], source: str | os.PathLike[str]) -> None:
+    peek = getattr(stream, "peek", None)
+    if peek is None:
+        return
+    sample: bytes = peek(_SAMPLE_BYTES)[:_SAMPLE_BYTES]
+    is_stdin = str(source) == "-"
+    what = what_file_is(sample, None if is_stdin else Path(source))
+    if what is not None:
+        raise InputFormatError(f"{'standard input' if is_stdin else source} {what}")
 
 
 def _closing_when_done(

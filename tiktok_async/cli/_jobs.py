@@ -26,14 +26,14 @@ import json
 import sys
 import time
 from collections.abc import Generator, Iterator
-from typing import Any, Literal
+from typing import Any
 
 from .._kinds import KINDS, Kind, Parsed
 from .._models import encode_json
 from .._redis_limiter import Redis, connect
 from . import _worker
-from ._common import EXIT_OK, UsageError
-from ._files import OutputFiles
+from ._common import EXIT_OK, EXIT_USAGE, EXIT_WRITE_FAILED, UsageError
+from ._files import OutputFiles, OutputWriteError, output_format
 from ._inputfile import InputLine, read_inputs
 from ._jobkeys import (
     GROUP,
@@ -45,6 +45,7 @@ from ._jobkeys import (
     result_value,
     run_job_command,
 )
+from ._lock import FileInUseError
 
 __all__ = ["register"]
 
@@ -92,7 +93,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     collect.add_argument("--format", choices=("jsonl", "csv"), default=None,
                          help="output format (default: from the output's suffix, else jsonl)")
     collect.add_argument("--errors", default=None,
-                         help="errors file (default: <output>.errors.jsonl)")
+                         help="errors file (default: <output>.errors.jsonl; with -o -, "
+                              "standard error)")
     collect.set_defaults(func=lambda args: run_job_command(args, _collect))
 
     status = _job_parser(subparsers, "status", "show a job's progress")
@@ -177,11 +179,12 @@ async def _collect(args: argparse.Namespace) -> int:
     redis = connect(args.redis)
     try:
         kind = await existing_job_kind(redis, job)
-        fmt: Literal["jsonl", "csv"] = args.format or (
-            "csv" if args.output.lower().endswith(".csv") else "jsonl")
-        with OutputFiles.open(args.output, fmt=fmt, columns=kind.columns, errors=args.errors,
-                              encode=encode_json) as files:
-            written = await collect_into(redis, job, files)
+        try:
+            written = await _collect_to_files(redis, job, kind, args)
+        except FileInUseError as exc:  # the output rules of `users`, see _files
+            return _refused(exc, EXIT_USAGE)
+        except OutputWriteError as exc:
+            return _refused(exc, EXIT_WRITE_FAILED)
         left = int(await redis.xlen(job.queue))
     finally:
         await redis.aclose()
@@ -189,6 +192,19 @@ async def _collect(args: argparse.Namespace) -> int:
     print(f"tiktok-async collect: {written} new rows from job {job.name!r}{note}",
           file=sys.stderr)
     return EXIT_OK
+
+
+async def _collect_to_files(redis: Redis, job: JobKeys, kind: Kind[Any, Any],
+                            args: argparse.Namespace) -> int:
+    fmt = output_format(args.output, args.format)  # a suffix it writes, or refused
+    with OutputFiles.open(args.output, fmt=fmt, columns=kind.columns, errors=args.errors,
+                          encode=encode_json) as files:
+        return await collect_into(redis, job, files)
+
+
+def _refused(exc: Exception, code: int) -> int:
+    print(f"tiktok-async collect: {exc}", file=sys.stderr)
+    return code
 
 
 async def collect_into(redis: Redis, job: JobKeys, files: OutputFiles) -> int:

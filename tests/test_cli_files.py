@@ -1,0 +1,300 @@
+"""`tiktok-async` and its files on a bad day (issue 12, the file rows), as real subprocesses
+against the emulator: two runs on one output, a full disk, the demo in a folder of the
+user's, outputs that differ in their suffix, `-o -`, input files that are not text, an
+empty input, an output suffix it does not write. Each test checks the exit code, the
+message and what the output and errors files hold afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import zipfile
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cli_helpers import rows, run, start
+
+from tiktok_async.emulator import Emulator, is_missing
+
+Factory = Callable[..., Awaitable[Emulator]]
+SECOND_KEY = "second-run-key"
+
+
+@pytest.fixture
+async def emulator(tiktok_emulator_factory: Factory) -> Emulator:
+    return await tiktok_emulator_factory(upstream_latency_ms=0, upstream_jitter_ms=0,
+                                         api_keys=("test-key", SECOND_KEY))
+
+
+def handles_file(folder: Path, count: int, name: str = "in.txt") -> Path:
+    source = folder / name
+    source.write_text("".join(f"user{n}.files\n" for n in range(count)))
+    return source
+
+
+def handles(count: int) -> set[str]:
+    return {f"user{n}.files" for n in range(count)}
+
+
+def keys_once(*paths: Path) -> set[str]:
+    """The keys in the given files; fails if one is there twice."""
+    keys = [str(row["key"]) for path in paths for row in rows(path)]
+    assert len(keys) == len(set(keys)), "a key was written twice"
+    return set(keys)
+
+
+async def wait_until(condition: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+def remount(disk: Path, size: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(disk)], check=True)
+
+
+def line_count(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+# -- two runs on one output ----------------------------------------------------------------
+
+
+async def test_a_second_run_on_the_same_output_is_refused_at_once_naming_the_holder(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    source, out = handles_file(tmp_path, 200), tmp_path / "out.jsonl"
+    first = await start(emulator, "users", str(source), "-o", str(out), "-q", "--rate", "5")
+    await wait_until(lambda: line_count(out) >= 2)
+    code, _, err = await run(emulator, "users", str(source), "-o", str(out), "-q",
+                             key=SECOND_KEY)
+    assert code == 2, err
+    assert f"{out} is in use by another run (PID {first.pid} on {socket.gethostname()}" in err
+    assert "Traceback" not in err
+    other = tmp_path / "other.jsonl"
+    code, _, err = await run(emulator, "users", str(source), "-o", str(other), "--errors",
+                             str(tmp_path / "out.errors.jsonl"), "-q", key=SECOND_KEY)
+    assert code == 2, err
+    assert f"out.errors.jsonl is in use by another run (PID {first.pid}" in err
+    still_running = first.returncode is None
+    assert still_running  # refused while the first still ran: nothing waited
+    assert emulator.stats().count(key=SECOND_KEY) == 0  # and sent nothing
+    assert not other.exists()
+    first.send_signal(signal.SIGINT)
+    await asyncio.wait_for(first.communicate(), 30)
+    assert first.returncode == 130
+    code, _, err = await run(emulator, "users", str(source), "-o", str(out), "-q")
+    assert code == 0, err  # the lock went with the first run
+    assert keys_once(out, tmp_path / "out.errors.jsonl") == handles(200)
+
+
+async def test_a_run_after_a_sigkilled_one_is_not_refused(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    source, out = handles_file(tmp_path, 100), tmp_path / "out.jsonl"
+    first = await start(emulator, "users", str(source), "-o", str(out), "-q", "--rate", "10")
+    await wait_until(lambda: line_count(out) >= 2)
+    first.send_signal(signal.SIGKILL)
+    await asyncio.wait_for(first.communicate(), 30)
+    lock = json.loads((tmp_path / "out.jsonl.lock").read_text())
+    assert lock["pid"] == first.pid  # its note is left, its lock is not
+    code, _, err = await run(emulator, "users", str(source), "-o", str(out), "-q")
+    assert code == 0, err
+    assert "in use" not in err
+    assert keys_once(out, tmp_path / "out.errors.jsonl") == handles(100)
+
+
+# -- a full disk ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs (root only)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root and mount(8)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                             capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+async def test_a_full_disk_stops_with_one_message_whole_lines_and_the_rerun_resumes(
+    emulator: Emulator, tmp_path: Path, small_disk: Path
+) -> None:
+    source, out = handles_file(tmp_path, 400), small_disk / "out.jsonl"
+    errors = small_disk / "out.errors.jsonl"
+    code, _, err = await run(emulator, "users", str(source), "-o", str(out), "-q")
+    assert code == 4, err
+    assert f"cannot write to {small_disk}/out" in err
+    assert "No space left on device" in err
+    assert "run the same command again to resume" in err
+    assert "Traceback" not in err
+    written = keys_once(out, errors)  # rows() fails on a torn last line
+    assert 20 < len(written) < 400
+    remount(small_disk, "4m")
+    code, _, err = await run(emulator, "users", str(source), "-o", str(out), "-q")
+    assert code == 0, err
+    assert f"skipped (already done) {len(written)}" in err
+    assert keys_once(out, errors) == handles(400)
+    assert len(rows(errors)) == sum(is_missing(h) for h in handles(400))
+
+
+# -- the demo in a folder of the user's ----------------------------------------------------
+
+
+async def test_demo_in_a_folder_with_the_users_files_is_refused_and_touches_nothing(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    mine = tmp_path / "my_results.jsonl"
+    mine.write_text('{"mine": true}\n')
+    (tmp_path / "users.jsonl").write_text('{"also": "mine"}\n')
+    code, out, err = await run(emulator, "demo", "--out", ".", "-q", cwd=tmp_path)
+    assert code == 2, err
+    assert "holds files the demo did not write (my_results.jsonl, users.jsonl)" in err
+    assert "--out" in err
+    assert "emulator at" not in out  # refused before anything started
+    assert names(tmp_path) == ["my_results.jsonl", "users.jsonl"]
+    assert mine.read_text() == '{"mine": true}\n'
+
+
+async def test_demo_again_in_its_own_folder_starts_afresh_and_leaves_other_files(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    folder = tmp_path / "demo"
+    code, _, err = await run(emulator, "demo", "--out", str(folder), "--quota", "2000", "-q")
+    assert code == 0, err
+    first = len(rows(folder / "users.jsonl"))
+    notes = folder / "notes.jsonl"
+    notes.write_text('{"kept": true}\n')
+    code, out, err = await run(emulator, "demo", "--out", str(folder), "--quota", "2000",
+                               "-q")
+    assert code == 0, err
+    assert notes.read_text() == '{"kept": true}\n'
+    assert len(rows(folder / "users.jsonl")) == first > 1500  # afresh: not doubled
+    assert "skipped (already done) 0" in err
+    assert ("users.errors.jsonl, users.jsonl, videos.errors.jsonl, videos.jsonl"
+            in out.splitlines()[-1])
+
+
+# -- outputs that differ in their suffix -----------------------------------------------------
+
+
+async def test_csv_after_jsonl_of_the_same_name_is_refused_then_runs_with_its_own_errors(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("user1.files\nmissing_one\nbad handle!\nuser2.files\n")
+    code, _, err = await run(emulator, "users", str(source), "-o", "out.jsonl", "-q",
+                             cwd=tmp_path)
+    assert code == 0, err
+    errors_before = (tmp_path / "out.errors.jsonl").read_bytes()
+    code, _, err = await run(emulator, "users", str(source), "-o", "out.csv", "-q",
+                             cwd=tmp_path)
+    assert code == 2, err
+    assert ("out.errors.jsonl holds the errors of out.jsonl; out.csv would share it" in err)
+    assert "--errors out.csv.errors.jsonl" in err
+    assert not (tmp_path / "out.csv").exists()
+    assert (tmp_path / "out.errors.jsonl").read_bytes() == errors_before
+    code, _, err = await run(emulator, "users", str(source), "-o", "out.csv", "--errors",
+                             "out.csv.errors.jsonl", "-q", cwd=tmp_path)
+    assert code == 0, err
+    assert "skipped (already done) 0" in err
+    assert len((tmp_path / "out.csv").read_text().splitlines()) == 3  # header + 2 found
+    assert {row["kind"] for row in rows(tmp_path / "out.csv.errors.jsonl")} == {
+        "not_found", "invalid"}
+
+
+# -- -o - ------------------------------------------------------------------------------------
+
+
+async def test_stdout_output_says_where_errors_go_and_grows_no_file(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    lines = b"user1.files\nbad handle!\n"
+    for _ in range(2):
+        code, out, err = await run(emulator, "users", "-", "-o", "-", "-q", stdin=lines,
+                                   cwd=tmp_path)
+        assert code == 0, err
+        assert [json.loads(line)["key"] for line in out.splitlines()] == ["user1.files"]
+        assert ("answers to standard output, errors to standard error as JSON lines "
+                "(--errors FILE keeps them in a file)") in err
+        [invalid] = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+        assert invalid["input"] == "bad handle!"
+        assert invalid["kind"] == "invalid"
+        assert names(tmp_path) == []
+
+
+# -- input files -----------------------------------------------------------------------------
+
+
+def xlsx(path: Path) -> Path:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+        archive.writestr("xl/worksheets/sheet1.xml", "<worksheet/>")
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+@pytest.mark.parametrize(("name", "make", "words"), [
+    ("in.txt", lambda p: p.write_bytes("user1.files\n".encode("utf-16")),
+     "in.txt is UTF-16 text: save it as UTF-8"),
+    ("in.xlsx", xlsx, "in.xlsx is an Excel workbook: export the sheet as CSV (File > Save As "
+                      "> CSV UTF-8) and pass --column"),
+    ("in.dat", lambda p: p.write_bytes(bytes(range(256)) * 4), "in.dat is a binary file"),
+])
+async def test_an_input_that_is_not_text_exits_2_saying_what_it_is_and_what_to_do(
+    emulator: Emulator, tmp_path: Path, name: str, make: Callable[[Path], object], words: str
+) -> None:
+    make(tmp_path / name)
+    code, _, err = await run(emulator, "users", name, "-o", "out.jsonl", "-q", cwd=tmp_path)
+    assert code == 2, err
+    assert words in err
+    assert "Traceback" not in err
+    assert names(tmp_path) == [name]  # no output, errors or lock file
+    assert emulator.stats().total == 0
+
+
+@pytest.mark.parametrize(("data", "why"), [(b"", "it is empty"),
+                                           (b"# handles\n\n", "only blank lines")])
+async def test_an_empty_input_warns_exits_0_and_makes_no_file(
+    emulator: Emulator, tmp_path: Path, data: bytes, why: str
+) -> None:
+    (tmp_path / "in.txt").write_bytes(data)
+    code, _, err = await run(emulator, "users", "in.txt", "-o", "out.jsonl", "-q",
+                             cwd=tmp_path)
+    assert code == 0, err
+    assert f"warning: in.txt holds no inputs ({why}" in err
+    assert names(tmp_path) == ["in.txt"]
+
+
+async def test_an_output_suffix_it_does_not_write_is_refused(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    handles_file(tmp_path, 3)
+    code, _, err = await run(emulator, "users", "in.txt", "-o", "out.parquet", "-q",
+                             cwd=tmp_path)
+    assert code == 2, err
+    assert ("out.parquet: tiktok-async writes JSON lines (.jsonl) or CSV (.csv), not "
+            ".parquet") in err
+    assert names(tmp_path) == ["in.txt"]
+    assert emulator.stats().total == 0
