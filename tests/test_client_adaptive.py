@@ -74,7 +74,7 @@ async def test_grows_while_answers_are_good(emulator: Emulator) -> None:
 async def test_infinite_rate_means_no_client_side_limit(emulator: Emulator) -> None:
     async with client_for(emulator, rate=math.inf) as client:
         assert not client.adaptive
-        assert client.rate is None
+        assert client.rate == math.inf
         await client.get_user(existing_handle(0))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import math
 import time
 import traceback
 
@@ -217,11 +218,38 @@ async def test_set_rate_before_and_after_opening() -> None:
     client.set_rate(50)
     rates = [client.rate]
     async with client:
-        client.set_rate(None)
+        client.set_rate(math.inf)
         rates.append(client.rate)
-        assert rates == [50, None]
+        assert rates == [50, math.inf]
         with pytest.raises(ValueError, match="rate"):
             client.set_rate(-1)
+
+
+async def test_none_is_adaptive_everywhere_and_inf_is_no_limit() -> None:
+    """One meaning for None: `rate=None` and `set_rate(None)` both ask for the adaptive
+    mode; `math.inf` is no client-side limit, and `.rate` says so (never None)."""
+    client = TikTokClient(KEY, BASE, rate=20)
+    client.set_rate(None)  # before opening: the client opens adaptive
+    assert (client.adaptive, client.rate) == (True, 10)
+    async with client:
+        assert (client.adaptive, client.rate) == (True, 10)
+        client.set_rate(math.inf)
+        assert (client.adaptive, client.rate) == (False, math.inf)
+        client.set_rate(None)  # from no limit: the adaptive start, 10/s
+        assert (client.adaptive, client.rate) == (True, 10)
+        client.set_rate(40)
+        client.set_rate(None)  # from a fixed rate: adapts from there
+        assert (client.adaptive, client.rate) == (True, 40)
+    unlimited = TikTokClient(KEY, BASE, rate=math.inf)
+    assert (unlimited.adaptive, unlimited.rate) == (False, math.inf)
+
+
+async def test_max_rate_bounds_a_return_to_the_adaptive_mode() -> None:
+    async with TikTokClient(KEY, BASE, max_rate=4) as client:
+        client.set_rate(100)
+        assert client.rate == 100
+        client.set_rate(None)
+        assert (client.adaptive, client.rate) == (True, 4)
 
 
 # --- stats recorder ------------------------------------------------------------------------

@@ -10,14 +10,19 @@ The concurrency slot and the rate token are held around one attempt only: a retr
 is backing off holds neither. A 429 that is retried starts a cool-down every other task
 waits out too (`RateLimiter.on_throttled`), for as long as the retrying task waits.
 
-Lifecycle as httpx has it: a client is unopened until `async with` opens it (the aiohttp
-session is made there, inside the running loop), open until `aclose()` (idempotent), and
-closed for good after: using it then, or before opening, or opening it twice, raises
-`ClientStateError`.
+Lifecycle as httpx has it: a client is unopened until `async with` (or `await open()`)
+opens it (the aiohttp session is made there, inside the running loop), open until
+`aclose()` (idempotent), and closed for good after: using it then, or before opening, or
+opening it twice, raises `ClientStateError`.
+
+`with_options(timeout=..., retry=..., hooks=...)` returns a view: the same client (one
+session, limiter, rate estimate, stats and lifecycle) whose calls use those options; the
+client it came from is unchanged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -26,7 +31,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -41,7 +46,7 @@ from ._protocol import decipher_response, retry_cause
 from ._retry import Retrier, RetryPolicy
 from ._runstop import CURRENT_RUN, NotSentError, connect_failed
 from ._stats import ClientStats, StatsRecorder
-from ._transport import Secret, Transport
+from ._transport import Secret, Transport, Verify, redacted_url
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -100,7 +105,14 @@ class TikTokClient:
       29 s); `connect_timeout`: seconds to connect (10).
     - `retry`: a `RetryPolicy` (default: up to 6 attempts, backoff from 0.5 s, at most
       60 s a call); `RetryPolicy.testing()` for tests, `RetryPolicy.never()` for none.
-    - `session`: an `aiohttp.ClientSession` to use instead of making one; never closed here.
+    - `proxy`: an `http://[user:password@]host:port` proxy for every request. Without it,
+      with `trust_env` (default), `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` and
+      `NO_PROXY`, read once here. Over https the proxy only tunnels (`CONNECT`): it never
+      sees the key. Over plain http it sees every header, the key included.
+    - `verify`: TLS certificate check, as httpx: True (the system's CAs), a CA file or
+      folder, an `ssl.SSLContext`, or False (no check: for tests only).
+    - `session`: an `aiohttp.ClientSession` to use instead of making one; never closed
+      here. It brings its own proxy and TLS settings (then no `proxy` or `verify`).
     - `hooks`: `ClientHooks` for your own metrics.
     - `limiter`: a `Limiter` to use instead of making one, e.g. a `RedisLimiter` shared by
       every process on the key (then give no `rate`, `burst` or `max_rate`).
@@ -118,6 +130,9 @@ class TikTokClient:
         timeout: float = 35.0,
         connect_timeout: float = 10.0,
         retry: RetryPolicy | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
+        verify: Verify = True,
         session: aiohttp.ClientSession | None = None,
         hooks: ClientHooks | None = None,
         limiter: Limiter | None = None,
@@ -141,6 +156,9 @@ class TikTokClient:
             connect_timeout=connect_timeout,
             user_agent=USER_AGENT,
             session=session,
+            proxy=proxy,
+            trust_env=trust_env,
+            verify=verify,
         )
         self._retrier = Retrier(retry or RetryPolicy(), self._before_retry)
         self._hooks = hooks
@@ -152,13 +170,19 @@ class TikTokClient:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def open(self) -> None:
+        """Open the client (its aiohttp session is made here, in the running loop): what
+        `async with` does, for an app that opens it at startup and calls `aclose()` at
+        shutdown. Opening twice, or after closing, raises `ClientStateError`."""
         if self._state != _UNOPENED:
             raise ClientStateError(f"cannot open a client that is {self._state}: make a new one")
         self._limiter = self._external or self._new_limiter()
         self._slots = ConcurrencyGate(self._concurrency)
         self._transport.open()
         self._state = _OPEN
-        return self
 
     async def __aexit__(
         self,
@@ -264,6 +288,9 @@ class TikTokClient:
             except TikTokError as exc:
                 self._on_error(path, exc)
                 raise
+            except asyncio.CancelledError:
+                stats.failed("cancelled")  # sent, never answered: still accounted for
+                raise
         finally:
             slots.leave()
         seconds = time.perf_counter() - started
@@ -309,16 +336,17 @@ class TikTokClient:
         return self._concurrency
 
     @property
-    def rate(self) -> float | None:
-        """The client-side rate limit now, in requests a second (the adaptive mode's current
-        target while it runs); None when there is no client-side limit."""
-        if self._limiter is not None:
-            return self._limiter.rate
-        if self._external is not None:
-            return self._external.rate
+    def rate(self) -> float:
+        """The client-side rate now, in requests a second: the adaptive mode's current
+        target while it runs, `math.inf` when there is no client-side limit. Never None:
+        None is what asks for the adaptive mode (`rate=None`, `set_rate(None)`)."""
+        limiter = self._limiter or self._external
+        if limiter is not None:
+            rate = limiter.rate
+            return math.inf if rate is None else rate
         if self._rate is None:
             return _initial_adaptive_rate(self._max_rate)
-        return None if math.isinf(self._rate) else self._rate
+        return self._rate
 
     @property
     def adaptive(self) -> bool:
@@ -328,16 +356,30 @@ class TikTokClient:
         return self._rate is None
 
     def set_rate(self, rate: float | None) -> None:
-        """Fix the client-side rate now, ending the adaptive mode (`math.inf` or None: no
-        limit); tasks already waiting follow the new rate."""
+        """Set the client-side rate now, as `rate=` does: a number of requests a second
+        fixes it (ending the adaptive mode), `math.inf` lifts every client-side limit, and
+        None is the adaptive mode again, from the rate in force (10/s after no limit).
+        Tasks already waiting follow the new rate."""
         if self._external is not None:
             raise ValueError("this client uses a limiter it was given: set the rate there")
-        fixed = math.inf if rate is None else rate
-        _checked_fixed_rate(fixed)
-        self._rate = fixed
+        if rate is None:
+            self._adapt_again()
+            return
+        _checked_fixed_rate(rate)
+        self._rate = rate
         if isinstance(self._limiter, RateLimiter):
             self._limiter.stop_adapting()
-            self._limiter.set_rate(None if math.isinf(fixed) else fixed)
+            self._limiter.set_rate(None if math.isinf(rate) else rate)
+
+    def _adapt_again(self) -> None:
+        if self._rate is None:
+            return  # adaptive already
+        start = _initial_adaptive_rate(None) if math.isinf(self._rate) else self._rate
+        self._rate = None
+        if isinstance(self._limiter, RateLimiter):
+            cap = math.inf if self._max_rate is None else self._max_rate
+            adaptive = AdaptiveRate(min(start, cap), max_rate=self._max_rate)
+            self._limiter.start_adapting(adaptive)
 
     def _new_limiter(self) -> RateLimiter:
         rate = self._rate
@@ -353,6 +395,56 @@ class TikTokClient:
     def retry_policy(self) -> RetryPolicy:
         """The retry policy in force."""
         return self._retrier.policy
+
+    @property
+    def timeout(self) -> float:
+        """Seconds for one attempt, answer included."""
+        return self._transport.timeout
+
+    @property
+    def connect_timeout(self) -> float:
+        """Seconds to connect."""
+        return self._transport.connect_timeout
+
+    @property
+    def proxy(self) -> str | None:
+        """The proxy requests go through (`proxy=` or the environment's), without its
+        credentials; None when they go direct."""
+        return self._transport.proxy
+
+    def with_options(
+        self,
+        *,
+        timeout: float | None = None,
+        connect_timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        hooks: ClientHooks | None = None,
+    ) -> TikTokClient:
+        """This client with other options for the calls made through what it returns.
+
+        ```
+        quick = client.with_options(timeout=2, retry=RetryPolicy.never())
+        profile = await quick.get_user("someone")
+        ```
+
+        A light view, as openai-python's `with_options`: it shares the client's session,
+        limiter, rate estimate, concurrency, stats and lifecycle (open and close the
+        client, not the view). Options left None are this client's. The client itself is
+        unchanged.
+        """
+        timeout = self.timeout if timeout is None else timeout
+        connect_timeout = self.connect_timeout if connect_timeout is None else connect_timeout
+        _check_seconds(timeout=timeout, connect_timeout=connect_timeout)
+        return _ClientView(
+            self._origin(),
+            self._transport.with_timeout(timeout, connect_timeout),
+            retry or self.retry_policy,
+            self._hooks if hooks is None else hooks,
+        )
+
+    def _origin(self) -> TikTokClient:
+        """The client that owns the session and the state (itself; a view's client)."""
+        return self
 
     @property
     def stats(self) -> ClientStats:
@@ -372,12 +464,71 @@ class TikTokClient:
         return _redacted(self._base_url)
 
     def __repr__(self) -> str:
+        if "_transport" not in self.__dict__:  # a constructor that raised (a traceback's local)
+            return f"<{type(self).__name__}: not made>"
+        proxy = "" if self.proxy is None else f", proxy={self.proxy!r}"
         return (
             f"TikTokClient(base_url={self.base_url!r}, api_key=***, state={self._state!r}, "
             f"rate={'adaptive' if self._rate is None else self._rate!r}, "
-            f"burst={self._burst!r}, concurrency={self._concurrency!r})"
+            f"burst={self._burst!r}, concurrency={self._concurrency!r}{proxy})"
         )
 
+
+_VIEW_OWN = frozenset({"_root", "_transport", "_retrier", "_hooks"})
+
+
+class _ClientView(TikTokClient):
+    """What `TikTokClient.with_options` returns: its own timeouts (a transport view on the
+    same session), retry policy and hooks; every other attribute is its client's, read
+    and written there (state, limiter, slots, stats, rate), so the two stay one client."""
+
+    _root: TikTokClient
+
+    def __init__(  # no super().__init__(): the state is the client's
+        self, root: TikTokClient, transport: Transport, retry: RetryPolicy,
+        hooks: ClientHooks | None,
+    ) -> None:
+        own = object.__setattr__
+        own(self, "_root", root)
+        own(self, "_transport", transport)
+        own(self, "_hooks", hooks)
+        own(self, "_retrier", Retrier(retry, self._before_retry))
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_root":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
+        return getattr(self._root, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _VIEW_OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._root, name, value)
+
+    def _origin(self) -> TikTokClient:
+        return self._root
+
+    async def open(self) -> None:
+        raise ClientStateError(_VIEW_LIFECYCLE)
+
+    async def aclose(self) -> None:
+        raise ClientStateError(_VIEW_LIFECYCLE)
+
+    def __repr__(self) -> str:
+        return (f"<view of {self._root!r}: timeout={self.timeout!r}, "
+                f"connect_timeout={self.connect_timeout!r}, retry={self.retry_policy!r}>")
+
+
+_VIEW_LIFECYCLE = ("a view made by with_options() shares its client's lifecycle: open and "
+                   "close that client, not the view")
+
+
+#: The default ceiling of attempts in flight: covers a quota of 1,000 a second at 3 s.
+DEFAULT_MAX_CONCURRENCY = 4096
+# Files kept free beside the sockets (the process's own files, the event loop, logs).
+_SPARE_FILES = 256
+# A wait for a rate token longer than this means the rate, not concurrency, is binding.
+_TOKEN_WAIT = 0.002
 
 # The adaptive mode starts here and doubles every half second until the first 429: low
 # enough that a quota of 5 a second is overshot only briefly, high enough that a quota in
@@ -413,13 +564,28 @@ def _resolve_base_url(base_url: str | None) -> str:
         )
     try:
         url = URL(text)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"base URL {text!r} is not a URL") from exc
+    except (TypeError, ValueError):
+        raise ValueError(f"base URL {_shown(text)!r} is not a URL") from None
     if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"base URL {text!r} must be an absolute http(s) URL")
+        raise ValueError(f"base URL {_shown(text)!r} must be an absolute http(s) URL")
     if url.query_string or url.fragment:
-        raise ValueError(f"base URL {text!r} must not carry a query or a fragment")
+        raise ValueError(f"base URL {_shown(text)!r} must not carry a query or a fragment")
     return text.rstrip("/")
+
+
+def _shown(text: str) -> str:
+    """A URL for a message: its password as `***` (what comes before an `@`, when it
+    cannot be parsed)."""
+    try:
+        return redacted_url(text)
+    except (TypeError, ValueError):
+        return "***@" + text.rpartition("@")[2] if "@" in text else text
+
+
+def _check_seconds(**values: float) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{name} must be a number of seconds > 0, not {value!r}")
 
 
 def _redacted(base_url: str) -> str:

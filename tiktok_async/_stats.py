@@ -28,7 +28,9 @@ class ClientStats:
     - `requests`: attempts sent (every retry is one more).
     - `responses`: answers received, by HTTP status.
     - `errors`: attempts that got no complete answer, by cause (`"timeout"`,
-      `"connect"`, `"truncated"`, `"transport"`).
+      `"connect"`, `"truncated"`, `"transport"`, `"cancelled"`: the task was cancelled
+      while the attempt was on the wire, e.g. by leaving a `fetch_users` loop).
+      Every attempt sent ends in one or the other: see `in_flight`.
     - `retries`, `retries_by_cause`: retries started, by the cause of the failure they
       follow (`"throttled"`, `"server_error"`, `"timeout"`, `"connect"`, `"malformed"`
       for a 200 whose body is not JSON, ...).
@@ -46,6 +48,12 @@ class ClientStats:
     latency_p50: float | None
     latency_p95: float | None
     latency_p99: float | None
+
+    @property
+    def in_flight(self) -> int:
+        """Attempts sent that have neither an answer nor an error yet: `requests` less
+        the responses and errors (0 once nothing runs)."""
+        return self.requests - sum(self.responses.values()) - sum(self.errors.values())
 
 
 class StatsRecorder:
@@ -80,7 +88,8 @@ class StatsRecorder:
         return bool(self._responses)
 
     def failed(self, cause: str) -> None:
-        """An attempt got no complete answer (`cause` as `_protocol.retry_cause` names it)."""
+        """An attempt got no complete answer (`cause` as `_protocol.retry_cause` names it,
+        or `"cancelled"`)."""
         self._errors[cause] = self._errors.get(cause, 0) + 1
 
     def retried(self, cause: str) -> None:

@@ -8,7 +8,22 @@ one GET and returns `(status, headers, body)`; it never interprets the answer (t
   is the client's concurrency, keep-alive, `ClientTimeout(total=timeout,
   connect=connect_timeout)`, no cookie jar, and the headers `User-Agent` and `x-api-key`.
   A session the caller lends is used as is (our headers and timeout go with each
-  request) and never closed here.
+  request) and never closed here; it brings its own proxy and TLS settings.
+- TLS: `verify` as httpx has it: True (the system's CAs), False (no check), a CA file or
+  folder, or an `ssl.SSLContext`; given to the connector. A certificate that fails the
+  check is a `ConnectError` that says so.
+- Proxy: `proxy=` (an `http://` URL), else with `trust_env` the environment's
+  `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` for the base URL's scheme unless `NO_PROXY`
+  names its host, read once here as httpx reads them when a client is made. The session
+  itself gets `trust_env=False`: aiohttp would otherwise look the environment and
+  `~/.netrc` up in a thread on every request. Over https the proxy gets a `CONNECT
+  host:port` (with `Proxy-Authorization` when its URL has credentials) and then carries
+  TLS it cannot read: the key never reaches it. aiohttp puts a session's own headers on
+  that CONNECT too, so through a proxy our headers go with each request instead. Over
+  plain http a forward proxy sees the whole request, the key included.
+- Credentials in a URL (the base URL's `user:password@`, the proxy's) are taken out of
+  it into an `aiohttp.BasicAuth` when the transport is made, so no URL we hold, log or
+  put in an error carries them.
 - The URL is `base_url + "/" + path` with the path already percent-encoded
   (`URL(..., encoded=True)`, so `%2E` is not collapsed); redirects are not followed (the
   API does not redirect, and a redirect must not carry the key to another host).
@@ -32,8 +47,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
+import urllib.request
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import NamedTuple, TypeAlias
 
 import aiohttp
 from yarl import URL
@@ -48,11 +65,14 @@ from ._exceptions import (
 )
 from ._protocol import REQUEST_ID_HEADER
 
-__all__ = ["MAX_BODY_BYTES", "RawResponse", "Secret", "Transport"]
+__all__ = ["MAX_BODY_BYTES", "RawResponse", "Secret", "Transport", "Verify", "redacted_url"]
 
 #: Largest answer body read (10 MiB); a user or video is a few KB.
 MAX_BODY_BYTES = 10 * 1024 * 1024
 _KEEPALIVE_SECONDS = 30.0
+
+#: What `verify=` takes: True, False, a CA file or folder (str or path), an SSLContext.
+Verify: TypeAlias = "bool | str | os.PathLike[str] | ssl.SSLContext"
 
 
 class Secret:
@@ -91,11 +111,16 @@ class Transport:
 
     __slots__ = (
         "_api_key",
+        "_auth",
         "_base",
         "_owned",
         "_pool_size",
+        "_proxy",
+        "_proxy_auth",
+        "_proxy_headers",
         "_request_headers",
         "_session",
+        "_ssl",
         "_timeout",
         "_user_agent",
     )
@@ -110,28 +135,49 @@ class Transport:
         connect_timeout: float,
         user_agent: str,
         session: aiohttp.ClientSession | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
+        verify: Verify = True,
     ) -> None:
-        self._base = base_url.rstrip("/") + "/"
+        if session is not None and (proxy is not None or verify is not True):
+            raise ValueError("a lent session brings its own proxy and TLS settings: give no "
+                             "proxy= or verify= with session=")
+        url = URL(base_url)
+        self._auth = _basic_auth(url)  # None without user:password@
+        self._base = str(url.with_user(None)).rstrip("/") + "/"
         self._api_key = api_key
         self._pool_size = pool_size
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
         self._user_agent = user_agent
+        self._ssl = _ssl_setting(verify)
+        self._proxy, self._proxy_auth = (None, None) if session is not None else _proxy_for(
+            url, proxy, trust_env)
+        # The proxy's credentials: on the CONNECT only (https), or on each request (http,
+        # where the proxy gets every request and forwards it without them).
+        self._proxy_headers = None
+        if self._proxy_auth is not None and url.scheme == "https":
+            self._proxy_headers = {"Proxy-Authorization": self._proxy_auth.reveal()}
         self._session = session
         self._owned = session is None
-        # A lent session does not carry our headers: they go with every request.
-        self._request_headers = None if session is None else self._headers()
+        # Our headers go with every request when a session is lent (it does not carry
+        # them), or through a proxy: aiohttp sends a session's own headers to the proxy
+        # too, on the CONNECT, and the key must not go there.
+        per_request = session is not None or self._proxy is not None
+        self._request_headers = self._headers() if per_request else None
 
     def open(self) -> None:
         """Make the session (inside the running loop), unless one was lent."""
         if self._session is None:
             connector = aiohttp.TCPConnector(
-                limit=self._pool_size, keepalive_timeout=_KEEPALIVE_SECONDS
+                limit=self._pool_size, keepalive_timeout=_KEEPALIVE_SECONDS, ssl=self._ssl
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                headers=self._headers(),
+                headers=None if self._request_headers is not None else self._headers(),
                 timeout=self._timeout,
                 cookie_jar=aiohttp.DummyCookieJar(),
+                proxy=self._proxy,
+                trust_env=False,  # the proxy was looked up once, in __init__
             )
 
     async def aclose(self) -> None:
@@ -140,8 +186,9 @@ class Transport:
         if session is not None and self._owned:
             await session.close()
 
-    async def get(self, path: str) -> RawResponse:
-        """GET `path` (already percent-encoded, relative to the base URL)."""
+    async def get(self, path: str, timeout: aiohttp.ClientTimeout | None = None) -> RawResponse:
+        """GET `path` (already percent-encoded, relative to the base URL); `timeout`: this
+        request's, instead of the transport's."""
         session = self._session
         if session is None:
             raise ClientStateError("the transport is not open")
@@ -151,7 +198,11 @@ class Transport:
         answered = False
         try:
             async with session.get(
-                url, headers=self._request_headers, timeout=self._timeout, allow_redirects=False
+                url,
+                headers=self._request_headers,
+                timeout=timeout or self._timeout,
+                allow_redirects=False,
+                proxy_headers=self._proxy_headers,
             ) as resp:
                 answered = True
                 body = await _read_capped(resp)
@@ -159,11 +210,113 @@ class Transport:
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             raise _mapped(exc, answered=answered) from exc
 
+    def with_timeout(self, timeout: float, connect_timeout: float) -> Transport:
+        """A view of this transport (its session, made or not yet) with other timeouts."""
+        return _TimedView(self, aiohttp.ClientTimeout(total=timeout, connect=connect_timeout))
+
+    @property
+    def timeout(self) -> float:
+        """Seconds for one request, answer included."""
+        return float(self._timeout.total or 0.0)
+
+    @property
+    def connect_timeout(self) -> float:
+        """Seconds to connect."""
+        return float(self._timeout.connect or 0.0)
+
+    @property
+    def proxy(self) -> str | None:
+        """The proxy requests go through (without its credentials), if any."""
+        return None if self._proxy is None else str(self._proxy)
+
     def _headers(self) -> dict[str, str]:
-        return {"User-Agent": self._user_agent, "x-api-key": self._api_key.reveal()}
+        headers = {"User-Agent": self._user_agent, "x-api-key": self._api_key.reveal()}
+        if self._auth is not None:
+            headers["Authorization"] = self._auth.reveal()
+        if self._proxy_auth is not None and self._proxy_headers is None:
+            headers["Proxy-Authorization"] = self._proxy_auth.reveal()
+        return headers
 
     def __repr__(self) -> str:
-        return f"Transport(base_url={self._base[:-1]!r}, api_key=***)"
+        proxy = "" if self._proxy is None else f", proxy={str(self._proxy)!r}"
+        return f"Transport(base_url={self._base[:-1]!r}, api_key=***{proxy})"
+
+
+class _TimedView(Transport):
+    """`Transport.with_timeout`: sends through its parent (so through the parent's session,
+    whenever that is made) with its own timeouts; it has no lifecycle of its own."""
+
+    __slots__ = ("_parent",)
+
+    def __init__(self, parent: Transport, timeout: aiohttp.ClientTimeout) -> None:
+        self._parent = parent
+        self._timeout = timeout
+        self._base = parent._base
+        self._proxy = parent._proxy
+
+    def open(self) -> None:
+        raise ClientStateError("a transport view shares its parent's session: open that")
+
+    async def aclose(self) -> None:
+        raise ClientStateError("a transport view shares its parent's session: close that")
+
+    async def get(self, path: str, timeout: aiohttp.ClientTimeout | None = None) -> RawResponse:
+        return await self._parent.get(path, timeout or self._timeout)
+
+    def with_timeout(self, timeout: float, connect_timeout: float) -> Transport:
+        return self._parent.with_timeout(timeout, connect_timeout)
+
+
+def redacted_url(url: str | URL) -> str:
+    """`url` with any password shown as `***` (for reprs and messages)."""
+    parsed = URL(url)
+    return str(parsed.with_password("***")) if parsed.password else str(url)
+
+
+def _ssl_setting(verify: Verify) -> ssl.SSLContext | bool:
+    """What the connector's `ssl=` gets for `verify` (a CA file is loaded now)."""
+    if isinstance(verify, (bool, ssl.SSLContext)):
+        return verify
+    if not isinstance(verify, (str, os.PathLike)):
+        raise TypeError(f"verify must be True, False, a CA file path or an ssl.SSLContext, "
+                        f"not {type(verify).__name__}")
+    path = os.fspath(verify)
+    try:
+        if os.path.isdir(path):
+            return ssl.create_default_context(capath=path)
+        return ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"verify: cannot load CA certificates from {path!r}: {exc}") from exc
+
+
+def _basic_auth(url: URL) -> Secret | None:
+    """The `Basic ...` header value for a URL's `user:password@`, if it has one."""
+    if url.user is None:
+        return None
+    return Secret(aiohttp.encode_basic_auth(url.user, url.password or ""))
+
+
+def _proxy_for(base: URL, proxy: str | None, trust_env: bool) -> tuple[URL | None, Secret | None]:
+    """The proxy for the base URL (without credentials) and its credentials, if any."""
+    text = proxy
+    if text is None and trust_env and not _bypassed(base.host or ""):
+        found = urllib.request.getproxies()
+        text = found.get(base.scheme) or found.get("all")
+    if not text:
+        return None, None
+    try:
+        url = URL(text if "://" in text else f"http://{text}")
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"proxy {redacted_url(text)!r} is not a URL") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"proxy {redacted_url(url)!r} must be an http:// URL "
+                         "(aiohttp speaks to HTTP proxies only)")
+    return url.with_user(None), _basic_auth(url)
+
+
+def _bypassed(host: str) -> bool:
+    """NO_PROXY (or the system's exceptions) names this host."""
+    return bool(urllib.request.proxy_bypass(host))
 
 
 async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
@@ -200,6 +353,8 @@ def _mapped(exc: BaseException, *, answered: bool) -> TransportError:
         return RequestTimeoutError(f"request timed out: {detail}")
     if isinstance(exc, aiohttp.ClientPayloadError):
         return TruncatedBodyError(f"answer body cut short: {detail}")
+    if isinstance(exc, aiohttp.ClientHttpProxyError):  # the proxy refused the CONNECT
+        return ConnectError(f"the proxy refused the tunnel: {exc.status} {exc.message}")
     if isinstance(exc, (aiohttp.ClientConnectionError, OSError)):
         if answered:
             return TruncatedBodyError(f"connection lost while reading the answer: {detail}")
@@ -209,9 +364,17 @@ def _mapped(exc: BaseException, *, answered: bool) -> TransportError:
 
 def _connect_detail(exc: BaseException, detail: str) -> str:
     """`cannot connect to HOST:PORT: REASON` in our words (aiohttp's says `ssl:default`
-    even for a plain http URL)."""
+    even for a plain http URL); TLS and proxy failures say so."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        error = exc.certificate_error
+        reason = getattr(error, "verify_message", None) or str(error)
+        return (f"TLS certificate of {exc.host}:{exc.port} not trusted ({reason}): for a "
+                "private CA pass its file as verify= (--ca-file)")
     if isinstance(exc, aiohttp.ClientConnectorError):
         error = exc.os_error
         reason = os.strerror(error.errno) if error.errno else str(error) or type(error).__name__
-        return f"cannot connect to {exc.host}:{exc.port}: {reason}"
+        if isinstance(exc, aiohttp.ClientConnectorSSLError):
+            return f"TLS handshake with {exc.host}:{exc.port} failed: {error}"
+        where = "the proxy " if isinstance(exc, aiohttp.ClientProxyConnectionError) else ""
+        return f"cannot connect to {where}{exc.host}:{exc.port}: {reason}"
     return f"connection failed: {detail}"

@@ -120,6 +120,6 @@ def report(stats: ClientStats) -> str:
 
 async def adjust_rate(client: TikTokClient) -> None:
     """Changing the client-side rate while it runs."""
-    if client.rate is None or client.rate > 5:
+    if client.rate > 5:  # math.inf when there is no client-side limit
         client.set_rate(5)
     await client.aclose()

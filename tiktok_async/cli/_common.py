@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -149,17 +150,58 @@ def add_client_arguments(parser: argparse.ArgumentParser, *, rate_help: str) -> 
         help="seconds for one attempt (default 35: API Gateway gives up at 29)")
     add("--max-retries", type=int, default=5,
         help="retries of one input after a transient failure (default 5)")
-    add("--api-key", default=None, help="API key (default: $TIKTOK_API_KEY)")
+    add("--api-key", default=None, metavar="KEY",
+        help="API key (default: $TIKTOK_API_KEY). Other users of this machine can see a "
+             "command line (ps): prefer the variable, --api-key-file, or '--api-key -' to "
+             "read it from the first line of standard input")
+    add("--api-key-file", default=None, metavar="PATH",
+        help="read the API key from the first line of PATH")
+    add("--proxy", default=None, metavar="URL",
+        help="HTTP proxy, http://[user:password@]host:port (default: $HTTPS_PROXY, "
+             "$HTTP_PROXY or $ALL_PROXY, unless $NO_PROXY names the API's host)")
+    add("--ca-file", default=None, metavar="PATH",
+        help="trust the CA certificates in PATH (PEM) for the API's TLS certificate "
+             "(a corporate CA; the emulator's `serve --tls --ca-out`)")
+    add("--verify", action=argparse.BooleanOptionalAction, default=True,
+        help="check the API's TLS certificate (default); --no-verify: do not (tests only)")
     add("--base-url", default=None,
         help="API base URL, with stage and resource (default: $TIKTOK_API_BASE_URL)")
 
 
 def api_key_from(args: argparse.Namespace) -> str:
-    """The API key from --api-key or the environment; a usage error without one."""
+    """The API key from --api-key (`-`: stdin's first line), --api-key-file or the
+    environment; a usage error without one. A key read from stdin or a file is kept in
+    `args.api_key`, so a second call reads nothing."""
+    key_file = getattr(args, "api_key_file", None)
+    if key_file is not None and args.api_key is not None:
+        raise UsageError("give --api-key or --api-key-file, not both")
+    if key_file is not None:
+        args.api_key, args.api_key_file = _first_line(key_file), None
+    elif args.api_key == "-":
+        args.api_key = sys.stdin.buffer.readline().decode("utf-8", "replace").strip()
     api_key: str | None = args.api_key or os.environ.get(API_KEY_ENV)
     if not api_key:
-        raise UsageError(f"no API key: pass --api-key or set {API_KEY_ENV}")
+        raise UsageError(f"no API key: pass --api-key-file, --api-key or set {API_KEY_ENV}")
     return api_key
+
+
+def _first_line(path: str) -> str:
+    try:
+        with open(path, "rb") as key_file:
+            return key_file.readline().decode("utf-8", "replace").strip()
+    except OSError as exc:
+        raise UsageError(f"cannot read --api-key-file {path!r}: {exc.strerror}") from None
+
+
+def network_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`proxy=` and `verify=` for the client from --proxy, --ca-file and --verify."""
+    ca_file = getattr(args, "ca_file", None)
+    verify = getattr(args, "verify", True)
+    if ca_file is not None and not verify:
+        raise UsageError("--ca-file and --no-verify contradict each other")
+    if ca_file is not None and not os.path.exists(ca_file):
+        raise UsageError(f"--ca-file {ca_file!r}: no such file")
+    return {"proxy": getattr(args, "proxy", None), "verify": ca_file or verify}
 
 
 def client_from(args: argparse.Namespace, limiter: Limiter | None = None) -> TikTokClient:
@@ -173,7 +215,7 @@ def client_from(args: argparse.Namespace, limiter: Limiter | None = None) -> Tik
         raise UsageError("--max-rate caps the adaptive rate: give it without --rate")
     retry = RetryPolicy(max_attempts=args.max_retries + 1)
     common: dict[str, Any] = {"concurrency": args.concurrency, "timeout": args.timeout,
-                              "retry": retry}
+                              "retry": retry, **network_options(args)}
     if limiter is not None:
         return TikTokClient(api_key_from(args), args.base_url, limiter=limiter, **common)
     return TikTokClient(api_key_from(args), args.base_url, rate=args.rate, burst=args.burst,

@@ -39,7 +39,8 @@ BAD_HANDLE = bad_request(
 BAD_VIDEO_ID = bad_request("Invalid videoId: digits expected")
 _GATEWAY_FAULTS = frozenset({"throttle", "quota", "forbidden"})
 _LONG_THROTTLES = frozenset({"throttle_long", "throttle_long_date"})
-_FIXED = frozenset({"host", "port", "db_path", "quirks", "idle_timeout", "control_token"})
+_FIXED = frozenset({"host", "port", "db_path", "quirks", "idle_timeout", "control_token",
+                    "tls"})
 ROUTE_CACHE_SIZE = 100_000
 _NO_ROUTE: tuple[Route | None, str | None] = (None, None)
 

@@ -58,6 +58,9 @@ class EmulatorConfig:
     - `control_token`: when set, every `/_emulator/*` request must carry it in the
       `x-emulator-token` header; changing `api_keys` over HTTP needs it. An emulator that
       listens beyond loopback makes one when none is given (`Emulator.control_token`).
+    - `tls`: serve HTTPS with a throwaway certificate for loopback (and `host`), signed by
+      a CA made at start (`Emulator.ca_file`, `.ca_pem`: what a client trusts). Needs
+      `trustme` (the `emulator-tls` extra).
     """
 
     host: str = "127.0.0.1"
@@ -80,6 +83,7 @@ class EmulatorConfig:
     shutdown_timeout: float = 0.5
     idle_timeout: float = 60.0
     control_token: str | None = None
+    tls: bool = False
 
     def __post_init__(self) -> None:
         set_field = object.__setattr__
@@ -210,4 +214,5 @@ _CHECKS: Mapping[str, Callable[[Any], str | None]] = {
     "shutdown_timeout": _number(0, high=3600),
     "idle_timeout": _number(0, above=True, high=86_400),
     "control_token": _token,
+    "tls": _boolean,
 }

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import tempfile
 from dataclasses import replace
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -13,6 +16,10 @@ from ._app import EmulatorCore
 from ._config import EmulatorConfig
 from ._shortlinks import SHORT_LINK_PREFIX
 from ._stats import StatsSnapshot
+from ._tls import certificate_hosts, server_tls
+
+if TYPE_CHECKING:
+    import ssl
 
 
 class Emulator:
@@ -25,6 +32,9 @@ class Emulator:
         assert emu.stats().count(status=200) == ...
     ```
 
+    With `tls=True` it serves HTTPS (`base_url` is `https://...`) with a throwaway
+    certificate; trust `.ca_file` (`TikTokClient(..., verify=emu.ca_file)`).
+
     Keyword arguments are `EmulatorConfig` fields and override `config`. Listening beyond
     loopback (`host="0.0.0.0"`) without a `control_token`, it makes one
     (`.control_token`): the control API then answers only requests that carry it.
@@ -36,6 +46,8 @@ class Emulator:
         self._core: EmulatorCore | None = None
         self._runner: web.ServerRunner | None = None
         self._port: int | None = None
+        self._ca_pem: bytes | None = None
+        self._ca_file: str | None = None
 
     async def __aenter__(self) -> Emulator:
         await self.start()
@@ -66,7 +78,8 @@ class Emulator:
         self._core, self._runner = core, runner
         try:
             await runner.setup()
-            site = web.TCPSite(runner, config.host, config.port)
+            tls = self._start_tls(config) if config.tls else None
+            site = web.TCPSite(runner, config.host, config.port, ssl_context=tls)
             await site.start()
         except BaseException:
             await self.close()
@@ -80,6 +93,30 @@ class Emulator:
             await runner.cleanup()
         if self._core is not None:
             await self._core.close()
+        ca_file, self._ca_file = self._ca_file, None
+        if ca_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(ca_file)
+
+    def _start_tls(self, config: EmulatorConfig) -> ssl.SSLContext:
+        """A fresh CA and certificate; the CA's certificate written to a file of its own."""
+        tls = server_tls(certificate_hosts(config.host))
+        descriptor, self._ca_file = tempfile.mkstemp(prefix="tiktok-emulator-ca-", suffix=".pem")
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(tls.ca_pem)
+        self._ca_pem = tls.ca_pem
+        return tls.context
+
+    @property
+    def ca_file(self) -> str | None:
+        """With `tls=True`: a PEM file of the CA to trust (`verify=`, `--ca-file`), there
+        while the emulator runs; None without TLS."""
+        return self._ca_file
+
+    @property
+    def ca_pem(self) -> bytes | None:
+        """With `tls=True`: the CA's certificate (PEM); None without TLS."""
+        return self._ca_pem
 
     @property
     def core(self) -> EmulatorCore:
@@ -102,10 +139,11 @@ class Emulator:
 
     @property
     def url(self) -> str:
-        """The server's root, `http://127.0.0.1:PORT`."""
+        """The server's root, `http://127.0.0.1:PORT` (`https://` with `tls=True`)."""
         host = self.config.host
         host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.config.tls else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def base_url(self) -> str:

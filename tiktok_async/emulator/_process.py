@@ -3,12 +3,15 @@
 ```python
 with EmulatorProcess("--rate", "50", cpu=0) as proc:
     proc.base_url    # read from the child's first line of stdout
+with EmulatorProcess(tls=True) as proc:
+    proc.base_url, proc.ca_file    # https://...; the CA to trust (verify=proc.ca_file)
 ```
 Leaving the block sends SIGINT and waits for a clean exit.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -21,10 +24,15 @@ from typing import IO
 class EmulatorProcess:
     """`python -m tiktok_async.emulator --port 0 ARGS...` as a child process."""
 
-    def __init__(self, *args: str, cpu: int | None = None, start_timeout: float = 20.0) -> None:
+    def __init__(self, *args: str, cpu: int | None = None, start_timeout: float = 20.0,
+                 tls: bool = False) -> None:
         self.args = list(args)
         if cpu is not None:
             self.args += ["--cpu", str(cpu)]
+        self.tls = tls
+        #: With `tls=True`, once started: the CA certificate to trust (PEM).
+        self.ca_file: str | None = None
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
         self.start_timeout = start_timeout
         self.base_url = ""
         self._proc: subprocess.Popen[str] | None = None
@@ -33,10 +41,14 @@ class EmulatorProcess:
     @property
     def command(self) -> list[str]:
         """The child's command line."""
-        return [sys.executable, "-m", "tiktok_async.emulator", "--port", "0", *self.args]
+        tls = ["--tls", "--ca-out", self.ca_file] if self.ca_file is not None else []
+        return [sys.executable, "-m", "tiktok_async.emulator", "--port", "0", *self.args, *tls]
 
     def start(self) -> str:
         """Start the child and return its base URL once it listens."""
+        if self.tls:
+            self._folder = tempfile.TemporaryDirectory(prefix="tiktok-emulator-")
+            self.ca_file = os.path.join(self._folder.name, "ca.pem")
         self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by close()
         self._proc = subprocess.Popen(
             self.command, stdout=subprocess.PIPE, stderr=self._stderr, text=True
@@ -96,6 +108,9 @@ class EmulatorProcess:
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
+        if self._folder is not None:
+            self._folder.cleanup()
+            self._folder = self.ca_file = None
 
     def __enter__(self) -> EmulatorProcess:
         self.start()

@@ -4,7 +4,9 @@ It prints the API's base URL on stdout (one line, flushed) once it listens, so a
 process can start it with `--port 0` and read where it is. Ctrl-C (SIGINT) and SIGTERM
 stop it cleanly with exit code 0. Runs on uvloop when installed (`--no-uvloop` to not).
 Listening beyond loopback, the control API needs a token: `--control-token` (or
-`$TIKTOK_EMULATOR_TOKEN`), else one is made and printed on stderr.
+`$TIKTOK_EMULATOR_TOKEN`), else one is made and printed on stderr. `--tls` serves HTTPS
+with a throwaway certificate; the CA to trust is written to `--ca-out PATH` (and its
+path printed on stderr) before the base URL is printed.
 """
 
 from __future__ import annotations
@@ -78,6 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--control-token", metavar="TOKEN",
         help=f"token the control API requires (default ${TOKEN_ENV}; made up when "
              "--host is not loopback)")
+    add("--tls", action="store_true",
+        help="serve HTTPS with a throwaway certificate (needs trustme)")
+    add("--ca-out", metavar="PATH",
+        help="with --tls: write the CA certificate to trust (PEM) to PATH")
     add("--db", default=":memory:", metavar="PATH", help="SQLite file (default in memory)")
     add("--seed", type=int, default=0, help="seed of faults and jitter (default 0)")
     add("--missing-share", type=float, default=DEFAULT_MISSING_SHARE,
@@ -111,11 +117,14 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         faults=faults, quirks=tuple(args.quirks), db_path=args.db, seed=args.seed,
         idle_timeout=args.idle_timeout,
         control_token=args.control_token or os.environ.get(TOKEN_ENV) or None,
+        tls=args.tls,
     )
 
 
-async def serve(config: EmulatorConfig, injections: Sequence[tuple[str, int, int]] = ()) -> None:
-    """Serve until SIGINT or SIGTERM; print the base URL once listening."""
+async def serve(config: EmulatorConfig, injections: Sequence[tuple[str, int, int]] = (),
+                ca_out: str | None = None) -> None:
+    """Serve until SIGINT or SIGTERM; print the base URL once listening (with TLS, the CA
+    certificate is written to `ca_out` first)."""
     from ._emulator import Emulator
 
     loop = asyncio.get_running_loop()
@@ -129,11 +138,22 @@ async def serve(config: EmulatorConfig, injections: Sequence[tuple[str, int, int
             if emulator.control_token and config.control_token is None:
                 print(f"control token ({CONTROL_TOKEN_HEADER}): {emulator.control_token}",
                       file=sys.stderr, flush=True)
+            _announce_ca(emulator.ca_pem, emulator.ca_file, ca_out)
             print(emulator.base_url, flush=True)
             await stop.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def _announce_ca(ca_pem: bytes | None, ca_file: str | None, ca_out: str | None) -> None:
+    """Write the CA certificate to `ca_out` (if any) and say on stderr where it is."""
+    if ca_pem is None:
+        return
+    if ca_out is not None:
+        with open(ca_out, "wb") as out:
+            out.write(ca_pem)
+    print(f"CA certificate to trust (PEM): {ca_out or ca_file}", file=sys.stderr, flush=True)
 
 
 def run_loop(coro: Coroutine[Any, Any, None], use_uvloop: bool = True) -> None:
@@ -168,6 +188,8 @@ def pin(cpus: Sequence[int]) -> None:
 def run(args: argparse.Namespace) -> int:
     """The `serve` command: returns the exit code."""
     try:
+        if args.ca_out and not args.tls:
+            raise ValueError("--ca-out goes with --tls")
         config = config_from_args(args)
     except ValueError as exc:
         print(f"tiktok-async serve: {exc}", file=sys.stderr)
@@ -175,8 +197,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.cpu:
             pin(args.cpu)
-        run_loop(serve(config, args.inject), use_uvloop=not args.no_uvloop)
-    except (OSError, sqlite3.Error) as exc:
+        run_loop(serve(config, args.inject, args.ca_out), use_uvloop=not args.no_uvloop)
+    except (OSError, sqlite3.Error, RuntimeError) as exc:  # RuntimeError: no trustme
         print(f"tiktok-async serve: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
