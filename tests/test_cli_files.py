@@ -176,6 +176,19 @@ async def test_demo_in_a_folder_with_the_users_files_is_refused_and_touches_noth
     assert mine.read_text() == '{"mine": true}\n'
 
 
+async def test_demo_in_an_unmarked_folder_of_demo_files_is_refused_with_a_hint(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A `demo-out/` from before the marker, or the user's own `users.jsonl`: not touched."""
+    (tmp_path / "demo-out").mkdir()
+    (tmp_path / "demo-out" / "users.jsonl").write_text('{"old": true}\n')
+    code, _, err = await run(emulator, "demo", "-q", cwd=tmp_path)
+    assert code == 2, err
+    assert "or remove demo-out if an older demo made it" in err
+    assert (tmp_path / "demo-out" / "users.jsonl").read_text() == '{"old": true}\n'
+    assert names(tmp_path / "demo-out") == ["users.jsonl"]
+
+
 async def test_demo_again_in_its_own_folder_starts_afresh_and_leaves_other_files(
     emulator: Emulator, tmp_path: Path
 ) -> None:

@@ -89,9 +89,11 @@ def claim_folder(out: Path) -> None:
     others = sorted(path.name for path in out.iterdir()) if out.exists() else []
     if others:
         shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        older = set(others) <= _demo_names(out)
         raise DemoFolderError(
             f"{out} holds files the demo did not write ({shown}): the demo writes only into "
-            "a folder of its own; pass --out with a new folder's name (default demo-out)")
+            "a folder of its own; pass --out with a new folder's name (default demo-out)"
+            + (f", or remove {out} if an older demo made it" if older else ""))
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text(
         "This folder holds the outputs of `tiktok-async demo`. A demo run here empties "
@@ -103,6 +105,11 @@ def demo_files(out: Path) -> list[Path]:
     """The files the demo writes in `out` (besides their `.lock` files and the marker)."""
     outputs = [out / f"{name}.jsonl" for name in SAMPLES]
     return sorted(outputs + [default_errors_path(path) for path in outputs])
+
+
+def _demo_names(out: Path) -> set[str]:
+    names = {path.name for path in demo_files(out)}
+    return names | {name + ".lock" for name in names}
 
 
 async def _demo(out: Path, quota: float, *, quiet: bool) -> int:

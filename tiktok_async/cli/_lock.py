@@ -44,7 +44,8 @@ def _write_holder(fd: int) -> None:
               "since": time.strftime("%Y-%m-%d %H:%M:%S")}
     with contextlib.suppress(OSError):  # a full disk: the lock holds, the note is missing
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, json.dumps(holder).encode())
 
 
 def _holder_of(path: Path) -> str:
