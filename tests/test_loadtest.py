@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -267,3 +269,25 @@ def test_a_freeze_as_long_as_its_period_is_refused() -> None:
     with pytest.raises(ValueError, match="freeze_seconds"):
         Faults(freeze_every=1, freeze_seconds=1)
     assert Faults.parse("freeze_every=4,freeze_seconds=1").freeze_every == 4
+
+
+def run_python(code: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=False)
+    return out.stdout + out.stderr
+
+
+def test_the_library_and_the_parser_load_no_bench_dependency() -> None:
+    code = ("import sys, tiktok_async; from tiktok_async.cli import build_parser; "
+            "build_parser(); print(sorted(m for m in ('hdrh', 'matplotlib', "
+            "'tiktok_async.loadtest') if m in sys.modules))")
+    assert run_python(code).strip() == "[]"
+
+
+def test_without_the_bench_extra_the_command_says_what_to_install() -> None:
+    code = ("import sys; sys.modules['hdrh'] = None; from tiktok_async.cli import main; "
+            "print('exit', main(['bench', '--rate', '1', '--requests', '1', "
+            "'--api-key', 'k', '--base-url', 'http://127.0.0.1:9/dev/tiktok']))")
+    out = run_python(code)
+    assert "pip install 'tiktok-async[bench]'" in out
+    assert "exit 2" in out

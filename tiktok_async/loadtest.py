@@ -30,7 +30,7 @@ async def main() -> None:
 
 Give the client no rate limit (`rate=math.inf`), no retries (a 429 is then reported, not
 retried away) and room for every request a stall can pile up (`open_loop_concurrency`):
-while `client.concurrency` requests are in flight, the next one waits for a slot and the
+while the client's `concurrency` requests are in flight, the next one waits for a slot and the
 loop is no longer open; the report counts those (`in_flight.cap_hits`).
 
 Inputs: `fresh` are asked once each (handles never asked before: the API's first-fetch

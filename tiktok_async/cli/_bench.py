@@ -126,6 +126,8 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
     if duration is None and args.requests is None:
         duration = DEFAULT_DURATION
     fresh, cached = _inputs(args)
+    if args.plot:
+        from .. import _loadplot  # noqa: F401  (no matplotlib: say so now, not after the run)
     return {"rate": args.rate, "concurrency": args.concurrency, "duration": duration,
             "requests": args.requests, "fresh": fresh, "cached": cached, "kind": args.kind}
 
