@@ -60,7 +60,7 @@ class Fetcher(Protocol):
     """What the bulk layer needs of a `TikTokClient` (which it does not import)."""
 
     @property
-    def concurrency(self) -> int: ...
+    def max_concurrency(self) -> int: ...
 
     @property
     def retry_policy(self) -> RetryPolicy: ...
@@ -69,6 +69,8 @@ class Fetcher(Protocol):
     def stats(self) -> ClientStats: ...
 
     async def _fetch(self, path: str, decode: Callable[[bytes], T]) -> tuple[T, int]: ...
+
+    def _worker_limit(self) -> Callable[[int], int] | None: ...
 
 #: What `fetch_videos` accepts per item: a video URL, a "handle,videoId" line, or a pair.
 VideoInput = str | tuple[str, str] | VideoRef
@@ -192,7 +194,8 @@ async def run_bulk(
 ) -> AsyncGenerator[Result[T], None]:
     """Dedupe and fetch every parsed input; yield one `Result` per input.
 
-    At most `client.concurrency` inputs are worked on at once. An answer that stops the
+    At most `client.concurrency` inputs are worked on at once (a limit found from
+    latency, up to `client.max_concurrency`). An answer that stops the
     run (see the module docstring) stops taking input and sending; the requests on the
     wire settle and their results are yielded; then that error is raised. Inputs it cut
     short get no result. `stop`: a `RunStop` the caller can set to stop the run the same
@@ -205,8 +208,8 @@ async def run_bulk(
         return item, await _answer(item, client, kind, stop)
 
     results = bounded_map(_until_stopped(parsed, stop), work,
-                          concurrency=client.concurrency, ordered=ordered,
-                          key=_dedupe_key if dedupe else None)
+                          concurrency=client.max_concurrency, ordered=ordered,
+                          key=_dedupe_key if dedupe else None, limit=client._worker_limit())
     async with aclosing(results):
         async for item, (origin, result) in results:
             if result is None:

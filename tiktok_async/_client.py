@@ -26,6 +26,7 @@ import asyncio
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from yarl import URL
 
 from ._adaptive import AdaptiveRate
 from ._bulk import Result, fetch_users, fetch_videos
+from ._concurrency import AdaptiveConcurrency
 from ._exceptions import ClientStateError, ConnectError, RateLimitedError, TikTokError
 from ._inputs import make_video_ref, parse_handle, parse_video, user_path, video_path
 from ._limiter import ConcurrencyGate, Limiter, RateLimiter
@@ -100,7 +102,11 @@ class TikTokClient:
       the client finds the key's unknown quota from the answers (starts at 10/s, doubles
       until the first 429, then settles just under the quota), never above `max_rate`
       if given. `rate=math.inf`: no client-side limit at all.
-    - `concurrency`: most attempts in flight (also the connection pool's size). 64.
+    - `concurrency`: the most attempts in flight (also the connection pool's size):
+      a ceiling. Bulk runs (`fetch_users`, `fetch_videos`) find how many they need below
+      it from the answers (Little's law: rate x latency; see `.concurrency`), unless
+      `adaptive_concurrency=False` fixes it. Default 4096, lowered to what the process's
+      open-file limit allows (its soft limit is raised when needed).
     - `timeout`: seconds for one attempt, answer included (35: API Gateway gives up at
       29 s); `connect_timeout`: seconds to connect (10).
     - `retry`: a `RetryPolicy` (default: up to 6 attempts, backoff from 0.5 s, at most
@@ -126,7 +132,7 @@ class TikTokClient:
         rate: float | None = None,
         burst: int | None = None,
         max_rate: float | None = None,
-        concurrency: int = 64,
+        concurrency: int | None = None,
         timeout: float = 35.0,
         connect_timeout: float = 10.0,
         retry: RetryPolicy | None = None,
@@ -136,6 +142,7 @@ class TikTokClient:
         session: aiohttp.ClientSession | None = None,
         hooks: ClientHooks | None = None,
         limiter: Limiter | None = None,
+        adaptive_concurrency: bool = True,
     ) -> None:
         if limiter is not None and not (rate is None and burst is None and max_rate is None):
             raise ValueError("a limiter brings its own rate: give no rate, burst or max_rate "
@@ -144,10 +151,12 @@ class TikTokClient:
         secret = _resolve_key(api_key)
         del api_key  # from here on only the Secret holds it (not even this frame's locals)
         self._base_url = _resolve_base_url(base_url)
+        concurrency = DEFAULT_MAX_CONCURRENCY if concurrency is None else concurrency
         _check_limits(concurrency, timeout, connect_timeout)
         self._rate, self._burst, self._max_rate = rate, 1 if burst is None else burst, max_rate
         self._new_limiter()  # validates rate, burst and max_rate now, not at open
         self._concurrency = concurrency
+        self._flow = AdaptiveConcurrency(concurrency) if adaptive_concurrency else None
         self._transport = Transport(
             self._base_url,
             secret,
@@ -180,6 +189,9 @@ class TikTokClient:
         if self._state != _UNOPENED:
             raise ClientStateError(f"cannot open a client that is {self._state}: make a new one")
         self._limiter = self._external or self._new_limiter()
+        self._concurrency = _open_files_allow(self._concurrency)
+        if self._flow is not None:
+            self._flow.ceiling = min(self._flow.ceiling, self._concurrency)
         self._slots = ConcurrencyGate(self._concurrency)
         self._transport.open()
         self._state = _OPEN
@@ -269,6 +281,7 @@ class TikTokClient:
 
     async def _attempt(self, path: str, decode: Callable[[bytes], T]) -> T:
         limiter, slots, stats, hooks = self._limiter, self._slots, self._stats, self._hooks
+        flow = self._flow
         if limiter is None or slots is None:
             raise self._state_error()
         run = CURRENT_RUN.get()  # the bulk run this task works for, if any
@@ -276,7 +289,10 @@ class TikTokClient:
             await (slots.enter() if run is None else run.wait(slots.enter()))
         try:
             if not limiter.free:
+                waiting_from = time.perf_counter()
                 await (limiter.acquire() if run is None else run.wait(limiter.acquire()))
+                if flow is not None and time.perf_counter() - waiting_from > _TOKEN_WAIT:
+                    flow.on_token_wait()
             if run is not None and run.error is not None:
                 raise NotSentError("not sent: the run stopped")  # it stopped while we waited
             if hooks is not None and hooks.on_request is not None:
@@ -293,9 +309,12 @@ class TikTokClient:
                 raise
         finally:
             slots.leave()
-        seconds = time.perf_counter() - started
+        answered = time.perf_counter()
+        seconds = answered - started
         status = answer.status
         stats.answered(status, seconds)
+        if flow is not None:
+            flow.on_answer(answered, seconds, status)
         _log.debug("GET %s -> %d in %.1f ms", path, status, seconds * 1e3)
         if hooks is not None and hooks.on_response is not None:
             hooks.on_response(path, status, seconds)
@@ -332,8 +351,23 @@ class TikTokClient:
 
     @property
     def concurrency(self) -> int:
-        """Most attempts in flight at once."""
+        """Attempts in flight allowed now: the adaptive limit bulk runs follow, found from
+        latency (`max_concurrency` with `adaptive_concurrency=False`)."""
+        return self._concurrency if self._flow is None else self._flow.limit
+
+    @property
+    def max_concurrency(self) -> int:
+        """The ceiling of attempts in flight (the `concurrency` given, or the default,
+        lowered to what the open-file limit allows once the client is open)."""
         return self._concurrency
+
+    def _worker_limit(self) -> Callable[[int], int] | None:
+        """For the bulk pool: `busy -> workers allowed now`, None when fixed."""
+        flow = self._flow
+        if flow is None:
+            return None
+        clock = time.perf_counter
+        return lambda busy: flow.tick(clock(), busy)
 
     @property
     def rate(self) -> float:
@@ -591,6 +625,27 @@ def _check_seconds(**values: float) -> None:
 def _redacted(base_url: str) -> str:
     url = URL(base_url)
     return str(url.with_password("***")) if url.password else base_url
+
+
+def _open_files_allow(concurrency: int) -> int:
+    """The concurrency the open-file limit allows: its soft limit is raised to make room
+    for `concurrency` sockets; when the hard limit stops that, less (with a warning)."""
+    if sys.platform == "win32":  # pragma: no cover - no open-file limit to raise there
+        return concurrency
+    import resource
+
+    needed = concurrency + _SPARE_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return concurrency
+    allowed = max(1, soft - _SPARE_FILES)
+    _log.warning("concurrency %d lowered to %d: the open-file hard limit is %d (raise it "
+                 "with `ulimit -Hn` or in the service's limits)", concurrency, allowed, hard)
+    return allowed
 
 
 def _check_limits(concurrency: int, timeout: float, connect_timeout: float) -> None:

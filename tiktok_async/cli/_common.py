@@ -11,7 +11,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from .._client import API_KEY_ENV, BASE_URL_ENV, TikTokClient
+from .._client import API_KEY_ENV, BASE_URL_ENV, DEFAULT_MAX_CONCURRENCY, TikTokClient
 from .._exceptions import (
     ConnectError,
     ForbiddenError,
@@ -133,7 +133,6 @@ def _duration(seconds: float) -> str:
 
 # -- the client's options, the same for `users`, `videos` and `worker` -------------------
 
-DEFAULT_CONCURRENCY = 64
 
 
 def add_client_arguments(parser: argparse.ArgumentParser, *, rate_help: str) -> None:
@@ -144,8 +143,11 @@ def add_client_arguments(parser: argparse.ArgumentParser, *, rate_help: str) -> 
         help="a ceiling for the adaptive rate, requests per second")
     add("--burst", type=positive_int, default=1,
         help="requests allowed at once above the rate (default 1)")
-    add("--concurrency", type=positive_int, default=DEFAULT_CONCURRENCY,
-        help=f"requests in flight at most (default {DEFAULT_CONCURRENCY})")
+    add("--concurrency", type=positive_int, default=None,
+        help="a ceiling of requests in flight (default: found from latency, up to "
+             f"{DEFAULT_MAX_CONCURRENCY}: rate x latency, Little's law)")
+    add("--fixed-concurrency", action="store_true",
+        help="keep exactly --concurrency requests in flight (no adaptive limit)")
     add("--timeout", type=positive_float, default=35.0,
         help="seconds for one attempt (default 35: API Gateway gives up at 29)")
     add("--max-retries", type=int, default=5,
@@ -214,7 +216,10 @@ def client_from(args: argparse.Namespace, limiter: Limiter | None = None) -> Tik
     if args.rate is not None and args.max_rate is not None:
         raise UsageError("--max-rate caps the adaptive rate: give it without --rate")
     retry = RetryPolicy(max_attempts=args.max_retries + 1)
+    if args.fixed_concurrency and args.concurrency is None:
+        raise UsageError("--fixed-concurrency needs --concurrency N")
     common: dict[str, Any] = {"concurrency": args.concurrency, "timeout": args.timeout,
+                              "adaptive_concurrency": not args.fixed_concurrency,
                               "retry": retry, **network_options(args)}
     if limiter is not None:
         return TikTokClient(api_key_from(args), args.base_url, limiter=limiter, **common)

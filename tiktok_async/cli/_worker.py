@@ -54,6 +54,9 @@ from ._jobkeys import (
 
 __all__ = ["ScaleWorker", "register"]
 
+#: Entries read from the queue at once (a worker's read-ahead; the rest stay claimable).
+DEFAULT_BATCH = 256
+
 # KEYS: results, counts, queue, tick; ARGV: group, entry id, field, value, kind.
 _RECORD_LUA = """
 local old = redis.call('HGET', KEYS[1], ARGV[3])
@@ -84,7 +87,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     add("--claim-idle", type=positive_float, default=30.0,
         help="seconds before another worker's unanswered entries are taken over (default 30)")
     add("--batch", type=positive_int, default=None,
-        help="entries read at once (default: twice --concurrency)")
+        help="entries read at once (default 256)")
     add("--follow", action="store_true", help="keep waiting for new entries")
     parser.set_defaults(func=lambda args: run_job_command(args, _worker))
 
@@ -99,7 +102,7 @@ async def _worker(args: argparse.Namespace) -> int:
         client = client_from(args, limiter)
         kind = await existing_job_kind(redis, job)
         worker = ScaleWorker(redis, job, kind, client, claim_idle=args.claim_idle,
-                             batch=args.batch or 2 * args.concurrency, follow=args.follow)
+                             batch=args.batch or DEFAULT_BATCH, follow=args.follow)
         return await worker.run()
     finally:
         await redis.aclose()

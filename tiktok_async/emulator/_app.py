@@ -26,6 +26,7 @@ from ._control import handle_control
 from ._db import Database
 from ._faults import HOSTILE_KINDS, FaultPlan
 from ._gateway import ERRORS, GatewayError, RequestIds, Route, UsagePlan, bad_request, match_route
+from ._profiles import PROFILES
 from ._shortlinks import SHORT_LINK_PREFIX, short_link_answer
 from ._stats import Stats, StatsSnapshot
 from ._store import Store, encode, route_key
@@ -80,6 +81,8 @@ class EmulatorCore:
 
     def _upstream_delay(self) -> float:
         c = self.config
+        if c.latency_profile is not None:
+            return PROFILES[c.latency_profile].draw(self._jitter)
         jitter = self._jitter.uniform(0, c.upstream_jitter_ms) if c.upstream_jitter_ms else 0.0
         return (c.upstream_latency_ms + jitter) / 1000
 

@@ -16,6 +16,7 @@ from typing import Any, TypeGuard
 
 from ._data import DEFAULT_MISSING_SHARE, QUIRKS
 from ._faults import Faults
+from ._profiles import PROFILES
 
 DEFAULT_API_KEY = "test-key"
 DEFAULT_PREFIX = "/dev/tiktok"
@@ -46,6 +47,8 @@ class EmulatorConfig:
     - `missing_share`: the share of ordinary handles (and of video ids) that do not exist.
     - `upstream_latency_ms` + uniform `upstream_jitter_ms`: the "fetch from TikTok" on a
       user's or video's first request; later requests come from the database.
+    - `latency_profile`: a named first-fetch profile instead (`"service"`: log-normal,
+      median 1.5 s, p99 about 10 s; `"slow"`, `"fast"`: see `emulator._profiles`).
     - `faults`: random faults and added per-request latency: a `Faults`, a mapping
       (`{"500": 0.01, "drop": 0.01}`) or the command line's string (`"500=0.01,drop=0.01"`),
       drawn from `random.Random(seed)`.
@@ -76,6 +79,7 @@ class EmulatorConfig:
     missing_share: float = DEFAULT_MISSING_SHARE
     upstream_latency_ms: float = 20.0
     upstream_jitter_ms: float = 10.0
+    latency_profile: str | None = None
     faults: Faults = field(default_factory=Faults)
     quirks: tuple[str, ...] = ()
     db_path: str = ":memory:"
@@ -196,6 +200,12 @@ def _boolean(value: object) -> str | None:
     return None if isinstance(value, bool) else "true or false expected"
 
 
+def _profile(value: object) -> str | None:
+    if value is None or value in PROFILES:
+        return None
+    return f"must be one of {', '.join(PROFILES)} (or null)"
+
+
 _CHECKS: Mapping[str, Callable[[Any], str | None]] = {
     "host": _text(),
     "port": _number(0, integer=True, high=65535),
@@ -209,6 +219,7 @@ _CHECKS: Mapping[str, Callable[[Any], str | None]] = {
     "missing_share": _number(0, high=0.999_999),
     "upstream_latency_ms": _number(0, high=3_600_000),
     "upstream_jitter_ms": _number(0, high=3_600_000),
+    "latency_profile": _profile,
     "db_path": _text(),
     "seed": _number(-(2**63), integer=True, high=2**63),
     "shutdown_timeout": _number(0, high=3600),

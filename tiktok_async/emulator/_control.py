@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 _CONFIGURABLE = frozenset({
     "rate", "burst", "quota", "quota_period", "retry_after", "retry_after_date",
-    "missing_share", "upstream_latency_ms", "upstream_jitter_ms", "api_keys",
+    "missing_share", "upstream_latency_ms", "upstream_jitter_ms", "latency_profile", "api_keys",
 })
 
 

@@ -26,6 +26,7 @@ from ._config import CONTROL_TOKEN_HEADER, DEFAULT_API_KEY, DEFAULT_PREFIX, Emul
 from ._data import DEFAULT_MISSING_SHARE, QUIRKS
 from ._faults import FAULT_KINDS, Faults
 from ._gateway import parse_period
+from ._profiles import profile_names
 
 KEY_ENV = "TIKTOK_API_KEY"
 TOKEN_ENV = "TIKTOK_EMULATOR_TOKEN"
@@ -67,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--jitter-ms", type=float, default=0.0, help="added uniform jitter per request")
     add("--upstream-latency-ms", type=float, default=20.0,
         help="latency of a first fetch (default 20)")
+    add("--latency-profile", choices=profile_names(), default=None,
+        help="a named first-fetch latency instead of --upstream-latency-ms (service: "
+             "median 1.5 s, p99 10 s, as the real service fetching an unseen user)")
     add("--upstream-jitter-ms", type=float, default=10.0,
         help="added uniform jitter of a first fetch (default 10)")
     add("--inject", action="append", type=parse_injection, default=[],
@@ -113,7 +117,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         quota_period=parse_period(args.quota_period), retry_after=args.retry_after,
         retry_after_date=args.retry_after_date,
         missing_share=args.missing_share, upstream_latency_ms=args.upstream_latency_ms,
-        upstream_jitter_ms=args.upstream_jitter_ms,
+        upstream_jitter_ms=args.upstream_jitter_ms, latency_profile=args.latency_profile,
         faults=faults, quirks=tuple(args.quirks), db_path=args.db, seed=args.seed,
         idle_timeout=args.idle_timeout,
         control_token=args.control_token or os.environ.get(TOKEN_ENV) or None,
