@@ -155,3 +155,25 @@ async def test_retry_after_beyond_the_policy_stops_the_run_and_marks_nothing_fai
     assert rows(tmp_path / "out.errors.jsonl") == []
     assert len(rows(out)) == 5
     assert time.monotonic() - started < 20
+
+
+async def test_summary_says_when_concurrency_held_the_run_back(
+    tiktok_emulator_factory: Factory, tmp_path: Path
+) -> None:
+    """Two in flight against 300 ms answers: 6.7/s, under the adaptive rate's 10/s."""
+    emu = await tiktok_emulator_factory(upstream_latency_ms=300, upstream_jitter_ms=0)
+    code, _, err = await run(emu, "users", str(handles_file(tmp_path, 24)), "-o",
+                             str(tmp_path / "out.jsonl"), "-q", "--concurrency", "2")
+    assert code == 0, err
+    assert "in flight up to 2" in err
+    assert "concurrency, not the rate, held the run back" in err
+    assert "raise --concurrency" in err
+
+
+async def test_summary_is_quiet_about_concurrency_when_the_rate_binds(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    code, _, err = await run(emulator, "users", str(handles_file(tmp_path, 40)), "-o",
+                             str(tmp_path / "out.jsonl"), "-q", "--rate", "20")
+    assert code == 0, err
+    assert "held the run back" not in err

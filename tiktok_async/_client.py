@@ -29,7 +29,7 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -483,7 +483,9 @@ class TikTokClient:
     @property
     def stats(self) -> ClientStats:
         """Counts and latency percentiles since the client was made (a snapshot)."""
-        return self._stats.snapshot()
+        snapshot = self._stats.snapshot()
+        held_back = 0.0 if self._flow is None else self._flow.held_back
+        return replace(snapshot, concurrency=self.concurrency, concurrency_held_back=held_back)
 
     def _state_error(self) -> ClientStateError:
         if self._state == _UNOPENED:

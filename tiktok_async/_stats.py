@@ -37,6 +37,10 @@ class ClientStats:
     - `throttled`: 429 answers of any kind (throttles and used-up quotas).
     - `latency_p50`, `latency_p95`, `latency_p99`: seconds from sending an attempt to
       having its whole body, over every answered attempt; None before the first answer.
+    - `concurrency`: attempts in flight allowed now (the adaptive limit bulk runs follow,
+      or the fixed one); `concurrency_held_back`: seconds bulk runs spent with every
+      worker busy at the ceiling while the rate had room (raise `concurrency` to go
+      faster).
     """
 
     requests: int
@@ -48,6 +52,8 @@ class ClientStats:
     latency_p50: float | None
     latency_p95: float | None
     latency_p99: float | None
+    concurrency: int = 0
+    concurrency_held_back: float = 0.0
 
     @property
     def in_flight(self) -> int:

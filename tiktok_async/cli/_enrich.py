@@ -198,6 +198,7 @@ class EnrichRun:
             async with aclosing(results):
                 async for result in results:
                     self._record(result)
+                    self.counts.concurrency = self.client.concurrency
                     display.refresh()
 
     def _pending(self, inputs: Iterator[InputLine]) -> Iterator[Parsed[Any]]:
@@ -251,9 +252,11 @@ class EnrichRun:
             self.files.done_keys.add(key)
 
     def _count_client_stats(self) -> None:
-        stats = self.client.stats
-        self.counts.retries = stats.retries
-        self.counts.throttled = stats.responses.get(429, 0)
+        stats, counts = self.client.stats, self.counts
+        counts.retries = stats.retries
+        counts.throttled = stats.responses.get(429, 0)
+        counts.concurrency, counts.held_back = stats.concurrency, stats.concurrency_held_back
+        counts.max_concurrency = self.client.max_concurrency
 
     def _on_sigint(self) -> bool:
         """First Ctrl-C: no new input, no new request; the second: cancel (return True)."""

@@ -23,6 +23,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+#: Seconds held back by concurrency before the summary says so.
+HELD_BACK_NOTE = 1.0
+
 
 @dataclass
 class RunCounts:
@@ -36,6 +39,9 @@ class RunCounts:
     skipped: int = 0
     retries: int = 0
     throttled: int = 0
+    concurrency: int = 0  # the client's limit of requests in flight, now
+    max_concurrency: int = 0
+    held_back: float = 0.0  # seconds concurrency, not the rate, held the run back
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -58,8 +64,17 @@ class RunCounts:
             f"invalid {self.invalid}, duplicates {self.duplicates}, "
             f"skipped (already done) {self.skipped}",
             f"retries {self.retries}, 429s {self.throttled}, "
-            f"rate {self.rate():.1f}/s, elapsed {self.elapsed():.1f}s",
+            f"rate {self.rate():.1f}/s, elapsed {self.elapsed():.1f}s, "
+            f"in flight up to {self.concurrency}",
+            *self._held_back_line(),
         ]
+
+    def _held_back_line(self) -> list[str]:
+        if self.held_back < HELD_BACK_NOTE:
+            return []
+        return [f"concurrency, not the rate, held the run back for {self.held_back:.0f} s "
+                f"(every one of {self.max_concurrency} requests in flight while the rate "
+                "had room): raise --concurrency, and the open-file limit with it"]
 
 
 class ProgressDisplay:
@@ -93,7 +108,8 @@ class ProgressDisplay:
             return
         counts = self._counts
         detail = (f"ok {counts.done} · 404 {counts.not_found} · failed {counts.failed} · "
-                  f"invalid {counts.invalid} · {counts.rate():.0f}/s")
+                  f"invalid {counts.invalid} · {counts.rate():.0f}/s · "
+                  f"{counts.concurrency} in flight")
         self._progress.update(self._task, completed=counts.answered + counts.skipped,
                               detail=detail)
 
