@@ -3,7 +3,7 @@
     python -m benchmarks.run [--quick] [--only SECTION ...] [--merge] [--uvloop]
 
 Sections (a module each, `benchmarks/bench_<section>.py`): throughput, decode, rate,
-adaptive, memory, faults; and, only when asked for by `--only` (it starts its own
+adaptive, memory, faults, tls; and, only when asked for by `--only` (it starts its own
 `redis-server`), redis. The emulator runs in its own process pinned to CPU 0, this
 process (and the children it starts) on CPU 1; compared sides run interleaved and the
 figures are medians or paired sums. The shared fixtures are in `_common`, the baselines
@@ -71,10 +71,11 @@ SECTIONS: dict[str, tuple[str, Callable[[Plan, bool], tuple[Any, ...]]]] = {
     "adaptive": ("bench_adaptive", lambda p, _: (p.adaptive_seconds,)),
     "memory": ("bench_memory", lambda p, _: (p.memory_counts,)),
     "faults": ("bench_faults", lambda p, _: (p.fault_inputs,)),
+    "tls": ("bench_tls", lambda p, uvloop: (max(4, p.rounds // 3), p.batch, uvloop)),
     "redis": ("bench_redis", lambda p, _: (p.redis_seconds, p.redis_e2e_seconds)),
 }
 #: What `make bench` runs: every section but those that need a Redis server.
-DEFAULT = ("throughput", "decode", "rate", "adaptive", "memory", "faults")
+DEFAULT = ("throughput", "decode", "rate", "adaptive", "memory", "faults", "tls")
 
 
 def run_section(name: str, plan: Plan, use_uvloop: bool) -> Section:
