@@ -181,6 +181,12 @@ def test_verify_with_a_missing_ca_file_is_refused_at_once(tmp_path: os.PathLike[
                      verify=os.path.join(tmp_path, "nope.pem"))
 
 
+async def test_tls_cannot_be_switched_while_running(tls_emulator: Emulator) -> None:
+    with pytest.raises(ValueError, match="tls"):
+        tls_emulator.configure(tls=False)
+    assert tls_emulator.url.startswith("https://")
+
+
 async def test_serve_tls_child_writes_its_ca_for_clients() -> None:
     with EmulatorProcess("--upstream-latency-ms", "0", tls=True) as child:
         assert child.base_url.startswith("https://")

@@ -123,3 +123,16 @@ async def adjust_rate(client: TikTokClient) -> None:
     if client.rate > 5:  # math.inf when there is no client-side limit
         client.set_rate(5)
     await client.aclose()
+
+
+async def in_an_app(ca_file: str) -> tuple[int, float]:
+    """One client for an app: opened at startup, a quicker view for some calls, closed."""
+    client = TikTokClient(verify=ca_file, proxy="http://proxy.corp.example:3128")
+    await client.open()
+    try:
+        quick = client.with_options(timeout=2, retry=RetryPolicy.never())
+        profile = await quick.get_user("some.handle")
+        client.set_rate(None)  # back to the adaptive rate
+        return profile.stats.follower_count, client.rate
+    finally:
+        await client.aclose()
