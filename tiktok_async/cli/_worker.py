@@ -54,8 +54,8 @@ from ._jobkeys import (
 
 __all__ = ["ScaleWorker", "register"]
 
-#: Entries read from the queue at once (a worker's read-ahead; the rest stay claimable).
-DEFAULT_BATCH = 256
+#: The fewest entries read from the queue at once.
+MIN_BATCH = 16
 
 # KEYS: results, counts, queue, tick; ARGV: group, entry id, field, value, kind.
 _RECORD_LUA = """
@@ -87,7 +87,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     add("--claim-idle", type=positive_float, default=30.0,
         help="seconds before another worker's unanswered entries are taken over (default 30)")
     add("--batch", type=positive_int, default=None,
-        help="entries read at once (default 256)")
+        help="entries read at once (default: twice the requests in flight now)")
     add("--follow", action="store_true", help="keep waiting for new entries")
     parser.set_defaults(func=lambda args: run_job_command(args, _worker))
 
@@ -102,7 +102,7 @@ async def _worker(args: argparse.Namespace) -> int:
         client = client_from(args, limiter)
         kind = await existing_job_kind(redis, job)
         worker = ScaleWorker(redis, job, kind, client, claim_idle=args.claim_idle,
-                             batch=args.batch or DEFAULT_BATCH, follow=args.follow)
+                             batch=args.batch, follow=args.follow)
         return await worker.run()
     finally:
         await redis.aclose()
@@ -121,11 +121,11 @@ class ScaleWorker:
     """One consumer of a job: read, fetch, record, acknowledge, until the queue is empty."""
 
     def __init__(self, redis: Redis, job: JobKeys, kind: Kind[Any, Any], client: TikTokClient, *,
-                 claim_idle: float = 30.0, batch: int = 64, follow: bool = False,
+                 claim_idle: float = 30.0, batch: int | None = None, follow: bool = False,
                  consumer: str | None = None) -> None:
         self.redis, self.job, self.kind, self.client = redis, job, kind, client
         self.claim_idle_ms = max(1, int(claim_idle * 1000))
-        self.batch = batch
+        self._batch = batch
         self.follow = follow
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.answered = self.failed = 0
@@ -166,6 +166,12 @@ class ScaleWorker:
             for entry in entries:
                 self._in_flight.add(entry.id)
                 yield entry
+
+    @property
+    def batch(self) -> int:
+        """Entries read at once: `--batch`, or twice the client's concurrency now (it
+        follows latency), so the other workers find entries to take."""
+        return self._batch or max(MIN_BATCH, 2 * self.client.concurrency)
 
     async def _next_batch(self) -> list[_Entry]:
         claimed = await self.redis.xautoclaim(self.job.queue, GROUP, self.consumer,
