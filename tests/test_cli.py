@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import signal
 import time
@@ -157,17 +158,22 @@ async def test_failures_after_retries_exit_1_and_are_recorded(
     assert rows(tmp_path / "u.errors.jsonl") == []
 
 
-async def test_csv_input_column_and_csv_output(emulator: Emulator, tmp_path: Path) -> None:
+async def test_csv_input_comes_back_as_the_table_enriched(emulator: Emulator,
+                                                         tmp_path: Path) -> None:
+    """A CSV in, the same table out (its columns first, in its order), then the fields,
+    status and error: tests/test_cli_table.py has the rest."""
     source = tmp_path / "in.csv"
     source.write_text("name,handle\nA,user1.test\nB,@user2.test\n")
     out = tmp_path / "users.csv"
     code, _, err = await run(emulator, "users", str(source), "--column", "handle", "-o",
                              str(out), "-q")
     assert code == 0, err
-    lines = out.read_text().splitlines()
-    assert lines[0].startswith("input,key,user.id,")
-    assert [line.split(",")[1] for line in lines[1:]] == ["user1.test", "user2.test"] or \
-        sorted(line.split(",")[1] for line in lines[1:]) == ["user1.test", "user2.test"]
+    with out.open(newline="", encoding="utf-8") as f:
+        header, *table = list(csv.reader(f))
+    assert header[:3] == ["name", "handle", "user.id"]
+    assert header[-2:] == ["status", "error"]
+    assert [(row[0], row[1], row[-2]) for row in table] == [
+        ("A", "user1.test", "ok"), ("B", "'@user2.test", "ok")]  # '@: no formula in Excel
 
 
 async def test_missing_csv_column_is_a_usage_error(emulator: Emulator, tmp_path: Path) -> None:

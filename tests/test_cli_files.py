@@ -304,10 +304,10 @@ async def test_an_output_suffix_it_does_not_write_is_refused(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     handles_file(tmp_path, 3)
-    code, _, err = await run(emulator, "users", "in.txt", "-o", "out.parquet", "-q",
+    code, _, err = await run(emulator, "users", "in.txt", "-o", "out.xlsx", "-q",
                              cwd=tmp_path)
     assert code == 2, err
-    assert ("out.parquet: tiktok-async writes JSON lines (.jsonl) or CSV (.csv), not "
-            ".parquet") in err
+    assert ("out.xlsx: tiktok-async writes JSON lines (.jsonl), CSV (.csv) or Parquet "
+            "(.parquet), not .xlsx: name the output out.jsonl, out.csv or out.parquet") in err
     assert names(tmp_path) == ["in.txt"]
     assert emulator.stats().total == 0

@@ -20,19 +20,23 @@ from tiktok_async.cli._files import (
     OutputFiles,
     OutputNameError,
     OutputWriteError,
+    csv_cell,
     default_errors_path,
     flatten,
     output_format,
+    parquet_rows_path,
+    written_format,
 )
 from tiktok_async.cli._inputfile import (
     InputFormatError,
     InputLine,
     describe_empty,
     read_inputs,
+    read_table,
     what_file_is,
 )
 from tiktok_async.cli._lock import FileInUseError, lock_path
-from tiktok_async.cli._resume import KeySet
+from tiktok_async.cli._resume import KeySet, scan_table
 
 RECORD = {"user": {"id": "1", "nickname": "Ann\nLee", "verified": True},
           "stats": {"follower_count": 12, "tags": ["a", "b"]}}
@@ -130,6 +134,88 @@ def test_missing_file_fails_on_open(tmp_path: Path) -> None:
         read_inputs(tmp_path / "nope.txt")
 
 
+def test_a_table_keeps_every_cell_and_names_every_column(tmp_path: Path) -> None:
+    data = b'id,handle,,id\n1,@ann,"two\nlines",x\n2,bob\n3,cat,a,b,surplus\n'
+    table = read_table(write(tmp_path / "in.csv", data), column="handle")
+    assert table.columns == ("id", "handle", "column_3", "id_2")
+    got = list(table.rows)
+    assert [row.cells for row in got] == [("1", "@ann", "two\nlines", "x"),
+                                          ("2", "bob", "", ""), ("3", "cat", "a", "b")]
+    assert [row.problem for row in got][:2] == [None, None]
+    assert got[2].problem is not None
+    assert "5 cells, the header has 4" in got[2].problem
+
+
+@pytest.mark.parametrize(("data", "delimiter_cell"), [
+    (b"name;handle;note\nAnn;ann;\"a;b\"\n", "a;b"),
+    (b"name\thandle\tnote\nAnn\tann\ta,b\n", "a,b"),
+    (b"name|handle|note\nAnn|ann|x\n", "x"),
+])
+def test_a_table_delimiter_is_read_from_its_header(tmp_path: Path, data: bytes,
+                                                   delimiter_cell: str) -> None:
+    [row] = list(read_table(write(tmp_path / "in.csv", data), column="handle").rows)
+    assert row.cells == ("Ann", "ann", delimiter_cell)
+
+
+def test_a_tsv_file_is_tab_separated(tmp_path: Path) -> None:
+    table = read_table(write(tmp_path / "in.tsv", b"a,b\thandle\n1,2\tann\n"), column="handle")
+    assert table.columns == ("a,b", "handle")
+    assert [row.text for row in table.rows] == ["ann"]
+
+
+@pytest.mark.parametrize(("header", "kind", "expected"), [
+    ("Name,TikTok Handle,URL", "users", "TikTok Handle"),
+    ("name,user_name,link", "users", "user_name"),
+    ("name,profile,notes", "users", "profile"),
+    ("handle,Video URL", "videos", "Video URL"),
+    ("handle,link", "videos", "link"),
+])
+def test_the_inputs_column_is_guessed_from_its_name(tmp_path: Path, header: str, kind: str,
+                                                    expected: str) -> None:
+    from tiktok_async.cli._outputs import COLUMN_GUESSES
+
+    table = read_table(write(tmp_path / "in.csv", f"{header}\n1,2,3\n".encode()),
+                       guesses=COLUMN_GUESSES[kind])
+    assert (table.column, table.guessed) == (expected, True)
+    assert len(list(table.rows)) == 1
+
+
+def test_jsonl_objects_are_a_table_with_every_key(tmp_path: Path) -> None:
+    data = (b'{"who": "ann", "n": 1}\n\n{"n": 2, "who": 7, "late": [1]}\n[1, 2]\n'
+            b'{"who": {"x": 1}}\nnot json\n')
+    table = read_table(write(tmp_path / "in.jsonl", data), column="who")
+    assert table.columns == ("who", "n", "late")
+    got = list(table.rows)
+    assert [row.text for row in got] == ["ann", "7", "", "", ""]
+    assert got[1].cells == (7, 2, [1])
+    assert [row.line_no for row in got] == [1, 3, 4, 5, 6]
+    assert [row.problem for row in got][2:] == [
+        "not an object but a list", "field 'who' holds an object, not text",
+        "not JSON: Expecting value: line 1 column 1 (char 0)"]
+
+
+def test_stdin_jsonl_is_told_by_its_first_byte_and_later_keys_are_warned(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = b'{"h": "ann"}\n{"h": "bob", "more": 1}\n{"h": "cat", "more": 2}\n'
+    stdin = SimpleNamespace(buffer=io.BufferedReader(io.BytesIO(data)))
+    monkeypatch.setattr(sys, "stdin", stdin)
+    warnings: list[str] = []
+    table = read_table("-", column="h", warn=warnings.append)
+    assert (table.kind, table.columns) == ("jsonl", ("h",))
+    assert [row.text for row in table.rows] == ["ann", "bob", "cat"]
+    assert len(warnings) == 1
+    assert "more" in warnings[0]
+
+
+def test_a_long_table_row_is_kept_whole(tmp_path: Path) -> None:
+    notes = "x" * 200_000  # beyond csv's own 128 KiB field limit and the 4 KiB text lines
+    path = write(tmp_path / "in.csv", f"handle,notes\nann,{notes}\n".encode())
+    [row] = list(read_table(path, column="handle").rows)
+    assert row.problem is None
+    assert row.cells == ("ann", notes)
+
+
 # -- outputs ---------------------------------------------------------------------------
 
 
@@ -160,7 +246,7 @@ def test_csv_output_has_flat_columns_and_one_header(tmp_path: Path) -> None:
     rows = read_csv(out)
     assert rows == [
         ["input", "key", *COLUMNS],
-        ["@Ann", "ann", "1", "Ann\nLee", "true", "12", '["a","b"]'],
+        ["'@Ann", "ann", "1", "Ann\nLee", "true", "12", '["a","b"]'],  # no formula
         ["bob", "bob", "2", "", "", "", ""],
     ]
 
@@ -345,6 +431,17 @@ def test_output_format_refuses_a_suffix_it_does_not_write(output: str, fmt: str 
         output_format(output, fmt)
 
 
+def test_users_and_videos_also_write_parquet_but_not_to_stdout() -> None:
+    assert written_format("out.parquet") == "parquet"
+    assert written_format("out", "parquet") == "parquet"
+    assert written_format("out.csv") == "csv"
+    with pytest.raises(OutputNameError, match="Parquet cannot go to standard output"):
+        written_format("-", "parquet")
+    with pytest.raises(OutputNameError, match=r"or Parquet \(\.parquet\), not \.xlsx"):
+        written_format("out.xlsx")
+    assert parquet_rows_path("d/out.parquet") == Path("d/out.parquet.rows.jsonl")
+
+
 def test_outputs_differing_in_suffix_do_not_share_an_errors_file(tmp_path: Path) -> None:
     """`-o out.jsonl`, later `-o out.csv`: both would use out.errors.jsonl; refused."""
     with OutputFiles.open(tmp_path / "out.jsonl") as files:
@@ -527,3 +624,41 @@ def test_an_empty_input_is_worded_by_why(tmp_path: Path) -> None:
         "e.txt holds no inputs (it is empty): nothing to do, no file written")
     assert "only blank lines, comments or a CSV header" in describe_empty(
         write(tmp_path / "c.txt", b"# just a comment\n\n"))
+
+
+# -- cells a spreadsheet opens safely; a table's resume ---------------------------------
+
+
+@pytest.mark.parametrize(("value", "cell"), [
+    ("=1+1", "'=1+1"), ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"), ("-2+3", "'-2+3"),
+    ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"), ("\rx", "'\rx"), ("@ann", "'@ann"),
+    ("-12", "-12"), ("+3.5", "+3.5"), ("-1e5", "-1e5"), ("a=b", "a=b"), ("", ""),
+    (12, "12"), (-3, "-3"), (True, "true"), (None, ""), (["=x"], '["=x"]'),
+])
+def test_csv_cells_defuse_formulas_and_keep_numbers(value: object, cell: str) -> None:
+    assert csv_cell(value) == cell
+
+
+def test_a_table_scan_counts_rows_and_failures_and_cuts_a_torn_row(tmp_path: Path) -> None:
+    names = ["h", "n", "status", "error"]
+    out = write(tmp_path / "t.csv", b"\xef\xbb\xbfh,n,status,error\nann,1,ok,\nbob,\"2\nx\","
+                                    b"failed,boom\ncat,3,o")
+    errors = write(tmp_path / "t.errors.jsonl", b'{"input":"bob","line":3}\n{"input":"c')
+    found = scan_table(out, errors, "csv", names, "status")
+    assert (found.rows, found.failed, found.last_error_line) == (2, 1, 3)
+    assert found.last == ["bob", "2\nx", "failed", "boom"]
+    assert out.read_bytes().endswith(b"boom\n")
+    assert errors.read_bytes() == b'{"input":"bob","line":3}\n'
+
+
+def test_a_jsonl_table_scan_keeps_the_last_whole_row(tmp_path: Path) -> None:
+    names = ["h", "tiktok.status", "error"]
+    rows = [{"h": "ann", "tiktok.status": "failed", "error": "x"},
+            {"h": "bob", "tiktok.status": "ok", "error": None}]
+    body = b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in rows)
+    out = write(tmp_path / "t.jsonl", body + b'{"h":"cat","tiktok.st\n')
+    found = scan_table(out, None, "jsonl", names, "tiktok.status")
+    assert (found.rows, found.failed, found.last) == (2, 1, ["bob", "ok", None])
+    assert out.read_bytes() == body
+    with pytest.raises(InputFormatError, match="other columns"):
+        scan_table(out, None, "jsonl", ["h", "status", "error"], "status")

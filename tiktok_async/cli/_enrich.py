@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
@@ -24,8 +25,9 @@ from .._bulk import Result, run_bulk
 from .._client import TikTokClient
 from .._exceptions import InvalidInputError, TikTokError
 from .._kinds import KINDS, Kind, Parsed
-from .._models import encode_json, to_builtins
+from .._models import to_builtins
 from .._runstop import RunInterrupted, RunStop
+from .._shortlinks import DEFAULT_SHORT_LINK_RATE, ShortLinkResolver
 from ._common import (
     EXIT_ABORTED,
     EXIT_INTERRUPTED,
@@ -39,14 +41,18 @@ from ._common import (
     client_from,
     error_kind,
     error_message,
+    positive_float,
     run_async,
     usage_message,
 )
-from ._files import OutputFiles, OutputWriteError, output_format
-from ._inputfile import InputFormatError, InputLine, describe_empty, read_inputs
+from ._expand import expand_each, line_of, unwrap
+from ._files import OutputFiles, OutputWriteError
+from ._inputfile import InputFormatError, InputLine, describe_empty
 from ._lock import FileInUseError
+from ._outputs import Outputs, choose_output, open_outputs, read_source, short_link_resolver
 from ._progress import ProgressDisplay, RunCounts
-from ._resume import KeySet, OutputFormat
+from ._resume import KeySet
+from ._table import TableRows
 
 #: Seconds the requests on the wire get to settle after a first Ctrl-C.
 INTERRUPT_GRACE = 3.0
@@ -64,23 +70,34 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", metavar="INPUT",
-                        help="a text file (one input a line), a CSV file with --column, or - "
-                             "for stdin")
-    parser.add_argument("-o", "--output", default=None,
-                        help="output file, appended to and resumed (default: <kind>.jsonl "
-                             "or .csv; - for stdout)")
-    parser.add_argument("--format", choices=("jsonl", "csv"), default=None,
-                        help="output format (default: from the output's suffix, else jsonl)")
-    parser.add_argument("--errors", default=None,
-                        help="errors file (default: <output>.errors.jsonl; with -o -, "
-                             "standard error)")
-    parser.add_argument("--column", default=None, help="the CSV column holding the inputs")
+    add = parser.add_argument
+    add("input", metavar="INPUT",
+        help="a text file (one input a line); a table: a CSV file, or JSON lines of objects "
+             "(.jsonl), enriched row by row; or - for stdin")
+    add("-o", "--output", default=None,
+        help="output file, appended to and resumed (default: <kind>.jsonl; .csv, .jsonl or "
+             ".parquet; - for stdout)")
+    add("--format", choices=("jsonl", "csv", "parquet"), default=None,
+        help="output format (default: from the output's suffix, else jsonl)")
+    add("--errors", default=None,
+        help="errors file (default: <output>.errors.jsonl; with -o -, standard error)")
+    add("--column", default=None,
+        help="a table's column (or JSON field) holding the inputs (default: the one named "
+             "handle, username, url or link)")
+    add("--excel", action="store_true",
+        help="CSV output: start the file with a UTF-8 byte-order mark, so Excel reads "
+             "accents and emoji right")
+    add("--resolve-short-links", action="store_true",
+        help="follow short links (vm.tiktok.com, vt.tiktok.com, /t/) to the full URL first "
+             "(requests to TikTok's web host, never with the API key)")
+    add("--short-link-rate", type=positive_float, default=DEFAULT_SHORT_LINK_RATE,
+        metavar="R", help="short links resolved a second, at most (default 2)")
+    add("--short-link-base", default=None, help=argparse.SUPPRESS)  # tests: the emulator's
     add_client_arguments(parser, rate_help="requests per second (default: adaptive, finds "
                                            "the quota)")
-    parser.add_argument("--retry-failed", action="store_true",
-                        help="try again the inputs an earlier run recorded as failed")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add("--retry-failed", action="store_true",
+        help="try again the inputs an earlier run recorded as failed (a list's output)")
+    add("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def run_command(kind: Kind[Any, Any], args: argparse.Namespace) -> int:
@@ -88,33 +105,36 @@ def run_command(kind: Kind[Any, Any], args: argparse.Namespace) -> int:
     prepared = _prepare(kind, args)
     if isinstance(prepared, int):
         return prepared
-    client, files, inputs = prepared
-    print(f"tiktok-async {kind.name}: {files.where}", file=sys.stderr)
+    client, outputs, resolver = prepared
+    files = outputs.files
+    print(f"tiktok-async {kind.name}: {outputs.where}", file=sys.stderr)
     try:
         with files:
-            total = None if args.quiet else count_inputs(args.input)
-            run = EnrichRun(kind, client, files, quiet=args.quiet, total=total)
-            return run_async(run.main(inputs))
+            total = None if args.quiet or outputs.table else count_inputs(args.input)
+            run = EnrichRun(kind, client, files, quiet=args.quiet, total=total,
+                            resolver=resolver, table=outputs.table)
+            code = run_async(run.main(outputs.inputs))
     except OutputWriteError as exc:  # a full disk: the files hold whole lines, re-run resumes
         print(f"tiktok-async {kind.name}: {exc}", file=sys.stderr)
         return EXIT_WRITE_FAILED
+    return outputs.finish(kind.name, code)
 
 
 def _prepare(kind: Kind[Any, Any], args: argparse.Namespace
-             ) -> tuple[TikTokClient, OutputFiles, Iterator[InputLine]] | int:
-    """The client, the locked files and the inputs; or the exit code of a run that
-    cannot start (usage, input, a file in use) or has nothing to do (no input)."""
+             ) -> tuple[TikTokClient, Outputs, ShortLinkResolver | None] | int:
+    """The client, the locked files and the inputs, the resolver; or the exit code of a run
+    that cannot start (usage, input, a file in use) or has nothing to do (no input)."""
     try:
         client = client_from(args)
-        fmt, output = _output_choice(kind, args)
-        inputs = read_inputs(args.input, column=args.column)
-        first = next(inputs, None)  # before any file is made: an empty input makes none
+        fmt, output = choose_output(kind, args)
+        source = read_source(kind, args)
+        first = next(source.rows, None)  # before any file is made: an empty input makes none
         if first is None:
             print(f"tiktok-async {kind.name}: warning: {describe_empty(args.input)}",
                   file=sys.stderr)
             return EXIT_OK
-        files = OutputFiles.open(output, fmt=fmt, columns=kind.columns, errors=args.errors,
-                                 encode=encode_json, retry_failed=args.retry_failed)
+        inputs = itertools.chain([first], source.rows)
+        outputs = open_outputs(kind, args, source, fmt, output, inputs)
     except (UsageError, TikTokError, InputFormatError, ValueError, OSError,
             FileInUseError) as exc:
         print(f"tiktok-async {kind.name}: {usage_message(exc)}", file=sys.stderr)
@@ -122,7 +142,7 @@ def _prepare(kind: Kind[Any, Any], args: argparse.Namespace
     except OutputWriteError as exc:
         print(f"tiktok-async {kind.name}: {exc}", file=sys.stderr)
         return EXIT_WRITE_FAILED
-    return client, files, itertools.chain([first], inputs)
+    return client, outputs, short_link_resolver(args)
 
 
 def count_inputs(source: str) -> int | None:
@@ -138,19 +158,17 @@ def count_inputs(source: str) -> int | None:
     return count
 
 
-def _output_choice(kind: Kind[Any, Any], args: argparse.Namespace) -> tuple[OutputFormat, str]:
-    """The format and the output name (default `<kind>.jsonl` or `.csv`); a suffix it
-    does not write (`out.parquet`) is refused."""
-    output: str = args.output or f"{kind.name}.{args.format or 'jsonl'}"
-    return output_format(output, args.format), output
-
-
 class EnrichRun:
     """One run: input lines in, one line per input out, counts for the summary."""
 
     def __init__(self, kind: Kind[Any, Any], client: TikTokClient, files: OutputFiles, *,
-                 quiet: bool, total: int | None = None) -> None:
+                 quiet: bool, total: int | None = None,
+                 resolver: ShortLinkResolver | None = None,
+                 table: TableRows | None = None) -> None:
         self.kind = kind
+        self.resolver = resolver  # --resolve-short-links
+        self.table = table  # the input is a table: its rows, in order, are the output
+        self.ordered = table is not None  # results in input order
         self.total = total
         self.client = client
         self.files = files
@@ -160,6 +178,8 @@ class EnrichRun:
         self._interrupted = False
         self._stop = RunStop()
         self._answered_this_run = KeySet()  # to tell a duplicate from a resumed input
+        if table is not None:
+            self.counts.skipped = table.files.table.rows
 
     async def main(self, inputs: Iterator[InputLine]) -> int:
         """Fetch every pending input and record it; the exit code."""
@@ -188,31 +208,66 @@ class EnrichRun:
             return EXIT_INTERRUPTED
         failed_before = self.files.resumed.failed
         if failed_before:
-            print(f"tiktok-async {self.kind.name}: {failed_before} inputs failed in an earlier "
-                  "run and were not tried again: re-run with --retry-failed", file=sys.stderr)
+            print(f"tiktok-async {self.kind.name}: {self._failed_before_note(failed_before)}",
+                  file=sys.stderr)
         return EXIT_SOME_FAILED if self.counts.failed or failed_before else EXIT_OK
 
+    def _failed_before_note(self, failed: int) -> str:
+        if self.table is not None:
+            return self.table.failed_note(failed)
+        return (f"{failed} inputs failed in an earlier run and were not tried again: re-run "
+                "with --retry-failed")
+
     async def _run(self, inputs: Iterator[InputLine], display: ProgressDisplay) -> None:
-        async with self.client:
-            results = run_bulk(self.client, self.kind, self._pending(inputs), stop=self._stop)
+        async with self.client, self.resolver or contextlib.nullcontext():
+            results = run_bulk(self.client, self.kind, self._feed(inputs), ordered=self.ordered,
+                               stop=self._stop)
             async with aclosing(results):
                 async for result in results:
                     self._record(result)
                     self.counts.concurrency = self.client.concurrency
                     display.refresh()
 
+    def _feed(self, inputs: Iterator[InputLine]
+              ) -> Iterator[Parsed[Any]] | AsyncIterator[Parsed[Any]]:
+        """The parsed inputs to fetch: short links expanded first when asked to."""
+        if self.resolver is None:
+            return self._pending(inputs)
+        return self._pending_expanded(inputs, self.resolver)
+
     def _pending(self, inputs: Iterator[InputLine]) -> Iterator[Parsed[Any]]:
         """Parsed inputs not answered by an earlier run; stops taking input on Ctrl-C."""
+        for line in self._lines(inputs):
+            parsed = self._parse_line(line)
+            if self._admit(line, parsed):
+                yield parsed
+
+    async def _pending_expanded(self, inputs: Iterator[InputLine], resolver: ShortLinkResolver
+                                ) -> AsyncIterator[Parsed[Any]]:
+        expanded = expand_each(self._lines(inputs), resolver, self._parse_line, self.kind,
+                               ordered=self.ordered)
+        async with aclosing(expanded):
+            async for parsed in expanded:
+                if self._admit(line_of(parsed.raw), parsed):
+                    yield parsed
+
+    def _lines(self, inputs: Iterator[InputLine]) -> Iterator[InputLine]:
         for line in inputs:
             if self._stopping:
                 return
-            parsed = self._parse_line(line)
-            if not self.files.is_done(line.text, parsed.key):
-                yield parsed
-            elif _identity_of(line.text, parsed.key) in self._answered_this_run:
-                self.counts.duplicates += 1
-            else:
-                self.counts.skipped += 1
+            yield line
+
+    def _admit(self, line: InputLine, parsed: Parsed[Any]) -> bool:
+        """Is the input to be fetched (not answered by an earlier run)? Counts the rest."""
+        if self.table is not None:
+            return self.table.admit(line)
+        if not self.files.is_done(line.text, parsed.key):
+            return True
+        if _identity_of(line.text, parsed.key) in self._answered_this_run:
+            self.counts.duplicates += 1
+        else:
+            self.counts.skipped += 1
+        return False
 
     def _parse_line(self, line: InputLine) -> Parsed[Any]:
         if line.problem is not None:
@@ -221,16 +276,18 @@ class EnrichRun:
         return replace(self.kind.parse(line.text), raw=line)
 
     def _record(self, result: Result[Any]) -> None:
-        line = result.input
-        assert isinstance(line, InputLine)
+        if self.table is not None:
+            self.table.record(result, self.counts)
+            return
+        line, error = unwrap(result)
         if self.files.is_done(line.text, result.key):
             self.counts.duplicates += 1  # its key was answered by an earlier input
             return
-        if result.error is None:
+        if error is None:
             self.files.write_ok(line.text, _key(result), to_builtins(result.value))
             self.counts.done += 1
         else:
-            self._record_error(line, result, result.error)
+            self._record_error(line, result, error)
         self._remember(line, result.key)
 
     def _record_error(self, line: InputLine, result: Result[Any], error: TikTokError) -> None:

@@ -8,11 +8,15 @@ unbuffered write (flushed as it comes), `fsync` on close:
 - CSV (`.csv`): a header row written once, then one row per answer. Columns are fixed by
   the caller for the kind (users or videos): `input`, `key`, then dotted names of the
   flattened record (`user.id`, `stats.follower_count`). Nested dicts are flattened;
-  lists are JSON-encoded; `None` is an empty cell; booleans are `true`/`false`.
+  lists are JSON-encoded; `None` is an empty cell; booleans are `true`/`false`; numbers
+  are bare (a spreadsheet reads them as numbers). `bom=True` starts a new file with a
+  UTF-8 byte-order mark (Excel then reads it as UTF-8). A text cell that a spreadsheet
+  would run as a formula (starting with `=`, `+`, `-`, `@`, a tab or a CR: OWASP's CSV
+  injection) gets a leading apostrophe, unless it is a plain number (`-12`): `csv_cell`.
 - `-`: standard output (JSON lines or CSV), flushed per line. No resume then.
 
-`output_format` refuses an output name whose suffix is neither (`out.parquet`), or that
-contradicts `--format`.
+`output_format` refuses an output name whose suffix is neither (`out.parquet` too,
+unless the caller writes Parquet: `parquet=True`), or that contradicts `--format`.
 
 Errors go to a separate JSON-lines file, by default beside the output with
 `.errors.jsonl` for its suffix (`users.jsonl` -> `users.errors.jsonl`). Outputs that
@@ -38,50 +42,58 @@ demo) empties the two files instead, under the lock.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import json
 import os
-import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, Literal, TypeVar
 
 from ._lock import FileLocks
 from ._resume import OutputFormat, Resume, drop_failed
+from ._writers import (
+    BOM,
+    OutputWriteError,
+    StderrWriter,
+    Writer,
+    csv_cell,
+    csv_line,
+    flatten,
+    json_line_encoder,
+    open_append,
+    stdout_writer,
+)
 
 __all__ = [
+    "BOM",
     "SUFFIXES",
+    "Opened",
     "OutputFiles",
     "OutputNameError",
     "OutputWriteError",
+    "WrittenFormat",
+    "csv_cell",
+    "csv_header",
     "default_errors_path",
     "flatten",
     "json_line_encoder",
+    "open_locked",
     "output_format",
+    "parquet_rows_path",
+    "written_format",
 ]
 
 Encoder = Callable[[object], bytes]
 
 #: The output suffixes written, and the format of each.
 SUFFIXES: dict[str, OutputFormat] = {".jsonl": "jsonl", ".csv": "csv"}
+#: What `output_format` may answer: Parquet is written from a JSON-lines rows file.
+WrittenFormat = Literal["jsonl", "csv", "parquet"]
+_PARQUET = ".parquet"
 
 
 class OutputNameError(ValueError):
     """An output or errors file name that cannot be used as given (exit 2)."""
-
-
-class OutputWriteError(Exception):
-    """An output or errors file could not be written (a full disk); the line being
-    written was cut back, so the file holds only whole lines (exit 4)."""
-
-    def __init__(self, where: str, error: OSError) -> None:
-        super().__init__(f"cannot write to {where}: {error.strerror or error}; every line "
-                         "written before is whole (the one being written was cut back): "
-                         "free some space, then run the same command again to resume")
-        self.where = where
-        self.error = error
 
 
 # -- names ------------------------------------------------------------------------------
@@ -90,19 +102,45 @@ class OutputWriteError(Exception):
 def output_format(output: str, fmt: str | None = None) -> OutputFormat:
     """The format to write `output` in: `fmt` (`--format`) or its suffix; refuses a suffix
     that is neither `.jsonl` nor `.csv`, or one that contradicts `fmt`."""
-    if fmt is not None and fmt not in SUFFIXES.values():
-        raise OutputNameError(f"unknown format {fmt!r}: jsonl or csv")
+    chosen = written_format(output, fmt, parquet=False)
+    assert chosen != "parquet"
+    return chosen
+
+
+def written_format(output: str, fmt: str | None = None, *, parquet: bool = True
+                   ) -> WrittenFormat:
+    """`output_format`, and `parquet` for `.parquet` (or `fmt`) when `parquet` is True."""
+    known: dict[str, WrittenFormat] = {**SUFFIXES, **({_PARQUET: "parquet"} if parquet else {})}
+    if fmt is not None and fmt not in known.values():
+        raise OutputNameError(f"unknown format {fmt!r}: {' or '.join(known.values())}")
     suffix = "" if output == "-" else Path(output).suffix.lower()
-    implied = SUFFIXES.get(suffix)
+    implied = known.get(suffix)
     if suffix and implied is None:
-        raise OutputNameError(
-            f"{output}: tiktok-async writes JSON lines (.jsonl) or CSV (.csv), not {suffix}: "
-            f"name the output {Path(output).stem}.jsonl or {Path(output).stem}.csv")
+        raise OutputNameError(_unknown_suffix(output, suffix, parquet))
     if fmt is not None and implied is not None and fmt != implied:
         raise OutputNameError(f"{output} ends in {suffix} but --format is {fmt}: "
                               "drop --format, or name the file to match")
-    chosen: OutputFormat = implied or ("csv" if fmt == "csv" else "jsonl")
-    return chosen
+    if output == "-" and (implied or fmt) == "parquet":
+        raise OutputNameError("Parquet cannot go to standard output: name a file, "
+                              "-o out.parquet")
+    return implied or known.get(f".{fmt}", "jsonl")
+
+
+def _unknown_suffix(output: str, suffix: str, parquet: bool) -> str:
+    stem = Path(output).stem
+    if parquet:
+        return (f"{output}: tiktok-async writes JSON lines (.jsonl), CSV (.csv) or Parquet "
+                f"(.parquet), not {suffix}: name the output {stem}.jsonl, {stem}.csv or "
+                f"{stem}.parquet")
+    return (f"{output}: tiktok-async writes JSON lines (.jsonl) or CSV (.csv), not {suffix}: "
+            f"name the output {stem}.jsonl or {stem}.csv")
+
+
+def parquet_rows_path(out: str | os.PathLike[str]) -> Path:
+    """Where a Parquet output's rows go first, as JSON lines (`out.parquet.rows.jsonl`):
+    the run appends and resumes there; the Parquet file is written from it at the end."""
+    path = Path(out)
+    return path.with_name(path.name + ".rows.jsonl")
 
 
 def default_errors_path(out: str | os.PathLike[str]) -> Path:
@@ -120,7 +158,7 @@ def _refuse_shared_errors(out: Path, errors: Path) -> None:
     if not errors.exists():
         return
     base = _base_name(out)
-    for suffix in ("", *SUFFIXES):
+    for suffix in ("", *SUFFIXES, _PARQUET):
         other = out.with_name(base + suffix)
         if other.name != out.name and other.exists():
             raise OutputNameError(
@@ -129,138 +167,66 @@ def _refuse_shared_errors(out: Path, errors: Path) -> None:
                 f"keep writing to {other}")
 
 
-# -- encoding ----------------------------------------------------------------------------
-
-
-def json_line_encoder(obj: object) -> bytes:
-    """The default encoder: compact JSON; lone surrogates kept as `\\uXXXX` escapes."""
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
-    return text.encode("utf-8", errors="backslashreplace")
-
-
-def flatten(record: Mapping[str, object], prefix: str = "") -> dict[str, object]:
-    """Nested dicts as one level with dotted names: `{"user": {"id": 1}}` -> `{"user.id": 1}`."""
-    flat: dict[str, object] = {}
-    for name, value in record.items():
-        dotted = f"{prefix}{name}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{dotted}."))
-        else:
-            flat[dotted] = value
-    return flat
-
-
-def _csv_cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (str, int, float)):
-        return str(value)
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-
-
-def _csv_line(cells: Sequence[str]) -> bytes:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(cells)
-    return buffer.getvalue().encode("utf-8", errors="backslashreplace")
-
-
-# -- writers -----------------------------------------------------------------------------
-
-
-class _Writer(Protocol):
-    where: str
-    at_start: bool
-
-    def write(self, line: bytes) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class _LineWriter:
-    """Appends whole lines to one file descriptor: one `write` per line, no buffer.
-
-    Remembers where the next line starts: a write that fails (ENOSPC) is cut back there,
-    so the file never ends in half a line.
-    """
-
-    def __init__(self, fd: int, where: str, *, owned: bool) -> None:
-        self._fd = fd
-        self.where = where
-        self._owned = owned
-        self._end = os.fstat(fd).st_size if owned else 0
-        self.at_start = self._end == 0
-
-    def write(self, line: bytes) -> None:
-        view = memoryview(line)
-        try:
-            while view:  # a regular file takes it at once; a pipe may not
-                written = os.write(self._fd, view)
-                view = view[written:]
-        except OSError as exc:
-            self._cut_back()
-            raise OutputWriteError(self.where, exc) from exc
-        self._end += len(line)
-
-    def _cut_back(self) -> None:
-        if self._owned:
-            with contextlib.suppress(OSError):  # a pipe cannot be cut; resume repairs a file
-                os.ftruncate(self._fd, self._end)
-
-    def close(self) -> None:
-        if not self._owned:
-            return
-        try:
-            os.fsync(self._fd)
-        except OSError as exc:
-            raise OutputWriteError(self.where, exc) from exc
-        finally:
-            os.close(self._fd)
-
-
-class _StderrWriter:
-    """Error lines to standard error, through `sys.stderr` so a live progress bar
-    prints them above itself."""
-
-    where = "standard error"
-    at_start = True
-
-    def write(self, line: bytes) -> None:
-        sys.stderr.write(line.decode("utf-8", errors="backslashreplace"))
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        sys.stderr.flush()
-
-
-def _open_append(path: Path) -> _LineWriter:
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
-    return _LineWriter(os.open(path, flags, 0o644), str(path), owned=True)
-
-
-def _stdout_writer() -> _LineWriter:
-    sys.stdout.flush()  # what print() buffered goes first
-    return _LineWriter(sys.stdout.fileno(), "standard output", owned=False)
-
-
 # -- the files of one run ------------------------------------------------------------------
 
 
-def _paths(out: str | os.PathLike[str],
-           errors: str | os.PathLike[str] | None) -> tuple[Path | None, Path | None]:
-    """The output and errors paths; None for standard output / standard error."""
+def _paths(out: str | os.PathLike[str], errors: str | os.PathLike[str] | None,
+           errors_of: Path | None = None) -> tuple[Path | None, Path | None]:
+    """The output and errors paths; None for standard output / standard error.
+    `errors_of`: the output whose default errors file it is (a Parquet file's)."""
     out_path = None if str(out) == "-" else Path(out)
     if errors is None:
         if out_path is None:
             return None, None
-        errors_path = default_errors_path(out_path)
-        _refuse_shared_errors(out_path, errors_path)
+        named = errors_of or out_path
+        errors_path = default_errors_path(named)
+        _refuse_shared_errors(named, errors_path)
         return out_path, errors_path
     given = None if str(errors) == "-" else Path(errors)
     if out_path and given and given.resolve() == out_path.resolve():
         raise OutputNameError("the errors file must not be the output file")
     return out_path, given
+
+
+Scan = TypeVar("Scan")
+
+
+@dataclass
+class Opened(Generic[Scan]):
+    """A run's two files, locked and open, and what the scan found in them."""
+
+    out: Writer
+    errors: Writer
+    locks: FileLocks
+    scan: Scan
+
+
+def open_locked(out: str | os.PathLike[str], errors: str | os.PathLike[str] | None, *,
+                scan: Callable[[Path | None, Path | None], Scan], header: bytes = b"",
+                errors_of: Path | None = None) -> Opened[Scan]:
+    """Lock the output and errors files, `scan` them (resume: under the lock), open both
+    for appending and write `header` to an output that is empty. Undone on any error."""
+    out_path, errors_path = _paths(out, errors, errors_of)
+    with contextlib.ExitStack() as undo:
+        locks = FileLocks()
+        undo.callback(locks.release)
+        for path in (out_path, errors_path):
+            if path is not None:
+                locks.take(path)
+        found = scan(out_path, errors_path)
+        out_writer = open_append(out_path) if out_path else stdout_writer()
+        undo.callback(out_writer.close)
+        errors_writer = open_append(errors_path) if errors_path else StderrWriter()
+        undo.callback(errors_writer.close)
+        if header and out_writer.at_start:
+            out_writer.write(header)
+        undo.pop_all()
+    return Opened(out_writer, errors_writer, locks, found)
+
+
+def csv_header(columns: Sequence[str], *, bom: bool = False) -> bytes:
+    """A CSV file's first line (after a byte-order mark with `bom`)."""
+    return (BOM if bom else b"") + csv_line(columns)
 
 
 class OutputFiles:
@@ -270,7 +236,7 @@ class OutputFiles:
     `write_error` append one line each; `close()` syncs and unlocks. A context manager too.
     """
 
-    def __init__(self, out: _Writer, errors: _Writer, *, fmt: OutputFormat,
+    def __init__(self, out: Writer, errors: Writer, *, fmt: OutputFormat,
                  columns: Sequence[str], encode: Encoder, resume: Resume,
                  locks: FileLocks | None = None) -> None:
         self._out = out
@@ -296,6 +262,8 @@ class OutputFiles:
         encode: Encoder | None = None,
         retry_failed: bool = False,
         fresh: bool = False,
+        bom: bool = False,
+        errors_of: Path | None = None,
     ) -> OutputFiles:
         """Lock, then open (creating or resuming) `out` (`-`: stdout) and its errors file.
 
@@ -303,37 +271,30 @@ class OutputFiles:
         `input` and `key` are put first. `encode`: object -> one line of JSON bytes
         without the newline (default: `json_line_encoder`; `_models.encode_json` fits).
         `errors`: None for the default (beside the output; stderr for `-`), `-` for
-        stderr. `fresh`: empty both files instead of resuming. Raises `FileInUseError`,
-        `OutputNameError`, `OutputWriteError` (the CSV header), `OSError`.
+        stderr. `fresh`: empty both files instead of resuming. `bom`: a new CSV file
+        starts with a UTF-8 byte-order mark (for Excel). `errors_of`: name the default
+        errors file after this path instead of `out` (a Parquet output's rows file).
+        Raises `FileInUseError`, `OutputNameError`, `OutputWriteError` (the CSV header),
+        `OSError`.
         """
         if fmt == "csv" and not columns:
             raise ValueError("CSV output needs its columns")
         all_columns = ["input", "key", *(c for c in columns if c not in ("input", "key"))]
-        out_path, errors_path = _paths(out, errors)
-        with contextlib.ExitStack() as undo:
-            locks = FileLocks()
-            undo.callback(locks.release)
-            for path in (out_path, errors_path):
-                if path is not None:
-                    locks.take(path)
-            resume = _resume(out_path, errors_path, fmt, all_columns,
-                             retry_failed=retry_failed, fresh=fresh)
-            out_writer = _open_append(out_path) if out_path else _stdout_writer()
-            undo.callback(out_writer.close)
-            errors_writer = _open_append(errors_path) if errors_path else _StderrWriter()
-            undo.callback(errors_writer.close)
-            files = cls(out_writer, errors_writer, fmt=fmt, columns=all_columns,
-                        encode=encode or json_line_encoder, resume=resume, locks=locks)
-            if fmt == "csv" and out_writer.at_start:
-                out_writer.write(_csv_line(all_columns))
-            undo.pop_all()
-        return files
+
+        def scan(out_path: Path | None, errors_path: Path | None) -> Resume:
+            return _resume(out_path, errors_path, fmt, all_columns,
+                           retry_failed=retry_failed, fresh=fresh)
+
+        header = csv_header(all_columns, bom=bom) if fmt == "csv" else b""
+        opened = open_locked(out, errors, scan=scan, header=header, errors_of=errors_of)
+        return cls(opened.out, opened.errors, fmt=fmt, columns=all_columns,
+                   encode=encode or json_line_encoder, resume=opened.scan, locks=opened.locks)
 
     @property
     def where(self) -> str:
         """Where this run writes: `answers to X, errors to Y`."""
         errors = self._errors.where
-        if isinstance(self._errors, _StderrWriter):
+        if isinstance(self._errors, StderrWriter):
             errors += " as JSON lines (--errors FILE keeps them in a file)"
         return f"answers to {self._out.where}, errors to {errors}"
 
@@ -348,7 +309,7 @@ class OutputFiles:
         if self._fmt == "csv":
             flat = flatten(record)
             flat["input"], flat["key"] = input_text, key
-            line = _csv_line([_csv_cell(flat.get(name)) for name in self._columns])
+            line = csv_line([csv_cell(flat.get(name)) for name in self._columns])
         else:
             row: dict[str, object] = {"input": input_text, "key": key}
             row.update(record)

@@ -1,18 +1,31 @@
 """The command line's input files, streamed, never read whole (stdlib only).
 
-Input (`read_inputs`), streamed, never read whole:
+Input (`read_table`, `read_inputs`), streamed, never read whole:
 
 - a text file: one handle, URL or `handle,videoId` a line. Blank lines and lines
   starting with `#` are skipped; a UTF-8 BOM, CRLF and surrounding spaces are removed.
-- a CSV file with a header row (`column=` names the column; a `.csv` file with a
-  single column needs none). Every data row is an input, an empty cell included.
-- `-`: standard input, as a text file (or CSV when `column` is given).
+- a table: a CSV file with a header row (`.csv`, `.tsv`, or any file with `column=`),
+  or JSON lines whose lines are objects (`.jsonl`, `.ndjson`, or standard input whose
+  first byte is `{`). `column=` names the column (the field) holding the inputs; without
+  it, a table with one column needs none, and `read_table` takes the first header that
+  `guesses` names (`handle`, `username`, `url`, ...; `Table.guessed` says so). Every
+  row is an input, an empty cell included; rows with no cell filled (and blank lines)
+  are skipped. A CSV's delimiter is the one of `, ; TAB |` its header holds most of (a
+  `.tsv` file: TAB); quoted cells may hold newlines. Header names are stripped; an empty
+  one becomes `column_N`, a repeated one `NAME_2`, so every column has its own name.
+  A JSON-lines table's columns are the keys of its objects in order of first appearance
+  (a file is read twice for that; standard input: the first object's keys, and keys of
+  later objects outside them are dropped with one warning).
+- `-`: standard input, as a text file (or a table when `column` is given).
 
-Each input is an `InputLine(line_no, text, problem)`: `line_no` is the 1-based physical
-line (where a CSV record starts). `problem` is set, for the validator to report the
-input as invalid without looking further, when the line was not valid UTF-8 (`text`
-then holds U+FFFD for the bad bytes) or longer than `max_line_bytes` (4096 by default:
-`text` holds only its beginning, so a 10 MB line never sits in memory).
+Each input is an `InputLine(line_no, text, problem, cells)`: `line_no` is the 1-based
+physical line (where a CSV record starts). `problem` is set, for the validator to report
+the input as invalid without looking further, when the line was not valid UTF-8 (`text`
+then holds U+FFFD for the bad bytes), longer than `max_line_bytes` (4096 by default for
+text, 1 MiB for tables: `text` holds only its beginning, so a 10 MB line never sits in
+memory), or a table row is unusable (no value in the column, more cells than the header,
+a JSON line that is not an object). `cells` (tables only) holds the row's values, one per
+`Table.columns`: text for CSV, any JSON value for JSON lines (None where a key is absent).
 
 A file that is not UTF-8 text at all is refused before the first input
 (`InputFormatError`, saying what the file is and what to do): UTF-16 or UTF-32 (a
@@ -25,19 +38,37 @@ binary line in a text file is not that: it is an invalid input, as above.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import sys
-import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
-__all__ = ["MAX_LINE_BYTES", "InputFormatError", "InputLine", "describe_empty", "read_inputs",
-           "what_file_is"]
+from ._lines import (
+    BOM,
+    SAMPLE_BYTES,
+    Line,
+    decode,
+    physical_lines,
+    what_file_is,
+    what_stream_is,
+)
+
+__all__ = ["MAX_LINE_BYTES", "MAX_TABLE_LINE_BYTES", "InputFormatError", "InputLine", "Table",
+           "describe_empty", "read_inputs", "read_table", "what_file_is"]
 
 MAX_LINE_BYTES = 4096
-_BOM = b"\xef\xbb\xbf"
+#: A table's rows carry the user's own columns (notes, addresses): a line may be long.
+MAX_TABLE_LINE_BYTES = 1 << 20
+_DELIMITERS = ",;\t|"
+_CSV_SUFFIXES = (".csv", ".tsv")
+_JSONL_SUFFIXES = (".jsonl", ".ndjson")
+
+Shape = Literal["text", "csv", "jsonl"]
+Warn = Callable[[str], None]
+
 
 class InputFormatError(ValueError):
     """The input cannot be read as asked (a missing CSV column, an empty CSV)."""
@@ -45,11 +76,29 @@ class InputFormatError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class InputLine:
-    """One input: its physical line number, its text, and why it is unusable if it is."""
+    """One input: its physical line number, its text, why it is unusable if it is, and
+    (a table's row) the values of its columns."""
 
     line_no: int
     text: str
     problem: str | None = None
+    cells: tuple[object, ...] | None = None
+
+
+@dataclass
+class Table:
+    """What `read_table` found: the inputs, and for a table its columns and the one read."""
+
+    rows: Iterator[InputLine]
+    columns: tuple[str, ...] = ()  # empty for a text file
+    column: str | None = None  # the column holding the inputs
+    guessed: bool = False  # `column` was picked from its name, not given
+    kind: str = field(default="text")  # "text", "csv" or "jsonl"
+
+    @property
+    def is_table(self) -> bool:
+        """True for a CSV or JSON-lines table (its rows carry `cells`)."""
+        return bool(self.columns)
 
 
 # -- reading inputs -------------------------------------------------------------------
@@ -59,28 +108,67 @@ def read_inputs(
     source: str | os.PathLike[str],
     *,
     column: str | None = None,
-    max_line_bytes: int = MAX_LINE_BYTES,
+    max_line_bytes: int | None = None,
 ) -> Iterator[InputLine]:
-    """Open `source` (a path or `-` for stdin) and stream its inputs.
+    """Open `source` (a path or `-` for stdin) and stream its inputs (`read_table`'s rows)."""
+    return read_table(source, column=column, max_line_bytes=max_line_bytes).rows
 
-    Opening errors (`OSError`), a file that is not text and a bad CSV header
-    (`InputFormatError`) are raised here, before the first input; the returned iterator
-    closes the file when done.
+
+def read_table(
+    source: str | os.PathLike[str],
+    *,
+    column: str | None = None,
+    guesses: Sequence[str] = (),
+    max_line_bytes: int | None = None,
+    warn: Warn | None = None,
+) -> Table:
+    """Open `source` (a path or `-` for stdin): a text file, or a table (CSV, JSON lines).
+
+    `column` names the table's column holding the inputs; without it, one of `guesses`
+    (normalised header names, in order of preference: `handle`, `url`) is taken.
+    Opening errors (`OSError`), a file that is not text and a bad header
+    (`InputFormatError`) are raised here, before the first input; the rows' iterator
+    closes the file when done. `warn` hears about dropped JSON keys (stdin only).
     """
     is_stdin = str(source) == "-"
     stream: IO[bytes] = sys.stdin.buffer if is_stdin else open(source, "rb")  # noqa: SIM115
     try:
         _refuse_if_not_text(stream, source)
-        lines = _physical_lines(stream, max_line_bytes)
-        if column is None and not str(source).lower().endswith(".csv"):
-            records = _text_inputs(lines, max_line_bytes)
+        shape = _shape(stream, source, column)
+        limit = max_line_bytes or (MAX_LINE_BYTES if shape == "text" else MAX_TABLE_LINE_BYTES)
+        lines = physical_lines(stream, limit)
+        if shape == "text":
+            table = Table(_text_inputs(lines, limit))
+        elif shape == "csv":
+            table = _csv_table(lines, _Choice(column, guesses), limit, _suffix(source))
         else:
-            records = _csv_inputs(lines, column, max_line_bytes)
+            keys = None if is_stdin else _json_keys(Path(source), limit)
+            table = _jsonl_table(lines, _Choice(column, guesses), limit, keys, warn)
     except BaseException:
         if not is_stdin:
             stream.close()
         raise
-    return _closing_when_done(records, None if is_stdin else stream)
+    table.rows = _closing_when_done(table.rows, None if is_stdin else stream)
+    return table
+
+
+def _suffix(source: str | os.PathLike[str]) -> str:
+    return "" if str(source) == "-" else Path(source).suffix.lower()
+
+
+def _shape(stream: IO[bytes], source: str | os.PathLike[str], column: str | None) -> Shape:
+    """text, csv or jsonl: by the suffix; else a table with `column`, JSON when it
+    starts with `{`."""
+    suffix = _suffix(source)
+    if suffix in _CSV_SUFFIXES:
+        return "csv"
+    if suffix in _JSONL_SUFFIXES:
+        return "jsonl"
+    if column is None:
+        return "text"
+    peek = getattr(stream, "peek", None)
+    head: bytes = peek(SAMPLE_BYTES) if peek is not None else b""
+    return "jsonl" if head.lstrip(BOM + b" \t\r\n").startswith(b"{") else "csv"
 
 
 def describe_empty(source: str | os.PathLike[str]) -> str:
@@ -94,84 +182,10 @@ def describe_empty(source: str | os.PathLike[str]) -> str:
     return f"{name} holds no inputs ({why}): nothing to do, no file written"
 
 
-# -- what a file is, when it is not text -------------------------------------------------
-
-_SAMPLE_BYTES = 4096
-_TO_UTF8 = ("save it as UTF-8 (Excel: File > Save As > CSV UTF-8; Notepad: Save As, "
-            "Encoding UTF-8; or: iconv -f {enc} -t UTF-8 {file} > utf8-{file})")
-_SHEET = "export the sheet as CSV (File > Save As > CSV UTF-8) and pass --column NAME"
-_MAGIC: tuple[tuple[bytes, str, str], ...] = (
-    (b"\xff\xfe\x00\x00", "is UTF-32 text", _TO_UTF8.replace("{enc}", "UTF-32")),
-    (b"\x00\x00\xfe\xff", "is UTF-32 text", _TO_UTF8.replace("{enc}", "UTF-32")),
-    (b"\xff\xfe", "is UTF-16 text", _TO_UTF8.replace("{enc}", "UTF-16")),
-    (b"\xfe\xff", "is UTF-16 text", _TO_UTF8.replace("{enc}", "UTF-16")),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "is an Excel 97-2003 workbook (or another old "
-     "Office file)", _SHEET),
-    (b"\x1f\x8b", "is gzip-compressed", "unpack it first (gunzip -k {file}) and give the "
-     "file inside, or pipe it: gunzip -c {file} | tiktok-async ... -"),
-    (b"%PDF", "is a PDF document", "copy the list into a text file, one input a line"),
-    (b"SQLite format 3\x00", "is an SQLite database",
-     "export the table: sqlite3 -csv -header DB 'select ...' > list.csv, then --column NAME"),
-)
-_CONTROL = frozenset(range(32)) - {9, 10, 12, 13, 27}  # not tab, LF, FF, CR, ESC
-
-
-def what_file_is(sample: bytes, path: Path | None = None) -> str | None:
-    """What a file whose first bytes are `sample` is and what to do, when it is not
-    UTF-8 text (`"is an Excel workbook: export ..."`); None for text."""
-    file = "FILE" if path is None else path.name
-    for magic, what, todo in _MAGIC:
-        if sample.startswith(magic):
-            return f"{what}: {todo.format(file=file)}"
-    if sample.startswith(b"PK\x03\x04"):
-        return _what_zip_is(path)
-    utf16 = _utf16_without_bom(sample)
-    if utf16 is not None:
-        return ("looks like UTF-16 text without a byte-order mark (NUL in every other "
-                f"byte): {_TO_UTF8.format(enc=utf16, file=file)}")
-    if sum(byte in _CONTROL for byte in sample) > len(sample) // 10:
-        return ("is a binary file, not text: give a text file with one input a line, or a "
-                "CSV file with --column NAME")
-    return None
-
-
-def _utf16_without_bom(sample: bytes) -> str | None:
-    """`UTF-16LE` or `UTF-16BE` when NULs fill most odd or even bytes (Latin text)."""
-    pairs = len(sample) // 2
-    if pairs < 2:
-        return None
-    if sample[1::2].count(0) >= pairs * 0.4:
-        return "UTF-16LE"
-    if sample[0::2].count(0) >= pairs * 0.4:
-        return "UTF-16BE"
-    return None
-
-
-def _what_zip_is(path: Path | None) -> str:
-    names: list[str] = []
-    if path is not None:
-        try:
-            with zipfile.ZipFile(path) as archive:
-                names = archive.namelist()
-        except (zipfile.BadZipFile, OSError):
-            pass
-    suffix = "" if path is None else path.suffix.lower()
-    if suffix in (".xlsx", ".xlsm") or any(name.startswith("xl/") for name in names):
-        return f"is an Excel workbook: {_SHEET}"
-    if suffix == ".ods" or "content.xml" in names:
-        return f"is an OpenDocument file: {_SHEET}"
-    return "is a zip archive: unpack it and give the text or CSV file inside"
-
-
 def _refuse_if_not_text(stream: IO[bytes], source: str | os.PathLike[str]) -> None:
-    peek = getattr(stream, "peek", None)
-    if peek is None:
-        return
-    sample: bytes = peek(_SAMPLE_BYTES)[:_SAMPLE_BYTES]
-    is_stdin = str(source) == "-"
-    what = what_file_is(sample, None if is_stdin else Path(source))
+    what = what_stream_is(stream, source)
     if what is not None:
-        raise InputFormatError(f"{'standard input' if is_stdin else source} {what}")
+        raise InputFormatError(what)
 
 
 def _closing_when_done(
@@ -184,69 +198,98 @@ def _closing_when_done(
             stream.close()
 
 
-@dataclass
-class _Line:
-    no: int
-    data: bytes  # without the line ending
-    too_long: bool
-
-
-def _physical_lines(stream: IO[bytes], limit: int) -> Iterator[_Line]:
-    """Lines as bytes, at most `limit` bytes each: the rest of a longer line is skipped."""
-    no = 0
-    while True:
-        data = stream.readline(limit)
-        if not data:
-            return
-        no += 1
-        too_long = not data.endswith(b"\n") and len(data) >= limit
-        if too_long:
-            _skip_rest_of_line(stream, limit)
-        if no == 1 and data.startswith(_BOM):
-            data = data[len(_BOM):]
-        yield _Line(no, data.rstrip(b"\n").rstrip(b"\r"), too_long)
-
-
-def _skip_rest_of_line(stream: IO[bytes], limit: int) -> None:
-    while True:
-        chunk = stream.readline(limit)
-        if not chunk or chunk.endswith(b"\n"):
-            return
-
-
-def _decode(line: _Line, limit: int) -> tuple[str, str | None]:
-    try:
-        text = line.data.decode("utf-8")
-        problem = None
-    except UnicodeDecodeError:
-        text = line.data.decode("utf-8", errors="replace")
-        problem = "not valid UTF-8"
-    if line.too_long:
-        problem = f"line longer than {limit} bytes"
-    return text, problem
-
-
-def _text_inputs(lines: Iterator[_Line], limit: int) -> Iterator[InputLine]:
+def _text_inputs(lines: Iterator[Line], limit: int) -> Iterator[InputLine]:
     for line in lines:
-        text, problem = _decode(line, limit)
+        text, problem = decode(line, limit)
         text = text.strip()
         if text and not text.startswith("#"):
             yield InputLine(line.no, text, problem)
 
 
-def _csv_inputs(lines: Iterator[_Line], column: str | None, limit: int) -> Iterator[InputLine]:
-    """Read the header now (a missing column fails here); return the rows' iterator."""
-    feed = _CsvFeed(lines, limit)
-    reader = csv.reader(feed)
-    header = next(reader, None)
-    if header is None:
+# -- tables: which column ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """The column asked for (`--column`), or the header names to guess it from."""
+
+    column: str | None
+    guesses: Sequence[str]
+
+    def pick(self, names: Sequence[str], what: str) -> tuple[int, bool]:
+        """The index of the inputs' column, and whether it was guessed."""
+        available = ", ".join(repr(name) for name in names)
+        if self.column is not None:
+            if self.column not in names:
+                raise InputFormatError(
+                    f"no column {self.column!r} in the {what}; available: {available}")
+            return names.index(self.column), False
+        if len(names) == 1:
+            return 0, False
+        for guess in self.guesses:
+            for index, name in enumerate(names):
+                if _normalised(name) == guess:
+                    return index, True
+        raise InputFormatError(f"the {what} has several columns and none is named like "
+                               f"a handle or a link; choose one with --column: {available}")
+
+
+def _normalised(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def _unique_names(header: Sequence[str]) -> tuple[str, ...]:
+    """Header names stripped; an empty one `column_N`, a repeated one `NAME_2`."""
+    names: list[str] = []
+    for position, raw in enumerate(header, 1):
+        base = raw.strip() or f"column_{position}"
+        name, n = base, 2
+        while name in names:
+            name, n = f"{base}_{n}", n + 1
+        names.append(name)
+    return tuple(names)
+
+
+# -- CSV tables ----------------------------------------------------------------------------
+
+
+def _csv_table(lines: Iterator[Line], choice: _Choice, limit: int, suffix: str) -> Table:
+    """Read the header now (a missing column fails here); the rows stream."""
+    first = next(lines, None)
+    if first is None:
         raise InputFormatError("the CSV file is empty: a header row is needed")
-    index = _column_index(header, column)
-    return _csv_rows(reader, feed, index, header[index].strip())
+    delimiter = "\t" if suffix == ".tsv" else _delimiter(decode(first, limit)[0])
+    feed = _CsvFeed(_chain(first, lines), limit)
+    _allow_long_fields(limit)
+    reader = csv.reader(feed, delimiter=delimiter)
+    header = next(reader, None) or [""]
+    columns = _unique_names(header)
+    index, guessed = choice.pick(columns, "CSV header")
+    rows = _csv_rows(reader, feed, index, columns)
+    return Table(rows, columns, columns[index], guessed, "csv")
+
+
+def _chain(first: Line, rest: Iterator[Line]) -> Iterator[Line]:
+    yield first
+    yield from rest
+
+
+def _delimiter(header: str) -> str:
+    """The one of `, ; TAB |` the header line holds most of (a comma when none)."""
+    counts = [(header.count(candidate), -rank, candidate)
+              for rank, candidate in enumerate(_DELIMITERS)]
+    count, _, best = max(counts)
+    return best if count else ","
+
+
+def _allow_long_fields(limit: int) -> None:
+    """A quoted cell may be as long as a line may be (csv's default cap is 128 KiB)."""
+    if csv.field_size_limit() < limit:
+        csv.field_size_limit(limit)
 
 
 def _csv_rows(reader: Iterator[list[str]], feed: _CsvFeed, index: int,
-              name: str) -> Iterator[InputLine]:
+              columns: tuple[str, ...]) -> Iterator[InputLine]:
     while True:
         start = feed.line_no + 1
         feed.problem = None
@@ -255,19 +298,28 @@ def _csv_rows(reader: Iterator[list[str]], feed: _CsvFeed, index: int,
         except StopIteration:
             return
         except csv.Error as exc:
-            yield InputLine(start, "", f"unreadable CSV row: {exc}")
+            yield InputLine(start, "", f"unreadable CSV row: {exc}", ("",) * len(columns))
             continue
-        if not any(cell.strip() for cell in row):
-            continue
-        text = row[index].strip() if index < len(row) else ""
-        problem = feed.problem or (None if text else f"no value in column {name!r}")
-        yield InputLine(start, text, problem)
+        if any(cell.strip() for cell in row):
+            yield _csv_line(start, row, index, columns, feed.problem)
+
+
+def _csv_line(start: int, row: list[str], index: int, columns: tuple[str, ...],
+              problem: str | None) -> InputLine:
+    width = len(columns)
+    cells = tuple(row[:width]) + ("",) * (width - len(row))
+    text = cells[index].strip()
+    if len(row) > width:
+        problem = problem or (f"{len(row)} cells, the header has {width}: a cell holding "
+                              "the delimiter needs quotes")
+    problem = problem or (None if text else f"no value in column {columns[index]!r}")
+    return InputLine(start, text, problem, cells)
 
 
 class _CsvFeed:
     """Decoded lines for `csv.reader`, remembering the problem of the current record."""
 
-    def __init__(self, lines: Iterator[_Line], limit: int) -> None:
+    def __init__(self, lines: Iterator[Line], limit: int) -> None:
         self._lines = lines
         self._limit = limit
         self.problem: str | None = None
@@ -279,19 +331,106 @@ class _CsvFeed:
     def __next__(self) -> str:
         line = next(self._lines)
         self.line_no = line.no
-        text, problem = _decode(line, self._limit)
+        text, problem = decode(line, self._limit)
         self.problem = self.problem or problem
         return text + "\n"
 
 
-def _column_index(header: list[str], column: str | None) -> int:
-    names = [name.strip() for name in header]
-    available = ", ".join(repr(name) for name in names)
-    if column is None:
-        if len(names) == 1:
-            return 0
-        raise InputFormatError(f"the CSV file has several columns; choose one: {available}")
-    if column not in names:
-        raise InputFormatError(f"no column {column!r} in the CSV header; available: {available}")
-    return names.index(column)
+# -- JSON-lines tables --------------------------------------------------------------------
 
+
+def _json_keys(path: Path, limit: int) -> tuple[str, ...]:
+    """Every key of the file's objects, in order of first appearance (a first pass)."""
+    keys: dict[str, None] = {}
+    with open(path, "rb") as stream:
+        for line in physical_lines(stream, limit):
+            obj = _json_object(line, limit)
+            if isinstance(obj, dict):
+                keys.update(dict.fromkeys(obj))
+    return tuple(keys)
+
+
+def _json_object(line: Line, limit: int) -> object:
+    """The line's JSON value; a problem (str) in a tuple when it has none; None if blank."""
+    text, problem = decode(line, limit)
+    if problem is not None:
+        return (problem,)
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        return (f"not JSON: {exc}",)
+
+
+def _jsonl_table(lines: Iterator[Line], choice: _Choice, limit: int,
+                 keys: tuple[str, ...] | None, warn: Warn | None) -> Table:
+    """Columns from `keys` (a first pass) or, on stdin, from the first object."""
+    pending: list[Line] = []
+    if keys is None:
+        for line in lines:
+            pending.append(line)
+            obj = _json_object(line, limit)
+            if isinstance(obj, dict):
+                keys = tuple(obj)
+                break
+    if not keys:
+        raise InputFormatError("the JSON lines hold no object: a table needs objects, one "
+                               "a line, such as {\"handle\": \"@ann\", \"segment\": \"food\"}")
+    index, guessed = choice.pick(keys, "JSON lines' keys")
+    rows = _jsonl_rows(_chained(pending, lines), _JsonRows(keys, index, limit, warn))
+    return Table(rows, keys, keys[index], guessed, "jsonl")
+
+
+def _chained(first: list[Line], rest: Iterator[Line]) -> Iterator[Line]:
+    yield from first
+    yield from rest
+
+
+@dataclass
+class _JsonRows:
+    columns: tuple[str, ...]
+    index: int
+    limit: int
+    warn: Warn | None
+    warned: bool = False
+
+    def row(self, line: Line, obj: object) -> InputLine:
+        width = len(self.columns)
+        if not isinstance(obj, dict):
+            why = obj[0] if isinstance(obj, tuple) else f"not an object but {_json_type(obj)}"
+            return InputLine(line.no, "", why, (None,) * width)
+        self._check_keys(obj, line.no)
+        cells = tuple(obj.get(name) for name in self.columns)
+        text, problem = _cell_text(cells[self.index], self.columns[self.index])
+        return InputLine(line.no, text, problem, cells)
+
+    def _check_keys(self, obj: dict[str, object], line_no: int) -> None:
+        extra = [key for key in obj if key not in self.columns]
+        if extra and not self.warned and self.warn is not None:
+            self.warned = True
+            self.warn(f"line {line_no} has keys the first object lacks ({', '.join(extra)}): "
+                      "they are dropped (from a file, not standard input, every key is kept)")
+
+
+def _jsonl_rows(lines: Iterator[Line], rows: _JsonRows) -> Iterator[InputLine]:
+    for line in lines:
+        obj = _json_object(line, rows.limit)
+        if obj is not None and obj != {}:
+            yield rows.row(line, obj)
+
+
+def _json_type(value: object) -> str:
+    return {list: "a list", dict: "an object", str: "a string", bool: "true/false",
+            type(None): "null"}.get(type(value), "a number")
+
+
+def _cell_text(value: object, name: str) -> tuple[str, str | None]:
+    """The input in a JSON row's field: text (a number as text), else a problem."""
+    if isinstance(value, str) and value.strip():
+        return value.strip(), None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value), None
+    if value is None or value == "":
+        return "", f"no value in field {name!r}"
+    return "", f"field {name!r} holds {_json_type(value)}, not text"

@@ -11,6 +11,12 @@ appended, so no line is ever half-written twice or merged with the next. With
 atomically) so those inputs are tried again. Done keys are kept as sorted 64-bit
 hashes (`KeySet`, about 8 bytes a key), so resuming a 10-million-line run is cheap;
 a hash collision (odds about 1 in 400,000 at 10^7 keys) would skip one input.
+
+A table's output (`scan_table`) resumes by its rows instead: it is written in input
+order, so the rows it holds are the input's first rows; the run skips that many. The
+scan counts them (and those whose status is `failed`), keeps the last one for the
+caller to check against the input, cuts a torn tail, and finds the last input line the
+errors file recorded, so no error is recorded twice.
 """
 
 from __future__ import annotations
@@ -25,13 +31,15 @@ from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from ._inputfile import InputFormatError
 
 OutputFormat = Literal["jsonl", "csv"]
+_BOM = b"\xef\xbb\xbf"
 
-__all__ = ["KeySet", "OutputFormat", "Resume", "ResumeInfo", "drop_failed"]
+__all__ = ["KeySet", "OutputFormat", "Resume", "ResumeInfo", "TableScan", "drop_failed",
+           "scan_table"]
 
 # -- done keys --------------------------------------------------------------------------
 
@@ -165,6 +173,17 @@ def _row_of(obj: object) -> _Row | None:
 
 
 def _scan_csv(path: Path, on_row: Callable[[_Row], None]) -> _Scan:
+    def on_record(record: list[str]) -> bool:
+        if len(record) >= 2:
+            on_row(_Row(record[0], record[1] or None, None))
+            return True
+        return False
+
+    return _scan_csv_records(path, on_record)
+
+
+def _scan_csv_records(path: Path, on_record: Callable[[list[str]], bool]) -> _Scan:
+    """The header and the whole records (`on_record` says which count as rows)."""
     scan = _Scan()
     feed = _OffsetLines(path)
     reader = csv.reader(feed)
@@ -174,8 +193,7 @@ def _scan_csv(path: Path, on_row: Callable[[_Row], None]) -> _Scan:
                 break  # the torn tail
             if scan.header is None:
                 scan.header = record
-            elif len(record) >= 2:
-                on_row(_Row(record[0], record[1] or None, None))
+            elif on_record(record):
                 scan.rows += 1
             scan.good_end = feed.offset
     except csv.Error:
@@ -200,8 +218,10 @@ class _OffsetLines:
         data = self._file.readline()
         if not data:
             raise StopIteration
-        self.offset += len(data)
+        start, self.offset = self.offset, self.offset + len(data)
         self.ended_with_newline = data.endswith(b"\n")
+        if start == 0 and data.startswith(_BOM):  # an Excel-friendly CSV's byte-order mark
+            data = data[len(_BOM):]
         return data.decode("utf-8", errors="replace")
 
     def close(self) -> None:
@@ -282,3 +302,124 @@ def drop_failed(path: Path) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+# -- a table's output: resumed by its rows ---------------------------------------------
+
+
+@dataclass
+class TableScan:
+    """What a table's output and errors file hold (see the module docstring)."""
+
+    rows: int = 0
+    failed: int = 0  # rows whose status is `failed`
+    last: list[object] | None = None  # the last row's values (CSV: text)
+    last_error_line: int = 0  # the input line of the errors file's last record
+    repaired_bytes: int = 0
+
+
+def scan_table(out: Path | None, errors: Path | None, fmt: OutputFormat,
+               names: list[str], status: str) -> TableScan:
+    """Scan (and repair) a table's files; `names` its columns, `status` the status column's."""
+    found = TableScan()
+    if out is not None and out.exists():
+        scan = (_scan_table_csv if fmt == "csv" else _scan_table_jsonl)(out, names, status,
+                                                                         found)
+        found.repaired_bytes += _repair(out, scan)
+    if errors is not None and errors.exists():
+        found.repaired_bytes += _repair(errors, _scan_jsonl(errors, _ignore))
+        found.last_error_line = _last_line_number(errors)
+    return found
+
+
+def _other_columns(path: Path) -> InputFormatError:
+    return InputFormatError(f"{path} has other columns than this run writes (another input "
+                            "file, or another --column): choose another output file")
+
+
+def _scan_table_csv(path: Path, names: list[str], status: str, found: TableScan) -> _Scan:
+    at = names.index(status)
+
+    def on_record(record: list[str]) -> bool:
+        found.failed += len(record) > at and record[at] == "failed"
+        found.last = list(record)
+        return True
+
+    scan = _scan_csv_records(path, on_record)
+    if scan.header is not None and scan.header != names:
+        raise _other_columns(path)
+    found.rows = scan.rows
+    return scan
+
+
+def _scan_table_jsonl(path: Path, names: list[str], status: str, found: TableScan) -> _Scan:
+    scan = _Scan()
+    failed = json.dumps({status: "failed"}, separators=(",", ":"))[1:-1].encode()
+    last = b""
+    with open(path, "rb") as f:
+        for data in f:
+            if not data.endswith(b"\n"):
+                break
+            found.rows += 1
+            found.failed += failed in data
+            scan.good_end += len(data)
+            last = data
+    row = _json_row(last) if last else None
+    if last and row is None:  # a whole line that does not parse: the torn tail
+        found.rows -= 1
+        found.failed -= failed in last
+        scan.good_end -= len(last)
+        return _scan_table_jsonl_before(path, scan, names, status, found)
+    _check_names(path, row, names)
+    found.last = None if row is None else [row.get(name) for name in names]
+    return scan
+
+
+def _scan_table_jsonl_before(path: Path, scan: _Scan, names: list[str], status: str,
+                             found: TableScan) -> _Scan:
+    """The last row when the very last line was torn: the line before it."""
+    with open(path, "rb") as f:
+        f.seek(_line_start(f, scan.good_end))
+        data = f.read(scan.good_end - f.tell()) if scan.good_end else b""
+    row = _json_row(data) if data else None
+    _check_names(path, row, names)
+    found.last = None if row is None else [row.get(name) for name in names]
+    return scan
+
+
+def _json_row(data: bytes) -> dict[str, object] | None:
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _check_names(path: Path, row: dict[str, object] | None, names: list[str]) -> None:
+    if row is not None and list(row) != names:
+        raise _other_columns(path)
+
+
+def _line_start(f: BinaryIO, end: int) -> int:
+    """Where the line that ends at `end` starts (reading backwards in 64 KiB steps)."""
+    pos = end - 1  # the newline that ends it
+    while pos > 0:
+        step = min(pos, 1 << 16)
+        f.seek(pos - step)
+        found = f.read(step).rfind(b"\n")
+        if found >= 0:
+            return pos - step + found + 1
+        pos -= step
+    return 0
+
+
+def _last_line_number(errors: Path) -> int:
+    """The `line` of the errors file's last record (0 when none)."""
+    with open(errors, "rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        if end == 0:
+            return 0
+        f.seek(_line_start(f, end))
+        row = _json_row(f.read())
+    line = None if row is None else row.get("line")
+    return line if isinstance(line, int) else 0
