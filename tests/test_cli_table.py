@@ -130,6 +130,27 @@ async def test_sigkill_mid_table_then_a_rerun_continues_the_same_table(
     assert len({e["line"] for e in errors}) == len(errors)  # no error recorded twice
 
 
+async def test_ctrl_c_mid_table_writes_a_prefix_and_the_rerun_completes_it(
+    tiktok_emulator_factory: Factory, tmp_path: Path
+) -> None:
+    """Requests cut short by the stop leave a gap: no row after it is written."""
+    emu = await tiktok_emulator_factory(upstream_latency_ms=100, upstream_jitter_ms=300)
+    source = creators(300)
+    path = write_csv(tmp_path / "in.csv", source)
+    out = tmp_path / "out.jsonl"
+    proc = await start(emu, "users", str(path), "-o", str(out), "-q", "--rate", "200")
+    await wait_for_size(out, 10_000)
+    proc.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 130, err.decode()
+    first = rows(out)
+    assert 0 < len(first) < 300
+    assert [row["id"] for row in first] == [row[0] for row in source[:len(first)]]
+    code, _, err2 = await run(emu, "users", str(path), "-o", str(out), "-q", "--rate", "5000")
+    assert code == 0, err2
+    assert [row["id"] for row in rows(out)] == [row[0] for row in source]
+
+
 def size_of(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
