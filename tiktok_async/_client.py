@@ -367,7 +367,12 @@ class TikTokClient:
         if flow is None:
             return None
         clock = time.perf_counter
-        return lambda busy: flow.tick(clock(), busy)
+
+        def limit(busy: int) -> int:
+            limiter = self._limiter
+            return flow.tick(clock(), busy, None if limiter is None else limiter.rate)
+
+        return limit
 
     @property
     def rate(self) -> float:

@@ -18,14 +18,18 @@ happened. The rules (the constants are the module's):
    round trip can be 3 s long).
 2. **Shrink when latency climbs with the number in flight** (queueing at the server, as
    TCP Vegas and Netflix's gradient limiter read it): the mean latency of the last
-   answers (`SHORT` of them) above `QUEUE_FACTOR` x the long-run mean (`LONG` of them)
-   cuts x`QUEUE_CUT`, at most once per long-run latency (one round trip), so the cut is
-   seen before the next. A heavy-tailed but steady latency (first fetches: median 1-2 s,
-   p99 10 s) leaves both means alike and cuts nothing.
+   answers (`SHORT` of them) above `QUEUE_FACTOR` x the base, the lowest long-run mean
+   (`LONG` answers) seen, cuts x`QUEUE_CUT`. One round trip later the cut is checked: if
+   latency did not fall with it (`PROBE_DROP`), the rise was not queueing but slower
+   answers (cached users, then unseen ones that are fetched first): the cut is undone
+   and the base moves up to the new latency. A heavy-tailed but steady latency (median
+   1-2 s, p99 10 s) keeps the short mean within a few tenths of the base: no cut.
 3. **Shrink on overload answers**: a 429 Too Many Requests or a 5xx cuts x`OVERLOAD_CUT`,
    at most once a second (the adaptive rate does the main work on 429s).
 4. Within [`floor`, `ceiling`]; the ceiling is the user's `concurrency` (or the default,
-   lowered to what the open-file limit allows).
+   lowered to what the open-file limit allows). With a client-side rate, growth also
+   stops at `LITTLE_HEADROOM` x rate x the long-run mean latency: more in flight than
+   the rate can use would only wait for tokens.
 
 `held_back` counts the seconds the run was saturated at the ceiling with tokens to
 spare: concurrency, not the rate, held it back (the command line's summary says so).
@@ -42,21 +46,24 @@ START = 16
 FLOOR = 4
 GROW_SLOW_START = 2.0
 GROW_AFTER = 1.25
-SHORT = 20
-LONG = 500
-QUEUE_FACTOR = 2.0
+SHORT = 32
+LONG = 256
+QUEUE_FACTOR = 3.0
 QUEUE_CUT = 0.8
+PROBE_DROP = 0.9
 OVERLOAD_CUT = 0.9
 OVERLOAD_EVERY = 1.0
+LITTLE_HEADROOM = 2.0
 # Answers before the latency means are trusted for the queueing rule.
-WARM_UP = 50
+WARM_UP = LONG
 
 
 class AdaptiveConcurrency:
     """The limit on inputs in flight; see the module docstring for the rules."""
 
-    __slots__ = ("_answers", "_cut_at", "_last_tick", "_long", "_overload_at", "_short",
-                 "_slow_start", "_waited", "ceiling", "floor", "held_back", "limit")
+    __slots__ = ("_answers", "_base", "_cut_at", "_last_tick", "_long", "_overload_at",
+                 "_probe", "_short", "_slow_start", "_waited", "ceiling", "floor",
+                 "held_back", "limit")
 
     def __init__(self, ceiling: int, *, start: int = START, floor: int = FLOOR) -> None:
         if ceiling < 1:
@@ -69,8 +76,10 @@ class AdaptiveConcurrency:
         self._waited = False
         self._last_tick: float | None = None
         self._short = self._long = 0.0  # exponential means of latency, seconds
+        self._base = math.inf  # the lowest long-run mean: latency without a queue
         self._answers = 0
         self._cut_at = self._overload_at = -math.inf
+        self._probe: tuple[int, float] | None = None  # (limit before, short mean) at a cut
 
     def on_answer(self, now: float, seconds: float, status: int) -> None:
         """An attempt got an answer with `status` after `seconds`."""
@@ -83,37 +92,56 @@ class AdaptiveConcurrency:
             return
         self._short += (seconds - self._short) / SHORT
         self._long += (seconds - self._long) / min(self._answers, LONG)
-        if self._queueing(now):
-            self._cut(now, QUEUE_CUT)
+        if self._answers >= WARM_UP:
+            self._base = min(self._base, self._long)
+            self._check_queueing(now)
 
     def on_token_wait(self) -> None:
         """A request waited for a rate token: the rate, not concurrency, is binding."""
         self._waited = True
 
-    def tick(self, now: float, busy: int) -> int:
-        """The limit now, given `busy` workers; grows at most once every `TICK` s."""
+    def tick(self, now: float, busy: int, rate: float | None = None) -> int:
+        """The limit now, given `busy` workers and the client-side `rate` (None or inf: no
+        limit); grows at most once every `TICK` s."""
         last = self._last_tick
         if last is None:
             self._last_tick = now
         elif now - last >= TICK:
             self._last_tick = now
-            self._grow(now - last, saturated=busy >= self.limit and not self._waited)
+            if busy >= self.limit and not self._waited:
+                self._grow(now - last, self._little_cap(rate))
             self._waited = False
         return self.limit
 
-    def _grow(self, elapsed: float, *, saturated: bool) -> None:
-        if not saturated:
-            return
+    def _little_cap(self, rate: float | None) -> int:
+        """The most in flight `rate` can use (Little's law, with headroom)."""
+        if rate is None or math.isinf(rate) or not self._answers:
+            return self.ceiling
+        return max(self.floor, math.ceil(LITTLE_HEADROOM * rate * self._long))
+
+    def _grow(self, elapsed: float, cap: int) -> None:
         if self.limit >= self.ceiling:
             self.held_back += elapsed
             return
         factor = GROW_SLOW_START if self._slow_start else GROW_AFTER
-        self.limit = min(self.ceiling, max(self.limit + 1, math.ceil(self.limit * factor)))
+        grown = max(self.limit + 1, math.ceil(self.limit * factor))
+        self.limit = max(self.limit, min(self.ceiling, cap, grown))
 
-    def _queueing(self, now: float) -> bool:
-        if self._answers < WARM_UP or self._short <= QUEUE_FACTOR * self._long:
-            return False
-        return now - self._cut_at >= self._long  # one round trip since the last cut
+    def _check_queueing(self, now: float) -> None:
+        probe = self._probe
+        if probe is not None:
+            if now - self._cut_at >= self._short:  # a round trip after the cut: judge it
+                self._probe = None
+                self._judge_cut(*probe)
+            return
+        if self._short > QUEUE_FACTOR * self._base:
+            self._probe = (self.limit, self._short)
+            self._cut(now, QUEUE_CUT)
+
+    def _judge_cut(self, limit_before: int, short_then: float) -> None:
+        if self._short > PROBE_DROP * short_then:  # latency did not follow the cut down
+            self._base = self._long = self._short
+            self.limit = max(self.limit, limit_before)
 
     def _overloaded(self, now: float) -> None:
         if now - self._overload_at >= OVERLOAD_EVERY:

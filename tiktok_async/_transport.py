@@ -319,15 +319,23 @@ def _bypassed(host: str) -> bool:
     return bool(urllib.request.proxy_bypass(host))
 
 
+CONTENT_ENCODING = "Content-Encoding"
+
+
 async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
     """The whole decoded body, refusing one over `MAX_BODY_BYTES` before or while reading it.
 
     `iter_any()` hands over decoded bytes as aiohttp inflates them, a read buffer at a
-    time, so the count is of what the caller would hold, and a bomb stops at the cap.
+    time, so the count is of what the caller would hold, and a bomb stops at the cap. An
+    answer with a `Content-Length` and no `Content-Encoding` (the API's own) is read in
+    one go: its decoded size is the length announced, already checked.
     """
     length = resp.content_length
-    if length is not None and length > MAX_BODY_BYTES:
-        raise _too_large(resp, f"announces {length} bytes")
+    if length is not None:
+        if length > MAX_BODY_BYTES:
+            raise _too_large(resp, f"announces {length} bytes")
+        if CONTENT_ENCODING not in resp.headers:
+            return await resp.read()  # not inflated: aiohttp reads exactly `length` bytes
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_any():
