@@ -30,7 +30,6 @@ from collections.abc import (
     Iterator,
 )
 from contextlib import aclosing
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from ._exceptions import (
@@ -43,6 +42,7 @@ from ._exceptions import (
 )
 from ._inputs import VideoRef
 from ._kinds import USERS, VIDEOS, Kind, Parsed
+from ._models import Record
 from ._pool import bounded_map
 from ._protocol import is_retryable
 from ._runstop import CURRENT_RUN, NotSentError, RunStop
@@ -80,8 +80,7 @@ ABORTING_ERRORS: tuple[type[TikTokError], ...] = (
     ForbiddenError, QuotaExceededError, MissingRouteError)
 
 
-@dataclass(frozen=True, slots=True)
-class Result(Generic[T]):
+class Result(Record, Generic[T], frozen=True, gc=False):
     """The outcome for one input of a bulk run.
 
     `input` is the item as given; `key` the normalised form used for dedupe and resume
@@ -217,7 +216,7 @@ async def run_bulk(
             if origin is item:
                 yield result
             else:  # a duplicate: the answer fetched for an earlier input with the same key
-                yield replace(result, input=item.raw, attempts=0, elapsed=0.0, duplicate=True)
+                yield result.replace(input=item.raw, attempts=0, elapsed=0.0, duplicate=True)
     if stop.error is not None:
         raise stop.error
 

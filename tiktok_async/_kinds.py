@@ -22,14 +22,20 @@ from ._inputs import (
     user_path,
     video_path,
 )
-from ._models import UserProfile, Video, decode_user_profile, decode_video, flat_columns
+from ._models import (
+    Record,
+    UserProfile,
+    Video,
+    decode_user_profile,
+    decode_video,
+    flat_columns,
+)
 
 T = TypeVar("T")
 TargetT = TypeVar("TargetT")
 
 
-@dataclass(frozen=True, slots=True)
-class Parsed(Generic[TargetT]):
+class Parsed(Record, Generic[TargetT], frozen=True, gc=False):
     """An input with what parsing made of it: a target to fetch, or the reason it is invalid.
 
     `raw` is the item as given (a CLI line, a queue entry, the user's object); `key` the

@@ -18,7 +18,6 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import aclosing
-from dataclasses import replace
 from typing import Any
 
 from .._bulk import Result, run_bulk
@@ -273,7 +272,7 @@ class EnrichRun:
         if line.problem is not None:
             error = InvalidInputError(line.text, line.problem)
             return Parsed(line, None, None, None, error)
-        return replace(self.kind.parse(line.text), raw=line)
+        return self.kind.parse(line.text).replace(raw=line)
 
     def _record(self, result: Result[Any]) -> None:
         if self.table is not None:

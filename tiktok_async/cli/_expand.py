@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Iterable
 from contextlib import aclosing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from .._bulk import Result
@@ -95,7 +95,7 @@ def _for_line(parsed: Parsed[Any], line: InputLine) -> Parsed[Any]:
     if line_of(parsed.raw) is line:
         return parsed
     raw = Unresolved(line, parsed.raw.error) if isinstance(parsed.raw, Unresolved) else line
-    return replace(parsed, raw=raw)
+    return parsed.replace(raw=raw)
 
 
 async def _expanded(line: InputLine, resolver: ShortLinkResolver,

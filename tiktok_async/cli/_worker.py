@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from .._bulk import Result, run_bulk
@@ -193,7 +193,7 @@ class ScaleWorker:
     async def _parsed_entries(self) -> AsyncIterator[Parsed[Any]]:
         parse = self.kind.parse
         async for entry in self._entries():
-            yield replace(parse(entry.text), raw=entry)
+            yield parse(entry.text).replace(raw=entry)
 
     # -- recording ----------------------------------------------------------------------
 
