@@ -99,18 +99,38 @@ def test_measures_the_quota_while_still_throttled() -> None:
     assert control.rate == pytest.approx(0.95 * 40, rel=0.05)
 
 
-def test_clean_answers_end_the_episode_and_hold_then_probe() -> None:
-    control = AdaptiveRate(400, probe_after=10)
+def guessed(initial: float) -> tuple[AdaptiveRate, float]:
+    """A controller whose first cut (x0.25) was followed by a clean batch: a guess."""
+    control = AdaptiveRate(initial)
     control.on_throttled(0.0)
     t = 0.3
     for _ in range(8):
         t += 0.01
         control.on_success(t)
+    assert control.rate == initial / 4
+    return control, t
+
+
+def test_after_a_guess_the_rate_climbs_back_to_half_the_rate_it_was_cut_from() -> None:
+    control, t = guessed(400)
+    assert 200 <= answer_steadily(control, t, t + 2.0, 200) < 210  # back at slow start's pace
+    assert 210 < answer_steadily(control, t + 2.0, t + 5.0, 200) < 1.3 * 200  # then probes
+
+
+def test_after_a_measured_episode_the_rate_holds_ten_seconds_then_probes() -> None:
+    control = AdaptiveRate(400)
+    control.on_throttled(0.0)  # cut to 100/s, still above a quota of 40/s
+    t = 0.0
+    for _ in range(20):  # 200s at exactly 40/s, 429s in between
+        t += 0.025
+        control.on_success(t)
+        control.on_throttled(t + 0.01)
+    for _ in range(8):  # a clean batch ends the episode
+        t += 0.025
+        control.on_success(t)
     held = control.rate
-    assert held == 100
-    control.on_success(t + 0.5)
-    assert control.rate == held  # holding; a cut on a guess probes after 1 s
-    assert held < answer_steadily(control, t + 0.5, t + 3.5, 200) < 1.2 * held
+    assert answer_steadily(control, t, t + 9.5, 38) == held
+    assert held < answer_steadily(control, t + 9.5, t + 14.0, 38) < 1.1 * held
 
 
 def test_stays_within_min_and_max() -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis_server import RedisServer
+from virtual_clock import CountingRedis, run_virtual
 
 from tiktok_async import RedisLimiter, TikTokClient
 from tiktok_async._redis_limiter import Redis, bucket_key, connect
@@ -94,21 +96,108 @@ async def test_a_429_seen_by_one_worker_lowers_the_shared_adaptive_rate(redis: R
     assert other.rate < 120
 
 
-async def test_adaptive_rate_grows_only_under_demand_and_up_to_max_rate(redis: Redis) -> None:
-    limiter = RedisLimiter(redis, KEY, initial=10, max_rate=30)
-    await limiter.acquire()
-    await asyncio.sleep(0.6)
-    await limiter.acquire()
-    assert limiter.rate == 10  # nobody waited: a rate nobody uses is not raised
-    loop = asyncio.get_running_loop()
-    stop = loop.time() + 1.5
+async def test_the_shared_rate_grows_from_every_workers_answers_up_to_max_rate(
+    redis: Redis,
+) -> None:
+    clock = [100.0]
+    one, other = (RedisLimiter(redis, KEY, initial=10, max_rate=30, clock=lambda: clock[0])
+                  for _ in range(2))
+    for _ in range(40):  # 2 s of answers, 10 a second from each worker
+        clock[0] += 0.1
+        for limiter in (one, other):
+            limiter.on_success()
+            await limiter.report()
+    assert one.rate == other.rate == 30
+    for limiter in (one, other):
+        await limiter.aclose()
 
-    async def spin() -> None:
-        while loop.time() < stop:
-            await limiter.acquire()
 
-    await asyncio.gather(*(spin() for _ in range(8)))
-    assert limiter.rate == 30
+async def test_a_rate_nobody_uses_is_not_raised(redis: Redis) -> None:
+    clock = [100.0]
+    limiter = RedisLimiter(redis, KEY, initial=10, clock=lambda: clock[0])
+    for _ in range(10):  # 5 s of answers at 2 a second, under half the rate of 10
+        clock[0] += 0.5
+        limiter.on_success()
+        await limiter.report()
+    assert limiter.rate == 10
+    await limiter.aclose()
+
+
+def test_tasks_beyond_the_horizon_wait_at_home(redis_server: RedisServer) -> None:
+    """Few slots are booked ahead in Redis, however many tasks wait: at 10/s, the eight
+    that may be on their way at once before any reply came (due 0 to 700 ms), then one
+    more each time the newest is due within the 50 ms horizon (at 650, 750, ... ms)."""
+
+    async def main() -> list[float]:
+        redis = CountingRedis.from_url(redis_server.url, decode_responses=True)
+        limiter = RedisLimiter(redis, KEY, rate=10, clock=asyncio.get_running_loop().time)
+        tasks = [asyncio.create_task(limiter.acquire()) for _ in range(20)]
+        booked = []
+        for _ in range(3):
+            await asyncio.sleep(0.4)
+            booked.append(float(await redis.hget(bucket_key(KEY), "vtat") or 0))
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await limiter.aclose()
+        await redis.aclose()
+        return booked
+
+    assert run_virtual(main) == [8, 10, 14]  # tokens booked by 0.4 s, 0.8 s, 1.2 s
+
+
+def test_a_cut_stretches_the_slots_another_worker_booked_already(
+    redis_server: RedisServer,
+) -> None:
+    """Worker A books 4 slots at 100/s (due 0, 10, 20, 30 ms); worker B's 429 cuts the
+    rate to 25/s at once: A hears of it within 20 ms and its last slots move out."""
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        clients = [CountingRedis.from_url(redis_server.url, decode_responses=True)
+                   for _ in range(2)]
+        one, other = (RedisLimiter(r, KEY, initial=100, clock=loop.time) for r in clients)
+        times: list[float] = []
+
+        async def acquire() -> None:
+            await one.acquire()
+            times.append(loop.time())
+
+        tasks = [asyncio.create_task(acquire()) for _ in range(4)]
+        await asyncio.sleep(0.001)
+        other.on_rate_limited()
+        await asyncio.gather(*tasks)
+        for limiter, client in zip((one, other), clients, strict=True):
+            await limiter.aclose()
+            await client.aclose()
+        return times
+
+    times = run_virtual(main)
+    assert times[-1] > 0.1  # 30 ms at the old rate; (3 - 0.1) / 25 s at the new
+
+
+def test_answers_reach_redis_without_a_booking(redis_server: RedisServer) -> None:
+    """Good answers within 20 ms, a 429 at once, though no task books a slot."""
+
+    async def main() -> tuple[dict[Any, Any], dict[Any, Any]]:
+        redis = CountingRedis.from_url(redis_server.url, decode_responses=True)
+        limiter = RedisLimiter(redis, KEY, clock=asyncio.get_running_loop().time)
+        for _ in range(3):
+            limiter.on_success()
+        await asyncio.sleep(0.03)
+        after_oks = await redis.hgetall(bucket_key(KEY))
+        limiter.on_rate_limited()
+        await asyncio.sleep(0.001)
+        after_429 = await redis.hgetall(bucket_key(KEY))
+        await limiter.aclose()
+        await redis.aclose()
+        return after_oks, after_429
+
+    after_oks, after_429 = run_virtual(main)
+    assert after_oks["ok_since_empty"] == "3"
+    assert after_oks["emptied"] == "0"
+    assert after_429["emptied"] == "1"  # slow start is over
+    assert float(after_429["rate"]) == 2.5  # 10 x 0.25
 
 
 async def test_acquire_survives_a_flushed_script_cache(redis: Redis) -> None:

@@ -1,250 +1,370 @@
-"""AdaptiveRate: find a request rate nobody told us, from 200s and 429s alone.
+"""The adaptive rate: find a request rate nobody told us, from 200s and 429s alone.
 
-The server (API Gateway) meters each key with a token bucket: a rate of Q requests a
-second and a burst (typically about Q). The client is not told either. This controller
-turns answers into a target rate for the limiter. It is pure: no clock, no I/O; each
-call passes `now`, seconds on any monotonic clock, and gets the new target back.
+One algorithm, written down here once and run in two places: `AdaptiveRate` runs it in
+process (the client's default, through `_limiter.RateLimiter`), and `lua_rules()` is the
+same rules in Lua, run by `RedisLimiter(rate=None)` inside its Redis script on the state
+every worker of a key shares. Both read their constants from one `Tuning` (the Lua text
+is generated from it), and tests/test_adaptive_scenarios.py feeds both the same answers
+and checks they take the same decisions, then drives both against one simulated token
+bucket through one table of scenarios.
 
-Why plain AIMD is not enough: a bucket as deep as a second of quota tells a client that
-runs above Q only once it is empty, seconds later; and halving on every 429 averages
-75% of Q. So the controller *measures* Q. The fact it rests on: while the bucket is
-empty, the server answers 200 exactly Q times a second, however fast we send.
+The server (API Gateway) meters each key with a token bucket: Q requests a second and a
+burst B, neither told to the client. The controller is pure: no clock, no I/O; each call
+says when answers came back (`now`, seconds on any monotonic clock: the loop's in
+process, Redis's `TIME` when shared) and how many: `on_answers(now, ok, throttled)`.
+The fact it rests on: while the bucket is empty, the server answers 200 exactly Q times
+a second, however fast we send. The rules (the constants are `Tuning`'s):
 
-1. **Slow start.** From `initial`, the rate doubles every `double_every` seconds (0.5)
-   until the first 429. By then the full bucket has hidden an overshoot of about 4x
-   (with a burst of Q), so the first cut is deep: x`exit_cut` (0.25).
+1. **Slow start.** From `initial`, the rate doubles every `double_every` s (0.5) until
+   the first 429. A full bucket hides the overshoot (about 4x with B = Q), so the first
+   cut is deep: x `exit_cut` (0.25).
 2. **Episode.** The first 429 of an overshoot opens an episode; the bucket is empty at
-   that moment. The cut is made once; 429s in the next `settle` seconds (0.2; answers
-   to requests sent before the cut) are part of the same overshoot and change nothing.
-   After that, answers are reviewed in batches of `batch` (8):
-   - a batch with a 429 means we are still above Q, so the bucket has stayed empty
-     since the episode began: Q = 200s since then / time since then. The rate goes to
-     `hold_at` (0.95) x that, and the next batch is awaited;
-   - a clean batch ends the episode: the rate holds.
-3. **Hold, then probe.** The rate holds for `probe_after` seconds (10), then creeps up
-   by `probe_step` (1%) a second, the step doubling every `probe_doubling` seconds (5),
-   so a quota that grew is found without a storm. After a cut that was only a guess (no
-   batch measured Q) the probe starts 10x sooner and accelerates 2.5x faster.
-4. **Later episodes.** Between the last episode and this one the bucket went from empty
-   to empty, so 200s / elapsed time in between is Q again (less what overflowed while
-   we ran below it: a lower bound). If that figure is at least `trust` (0.7) x the
-   current rate, the cut goes to `hold_at` x it; otherwise, mostly overflow, the cut is
-   the classic x`beta` (0.85). Either way the cut happens once per episode.
+   that moment. The rate is cut once; 429s in the next `settle` s (0.2: answers to
+   requests sent before the cut) change nothing. Then answers are reviewed in batches of
+   `batch` (8):
+   - a batch with a 429: we are still above Q, so the bucket has stayed empty since the
+     episode began, and Q = 200s since then / time since then (measured). The rate goes
+     to `hold_at` (0.95) x Q, and the next batch is awaited;
+   - a clean batch ends the episode.
+3. **After a measured episode** the rate holds `probe_after` s (10), then creeps up by
+   `probe_step` (1%) a second, the step doubling every `probe_doubling` s (5), so a
+   quota that grew is found without a storm.
+4. **After a guess** (the episode ended clean without measuring: the cut went below Q),
+   the rate climbs back at slow start's pace up to `regrow` (0.5) x the rate it was cut
+   from (with a small burst the slow start overshoots far less than 4x, and a cut of
+   x0.25 lands well under Q), then probes after `fast_after` s (1) with the step
+   doubling every `fast_doubling` s (2).
+5. **Later episodes.** Between the last episode and this one the bucket went from empty
+   to empty, so q = 200s / time in between is a lower bound of Q (less what overflowed
+   while we ran below it). The cut goes to `hold_at` x q when q is at least `trust`
+   (0.7) x the rate, or after a guess; otherwise (mostly overflow) to x `beta` (0.85).
+   The cut counts as measured when q is at least `sure` (0.9) x the rate.
 
-The rate always stays within [`min_rate`, `max_rate`], and it is not raised while
-answers come back at under half of it (the caller is sending less than it may: raising
-an unused rate would only store up a burst), nor past 4x the rate of answers seen over
-the last second. It grows in steps of at least 0.5%, so the
-limiter is retuned a few hundred times a second at most, not on every answer.
+The rate always stays within [`min_rate`, `max_rate`]. It is not raised while answers
+come back at under `use_floor` (0.5) of it over the last `tally` s (0.5: the caller
+sends less than it may, and raising an unused rate would only store up a burst), nor
+past `use_headroom` (4) x the rate of answers over that window. It grows in steps of at
+least `min_step` (0.5%), so a limiter is retuned a few hundred times a second at most.
 
-Simulated against a bucket of rate Q and burst Q with a 50 ms round trip, 60 s from
-10/s (`benchmarks/tools/adaptive_sim.py`; the tests check the same): Q = 5, 50, 500 get
-100%, 100% and 97% of Q in 200s, with 1.3%, 0.3% and 0.2% 429s. Where it is weaker:
-a burst of 5 x Q at Q = 5 (4-6% 429s: the overshoot out of slow start is larger than
-the first cut assumes); a burst of 0.2 x Q (80-90% of Q over the first minute: the
-first cut goes too deep and the probes climb back); round trips longer than `settle`
-(429s already in flight when the rate is cut are more numerous).
+Simulated against one bucket (tests/test_adaptive_scenarios.py, 24-60 s from 10/s), in
+process and shared by 4 workers alike: Q = 50, B = 10: 90-92% of Q in 200s, 0.5% 429s,
+at most 58 requests in any second; Q = 5, 50, 500 with B = Q: 100%, 100%, 98% of Q with
+3%, 0.5%, 0.4% 429s. Where it is weaker: Q = 5 (each 429 of the slow start's overshoot
+is a percent of a minute's requests); a burst of 0.02 x Q (the first cut lands at a
+quarter of Q and the climb back takes seconds: 67% of Q over the first 24 s).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
-__all__ = ["AdaptiveRate"]
+__all__ = ["TUNING", "AdaptiveRate", "AdaptiveState", "Tuning", "lua_rules"]
 
-# The rate grows in steps of at least 0.5%: a limiter retuned on every answer at
-# thousands of answers a second would spend its time retuning.
-_MIN_STEP = 1.005
-# The rate never grows past this multiple of the answer rate seen over the last second:
-# a client capped by its concurrency would otherwise double its rate into the tens of
-# thousands, and its bucket (sized to the rate) would allow a burst after an idle spell.
-# 4x keeps slow start's pace (x2 every half second).
-_USE_HEADROOM = 4.0
+
+@dataclass(frozen=True)
+class Tuning:
+    """The algorithm's constants (the module docstring says what each does)."""
+
+    double_every: float = 0.5
+    exit_cut: float = 0.25
+    beta: float = 0.85
+    trust: float = 0.7
+    sure: float = 0.9
+    hold_at: float = 0.95
+    settle: float = 0.2
+    batch: int = 8
+    probe_after: float = 10.0
+    probe_step: float = 0.01
+    probe_doubling: float = 5.0
+    regrow: float = 0.5
+    fast_after: float = 1.0
+    fast_doubling: float = 2.0
+    use_floor: float = 0.5
+    use_headroom: float = 4.0
+    tally: float = 0.5
+    min_step: float = 1.005
+
+
+TUNING = Tuning()
 
 
 @dataclass
-class _Episode:
-    """One overshoot: from its first 429 until a batch of answers comes back clean."""
+class AdaptiveState:
+    """Everything the controller remembers: numbers only (flags are 0/1), so the same
+    fields live in a Redis hash for the shared rate."""
 
-    began: float  # the first 429: the server's bucket was empty then
-    settled: float  # answers before this were sent before the last cut
-    measured: bool  # did this episode measure the quota (from a rate of 200s)?
+    rate: float
+    started: int = 0  # 1 once an answer came: `last` and `tally_since` are set
+    emptied: int = 0  # 1 after the first 429 (0: slow start)
+    last_empty: float = 0.0  # when the last episode began (the bucket was empty)
+    ok_since_empty: int = 0
+    estimate: float = 0.0  # the quota as last measured; 0: none yet
+    episode: int = 0  # 1 while an episode is open
+    began: float = 0.0
+    settled: float = 0.0  # answers before this belong to the overshoot already cut for
+    measured: int = 0  # did this episode measure the quota?
+    cut_from: float = 0.0  # the rate before this episode's cut
     ok_since_began: int = 0
-    ok: int = 0  # since `settled`
-    throttled: int = 0  # since `settled`
+    ep_ok: int = 0  # answers since `settled`
+    ep_throttled: int = 0
+    held_since: float = 0.0  # when the last episode ended
+    fast: int = 0  # 1 after a guess: regrow, then probe sooner
+    ceiling: float = 0.0  # where regrowing after a guess stops
+    last: float = 0.0  # when the rate last grew (or was held)
+    answers: int = 0  # since `tally_since`
+    tally_since: float = 0.0
+    tally_rate: float = 0.0
+    in_use: int = 1
+    used_rate: float = 0.0  # answers a second over the last tally
+    used_known: int = 0
 
 
 class AdaptiveRate:
     """Target request rate from good answers and 429s; see the module docstring."""
 
-    def __init__(
-        self,
-        initial: float = 10.0,
-        *,
-        min_rate: float = 0.5,
-        max_rate: float | None = None,
-        double_every: float = 0.5,
-        exit_cut: float = 0.25,
-        beta: float = 0.85,
-        trust: float = 0.7,
-        hold_at: float = 0.95,
-        settle: float = 0.2,
-        batch: int = 8,
-        probe_after: float = 10.0,
-        probe_step: float = 0.01,
-        probe_doubling: float = 5.0,
-    ) -> None:
+    def __init__(self, initial: float = 10.0, *, min_rate: float = 0.5,
+                 max_rate: float | None = None, tuning: Tuning = TUNING) -> None:
         if min_rate <= 0:
             raise ValueError(f"min_rate must be > 0, got {min_rate}")
         if max_rate is not None and max_rate < min_rate:
             raise ValueError(f"max_rate ({max_rate}) must be >= min_rate ({min_rate})")
         self.min_rate = min_rate
         self.max_rate = max_rate
-        self.rate = self._clamp(initial)
-        self.estimate: float | None = None  # the quota as last measured, None in slow start
-        self._double_every = double_every
-        self._exit_cut = exit_cut
-        self._beta = beta
-        self._trust = trust
-        self._hold_at = hold_at
-        self._settle = settle
-        self._batch = batch
-        self._probe_after = probe_after
-        self._probe_step = probe_step
-        self._probe_doubling = probe_doubling
-        self._episode: _Episode | None = None
-        self._last_empty: float | None = None  # when the bucket was last seen empty
-        self._ok_since_empty = 0
-        self._held_since = 0.0
-        self._probing_fast = False
-        self._last: float | None = None
-        self._answers = 0  # since `_tally_since`: is the rate we set actually used?
-        self._tally_since: float | None = None
-        self._tally_rate = self.rate
-        self._in_use = True
-        self._used_rate: float | None = None  # answers a second over the last full window
+        self._t = tuning
+        self.state = AdaptiveState(rate=self._clamp(initial))
+
+    @property
+    def rate(self) -> float:
+        """The target rate now, requests a second."""
+        return self.state.rate
+
+    @property
+    def estimate(self) -> float | None:
+        """The quota as last measured (None before the first episode ended)."""
+        return self.state.estimate or None
 
     @property
     def slow_start(self) -> bool:
         """True until the first 429."""
-        return self._last_empty is None
+        return not self.state.emptied
 
     def on_success(self, now: float) -> float:
         """A 200 (or any answer that was not throttled) came back at `now`."""
-        self._ok_since_empty += 1
-        self._answers += 1
-        episode = self._episode
-        if episode is None:
-            self._grow(now)
-            return self.rate
-        episode.ok_since_began += 1
-        if now >= episode.settled:
-            episode.ok += 1
-            self._review(now, episode)
-        return self.rate
+        return self.on_answers(now, 1, 0)
 
     def on_throttled(self, now: float) -> float:
         """A 429 `Too Many Requests` came back at `now`."""
-        self._answers += 1
-        episode = self._episode
-        if episode is None:
-            self._begin_episode(now)
-        elif now >= episode.settled:
-            episode.throttled += 1
-            self._review(now, episode)
-        return self.rate
+        return self.on_answers(now, 0, 1)
 
-    # -- internals ------------------------------------------------------------------
+    def on_answers(self, now: float, ok: int, throttled: int) -> float:
+        """`ok` good answers and `throttled` 429s came back by `now`; the new rate."""
+        s = self.state
+        if not s.started:
+            s.started, s.last, s.tally_since, s.tally_rate = 1, now, now, s.rate
+        s.ok_since_empty += ok
+        s.answers += ok + throttled
+        if s.episode:
+            s.ok_since_began += ok
+            if now >= s.settled:
+                s.ep_ok += ok
+                s.ep_throttled += throttled
+                self._review(now)
+            return s.rate
+        if ok:
+            self._grow(now)
+        if throttled:
+            self._begin_episode(now)
+        return s.rate
+
+    # -- the rules ------------------------------------------------------------------------
 
     def _begin_episode(self, now: float) -> None:
-        measured = False
-        if self._last_empty is None:  # leaving slow start: the bucket hid a large overshoot
-            rate = self.rate * self._exit_cut
-        else:
-            rate = self.rate * self._beta
-            quota = self._quota_since_last_episode(now)
-            if quota is not None:
-                self.estimate = quota
-                rate, measured = min(self.rate, self._hold_at * quota), True
-        self.rate = self._clamp(rate)
-        self._last_empty, self._ok_since_empty = now, 0
-        self._episode = _Episode(began=now, settled=now + self._settle, measured=measured)
+        s, t = self.state, self._t
+        s.measured, s.cut_from = 0, s.rate
+        rate = self._cut_on_quota(now) if s.emptied else s.rate * t.exit_cut
+        s.rate = self._clamp(rate)
+        s.emptied, s.last_empty, s.ok_since_empty = 1, now, 0
+        s.episode, s.began, s.settled = 1, now, now + t.settle
+        s.ok_since_began = s.ep_ok = s.ep_throttled = 0
 
-    def _quota_since_last_episode(self, now: float) -> float | None:
-        """The rate of 200s between two empty buckets, when it can be trusted.
+    def _cut_on_quota(self, now: float) -> float:
+        """A later episode's cut: to the quota seen since the last one, when trusted."""
+        s, t = self.state, self._t
+        quota = 0.0
+        if s.ok_since_empty >= t.batch:
+            quota = s.ok_since_empty / max(now - s.last_empty, 1e-9)
+        if quota > 0 and (s.fast or quota >= t.trust * s.rate):
+            # After a guess, a small overshoot means we ran below Q most of the time: the
+            # bucket may have overflowed, so q is a lower bound only (probe again soon).
+            unsure = s.fast and t.trust * s.rate <= quota < t.sure * s.rate
+            s.estimate, s.measured = quota, 0 if unsure else 1
+            return min(s.rate, t.hold_at * quota)
+        return s.rate * t.beta
 
-        The bucket was empty at the last episode and is empty again now, so in between
-        it handed out the quota's rate, less what overflowed while we ran well below
-        it. Far below the rate we are cut from, the figure is mostly overflow: None.
-        """
-        assert self._last_empty is not None
-        if self._ok_since_empty < 2 * self._batch:
-            return None
-        quota = self._ok_since_empty / max(now - self._last_empty, 1e-9)
-        return quota if quota >= self._trust * self.rate else None
-
-    def _review(self, now: float, episode: _Episode) -> None:
+    def _review(self, now: float) -> None:
         """After each batch of answers: still throttled? cut to the measured quota."""
-        total = episode.ok + episode.throttled
-        if total < self._batch:
+        s, t = self.state, self._t
+        if s.ep_ok + s.ep_throttled < t.batch:
             return
-        if episode.throttled:
-            # Still above the quota, so the bucket has stayed empty since the episode
-            # began: 200s have come at the quota's rate, whatever we sent.
-            self.estimate = episode.ok_since_began / max(now - episode.began, 1e-9)
-            self.rate = self._clamp(min(self.rate, self._hold_at * self.estimate))
-            episode.settled = now + self._settle
-            episode.ok = episode.throttled = 0
-            episode.measured = True
+        if s.ep_throttled:
+            s.estimate = s.ok_since_began / max(now - s.began, 1e-9)
+            s.rate = self._clamp(min(s.rate, t.hold_at * s.estimate))
+            s.settled, s.ep_ok, s.ep_throttled, s.measured = now + t.settle, 0, 0, 1
             return
-        self._episode = None
-        if self.estimate is None:
-            self.estimate = self.rate / self._hold_at
-        self._last = self._held_since = now
-        # A cut on a guess may have gone too deep: look for the quota again soon.
-        self._probing_fast = not episode.measured
+        s.episode = 0
+        if not s.estimate:
+            s.estimate = s.rate / t.hold_at
+        s.last = s.held_since = now
+        s.fast = 1 - s.measured
+        s.ceiling = t.regrow * s.cut_from if s.fast else 0.0
 
     def _grow(self, now: float) -> None:
-        last = self._last
-        if last is None or now <= last or not self._rate_in_use(now):
-            self._last = now
+        s, t = self.state, self._t
+        if now <= s.last or not self._in_use(now):
+            s.last = now
             return
-        grown = self._grown(now - last, now)
-        if self._used_rate is not None:  # never far above what answers show is used
-            grown = min(grown, max(self.rate, _USE_HEADROOM * self._used_rate))
-        if grown == self.rate or grown == self.max_rate or grown >= self.rate * _MIN_STEP:
-            self.rate = grown
-            self._last = now
-        # else: let the time add up, so the rate moves in steps the limiter can follow
+        grown = self._grown(now - s.last, now)
+        if s.used_known:  # never far above what the answers show is used
+            grown = min(grown, max(s.rate, t.use_headroom * s.used_rate))
+        if (grown == s.rate or grown == self.max_rate or grown == s.ceiling
+                or grown >= s.rate * t.min_step):
+            s.rate, s.last = grown, now
+        # else: let the time add up, so the rate moves in steps a limiter can follow
 
     def _grown(self, dt: float, now: float) -> float:
         """The rate after `dt` more seconds of good answers."""
-        if self._last_empty is None:
-            return self._clamp(self.rate * 2 ** (dt / self._double_every))
-        wait, doubling = self._probe_after, self._probe_doubling
-        if self._probing_fast:
-            wait, doubling = wait / 10, doubling / 2.5
-        probing = now - self._held_since - wait
+        s, t = self.state, self._t
+        if not s.emptied:
+            return self._clamp(s.rate * 2 ** (dt / t.double_every))
+        if s.fast and s.rate < s.ceiling:
+            return self._clamp(min(s.ceiling, s.rate * 2 ** (dt / t.double_every)))
+        wait, doubling = t.probe_after, t.probe_doubling
+        if s.fast:
+            wait, doubling = t.fast_after, t.fast_doubling
+        probing = now - s.held_since - wait
         if probing <= 0:
-            return self.rate
-        step = min(1.0, self._probe_step * 2 ** min(probing / doubling, 100.0))
-        return self._clamp(self.rate * (1 + step * dt))
+            return s.rate
+        step = min(1.0, t.probe_step * 2 ** min(probing / doubling, 100.0))
+        return self._clamp(s.rate * (1 + step * dt))
 
-    def _rate_in_use(self, now: float) -> bool:
-        """False while answers come at under half the rate (the caller sends less).
-
-        Raising a rate nobody uses would only make a burst later: hold it instead.
-        """
-        if self._tally_since is None:
-            self._tally_since, self._tally_rate = now, self.rate
-        elif now - self._tally_since >= 1.0:
-            expected = self._tally_rate * (now - self._tally_since)
-            self._in_use = self._answers >= 0.5 * expected
-            self._used_rate = self._answers / (now - self._tally_since)
-            self._tally_since, self._tally_rate, self._answers = now, self.rate, 0
-        return self._in_use
+    def _in_use(self, now: float) -> bool:
+        """False while answers come at under `use_floor` of the rate (the caller sends
+        less): raising a rate nobody uses would only make a burst later."""
+        s, t = self.state, self._t
+        if now - s.tally_since >= t.tally:
+            expected = s.tally_rate * (now - s.tally_since)
+            s.in_use = 1 if s.answers >= t.use_floor * expected else 0
+            s.used_rate, s.used_known = s.answers / (now - s.tally_since), 1
+            s.tally_since, s.tally_rate, s.answers = now, s.rate, 0
+        return bool(s.in_use)
 
     def _clamp(self, rate: float) -> float:
         if self.max_rate is not None:
             rate = min(rate, self.max_rate)
         return max(self.min_rate, rate)
+
+
+# -- the same rules in Lua, for the rate every worker of a key shares in Redis ----------
+
+_LUA_RULES = """
+local T = {tuning}
+local function clamp(r)
+  if max_rate > 0 and r > max_rate then r = max_rate end
+  if r < min_rate then r = min_rate end
+  return r
+end
+local function cut_on_quota(s, now)
+  local quota = 0
+  if s.ok_since_empty >= T.batch then
+    quota = s.ok_since_empty / math.max(now - s.last_empty, 1e-9)
+  end
+  if quota > 0 and (s.fast == 1 or quota >= T.trust * s.rate) then
+    local unsure = s.fast == 1 and T.trust * s.rate <= quota and quota < T.sure * s.rate
+    s.estimate = quota
+    if unsure then s.measured = 0 else s.measured = 1 end
+    return math.min(s.rate, T.hold_at * quota)
+  end
+  return s.rate * T.beta
+end
+local function begin_episode(s, now)
+  s.measured = 0
+  s.cut_from = s.rate
+  local rate
+  if s.emptied == 0 then rate = s.rate * T.exit_cut else rate = cut_on_quota(s, now) end
+  s.rate = clamp(rate)
+  s.emptied = 1; s.last_empty = now; s.ok_since_empty = 0
+  s.episode = 1; s.began = now; s.settled = now + T.settle
+  s.ok_since_began = 0; s.ep_ok = 0; s.ep_throttled = 0
+end
+local function review(s, now)
+  if s.ep_ok + s.ep_throttled < T.batch then return end
+  if s.ep_throttled > 0 then
+    s.estimate = s.ok_since_began / math.max(now - s.began, 1e-9)
+    s.rate = clamp(math.min(s.rate, T.hold_at * s.estimate))
+    s.settled = now + T.settle; s.ep_ok = 0; s.ep_throttled = 0; s.measured = 1
+    return
+  end
+  s.episode = 0
+  if s.estimate == 0 then s.estimate = s.rate / T.hold_at end
+  s.last = now; s.held_since = now
+  s.fast = 1 - s.measured
+  if s.fast == 1 then s.ceiling = T.regrow * s.cut_from else s.ceiling = 0 end
+end
+local function in_use(s, now)
+  if now - s.tally_since >= T.tally then
+    local expected = s.tally_rate * (now - s.tally_since)
+    if s.answers >= T.use_floor * expected then s.in_use = 1 else s.in_use = 0 end
+    s.used_rate = s.answers / (now - s.tally_since); s.used_known = 1
+    s.tally_since = now; s.tally_rate = s.rate; s.answers = 0
+  end
+  return s.in_use == 1
+end
+local function grown(s, dt, now)
+  if s.emptied == 0 then return clamp(s.rate * math.pow(2, dt / T.double_every)) end
+  if s.fast == 1 and s.rate < s.ceiling then
+    return clamp(math.min(s.ceiling, s.rate * math.pow(2, dt / T.double_every)))
+  end
+  local wait, doubling = T.probe_after, T.probe_doubling
+  if s.fast == 1 then wait, doubling = T.fast_after, T.fast_doubling end
+  local probing = now - s.held_since - wait
+  if probing <= 0 then return s.rate end
+  local step = math.min(1.0, T.probe_step * math.pow(2, math.min(probing / doubling, 100.0)))
+  return clamp(s.rate * (1 + step * dt))
+end
+local function grow(s, now)
+  if now <= s.last or not in_use(s, now) then s.last = now; return end
+  local g = grown(s, now - s.last, now)
+  if s.used_known == 1 then g = math.min(g, math.max(s.rate, T.use_headroom * s.used_rate)) end
+  if g == s.rate or g == max_rate or g == s.ceiling or g >= s.rate * T.min_step then
+    s.rate = g; s.last = now
+  end
+end
+local function on_answers(s, now, ok, throttled)
+  if s.started == 0 then
+    s.started = 1; s.last = now; s.tally_since = now; s.tally_rate = s.rate
+  end
+  s.ok_since_empty = s.ok_since_empty + ok
+  s.answers = s.answers + ok + throttled
+  if s.episode == 1 then
+    s.ok_since_began = s.ok_since_began + ok
+    if now >= s.settled then
+      s.ep_ok = s.ep_ok + ok; s.ep_throttled = s.ep_throttled + throttled
+      review(s, now)
+    end
+    return
+  end
+  if ok > 0 then grow(s, now) end
+  if throttled > 0 then begin_episode(s, now) end
+end
+"""
+
+#: The state's fields, in the order the Lua loads and stores them.
+STATE_FIELDS = tuple(f.name for f in fields(AdaptiveState))
+
+
+def lua_rules(tuning: Tuning = TUNING) -> str:
+    """The rules above in Lua, with `tuning`'s constants: defines `clamp(r)` and
+    `on_answers(s, now, ok, throttled)` on a table `s` of `AdaptiveState`'s fields. The
+    script that runs them must define the locals `min_rate` and `max_rate` (0: none)."""
+    constants = ", ".join(f"{name} = {value!r}" for name, value in asdict(tuning).items())
+    return _LUA_RULES.replace("{tuning}", "{" + constants + "}")

@@ -4,63 +4,60 @@ The quota belongs to the key, not to a process: N workers that each run the loca
 `RateLimiter` at the plan's rate send N times too much. `RedisLimiter` keeps the bucket
 in Redis, where every worker on every host takes its tokens.
 
-**The algorithm: GCRA with reservations, in one Lua script.** The state is a hash at
-`tiktok_async:rl:{sha256(api key)[:16]}` (the key itself is never sent to Redis). Its
-field `tat` (theoretical arrival time) is when the bucket would be full again. Each
-`acquire()` is ONE round trip (`EVALSHA`, falling back to `EVAL` when Redis lost its
-script cache, e.g. after a restart: redis-py's `register_script`):
+**The bucket: GCRA with reservations on a token clock, in one Lua script.** The state
+is a hash at `tiktok_async:rl:{sha256(api key)[:16]}` (the key itself is never sent to
+Redis). Slots are counted in tokens: token v is due at `at + (v - av) / ar`, where
+(`at`, `av`, `ar`) is the anchor: a time (Redis's `TIME`, so workers on hosts with
+skewed clocks agree), the token due then, and the rate since. `vtat` is the token where
+the bucket would be full again. Each `acquire()` is ONE round trip (`EVALSHA`, falling
+back to `EVAL` when Redis lost its script cache, e.g. after a restart):
 
-    now      = redis.call('TIME')                       -- the server's clock, not ours
-    start    = max(now, hold)                            -- a 429 cool-down, if any
-    new_tat  = max(tat, start) + 1/rate
-    at       = max(start, new_tat - burst/rate)         -- when this request may go
-    tat      = new_tat; return at - now                  -- the wait, in microseconds
+    v_now  = av + (max(now, hold) - at) * ar              -- `hold`: a 429 cool-down
+    vtat   = max(vtat, v_now) + 1
+    due    = max(v_now, vtat - burst)                      -- the slot booked for us
 
 That is exactly API Gateway's token bucket (rate r, burst b, starts full): any window of
-T seconds holds at most `r*T + b` grants. The grant is a *reservation*: the script
-books the slot and says how long to wait; the caller sleeps that long and sends. No
-polling, no second round trip, no lock. Using Redis's `TIME` makes workers on hosts
-with skewed clocks agree. A late timer wake-up only delays a send: it never lets two
-through early, since the slot was booked on the server's clock.
+T seconds holds at most `r*T + b` grants. A rate change moves the anchor to now and
+keeps every booking's place in tokens, so the slots already booked, also by tasks that
+sleep, stretch or shrink with the new rate: each worker keeps the newest anchor any of
+its replies brought and wakes its sleepers by it (no task keeps a slot priced at an old
+rate). A worker books a new slot only while its newest one is due within `_HORIZON`
+(50 ms): the rest of its tasks wait in line at home, so few slots are ever booked ahead,
+and each worker hears of a new rate at least as often as it books.
 
 **Why not the `limits` library.** Its strategies are fixed window, moving window and
-sliding-window counter: none is a token bucket with a burst separate from the rate (a
-fixed window lets 2x the limit through around a window edge; the moving window keeps
-one entry per request and allows the whole limit at once), and `hit()` answers only
-yes or no, so a waiter would poll with more round trips to learn when to retry.
+sliding-window counter: none is a token bucket with a burst separate from the rate, and
+`hit()` answers only yes or no, so a waiter would poll with more round trips to learn
+when to retry.
 
 **429 cool-down (fixed rate).** `on_throttled(pause)` is synchronous (the client calls
 it from its retry path); the pause rides on this worker's next `acquire()` as an
 argument of the same script, which raises the shared `hold` field: from then on every
-worker's acquire waits it out.
+worker's bookings start after it, at the rate, without a burst (slots booked before
+the 429 were still sent during the pause, so the server's bucket is not full then).
 
-**Shared adaptive rate.** `rate=None`: the rate lives in the hash too, and the script
-runs a small AIMD controller on it, so every worker follows one rate. Each worker
-counts the 429 `Too Many Requests` it saw and passes the count on its next acquire.
-The script starts at `initial` and doubles every 0.5 s (slow start) until the first
-429; then it cuts, at most once a second (429s in that second answer requests sent
-before the cut): the first by half, later ones to the *measured* quota when the
-measure is plausible (at least 30% of the rate), else by 30%. The
-measure: while the server's bucket is empty it admits exactly its quota a second, so
-(grants - 429s) / seconds since the last cut is the quota; the rate goes to 95% of
-it. After a cut the rate holds 5 s, then grows by 2% a second. It grows only while
-acquires queue up (`tat` ahead of now: the callers want more than the rate); a rate
-nobody uses is not raised. When the rate changes, the backlog already booked is
-rescaled to the new rate (in tokens), so new bookings follow the new rate at once;
-waiters already sleeping keep their slots (the price: after a change, up to one
-backlog of requests, at most the workers' concurrency, go at the old spacing).
-
-Why not the local `AdaptiveRate` on each worker with the minimum published: each
-worker sees only its share of the answers, so each would measure its share of the
-quota as the whole and cut the shared rate to a fraction of it. One controller on the
-global counts, in the same atomic script, does not have that problem.
+**Shared adaptive rate (`rate=None`).** The algorithm is `_adaptive`'s, the one the
+in-process client runs (its module docstring has the rules): the same rules in Lua
+(`lua_rules()`, generated from the same `Tuning`), run inside this script on state kept
+in the same hash, fed with every worker's answers. A worker counts its good answers and
+429s and reports them with its next booking, or on its own after `_REPORT_AFTER`
+(20 ms) when no booking carries them first, at once for a 429: the controller sees the
+answers of all workers within a few tens of milliseconds, with Redis's clock. One
+controller on the global counts, in one atomic script, so no worker mistakes its share
+of the quota for the whole. tests/test_adaptive_scenarios.py checks the Lua takes the
+Python's decisions to the last bit, and both pass the same scenarios.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import heapq
+import itertools
 import math
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -69,6 +66,8 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ._adaptive import STATE_FIELDS, AdaptiveState, lua_rules
 
 __all__ = [
     "Redis",
@@ -84,66 +83,77 @@ Redis = aioredis.Redis
 KEY_PREFIX = "tiktok_async:rl:"
 # Seconds the bucket's hash outlives its last use (then it is a full bucket again anyway).
 _IDLE_TTL_MS = 3_600_000
-# How long a command keeps retrying through a dropped connection (a Redis restart).
-_RETRIES = 30
+# A worker books a new slot only while its newest one is due within this many seconds.
+_HORIZON = 0.05
+# Bookings one worker may have on the way to Redis at once.
+_BOOKING_AT_ONCE = 8
+# Answers wait at most this long for a booking to carry them, then go on their own.
+_REPORT_AFTER = 0.02
+# While tasks wait, the anchor is fetched again when nothing was heard for half a slot
+# (within these bounds, seconds): a worker whose tasks all sleep books nothing.
+_REFRESH_BOUNDS = (0.02, 0.25)
+# A slot this close is due now (timers fire a little early or late).
+_EARLY = 1e-4
+# How long a measured clock offset is kept before a worse one may replace it.
+_OFFSET_TTL = 5.0
 
-_ACQUIRE_LUA = """
+
+# ARGV: burst, fixed rate (0: adaptive), pause, ok, throttled, initial, max rate (0: none),
+# min rate, TTL ms, book (1) or report only (0), now ('': Redis's TIME; tests pass one).
+_SCRIPT = """
 local key = KEYS[1]
-local burst = tonumber(ARGV[1])
-local fixed = tonumber(ARGV[2])
-local pause = tonumber(ARGV[3])
-local throttled = tonumber(ARGV[4])
-local initial = tonumber(ARGV[5])
-local max_rate = tonumber(ARGV[6])
-local min_rate = tonumber(ARGV[7])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local s = redis.call('HMGET', key, 'tat', 'hold', 'rate', 'cut_at', 'grow_at', 'grants', 'thr')
-local tat = tonumber(s[1]) or now
-local hold = tonumber(s[2]) or 0
-local rate = fixed
-if fixed <= 0 then
-  rate = tonumber(s[3]) or initial
-  local was = rate
-  local cut_at = tonumber(s[4]) or 0
-  local grow_at = tonumber(s[5]) or now
-  local grants = tonumber(s[6]) or 0
-  local thr = (tonumber(s[7]) or 0) + throttled
-  if throttled > 0 and now - cut_at >= 1.0 then
-    local new = rate * 0.7
-    if cut_at == 0 then
-      new = rate * 0.5
-    else
-      local measured = (grants - thr) / (now - cut_at)
-      if measured >= 0.3 * rate then new = math.min(rate, 0.95 * measured) end
-    end
-    rate = new
-    cut_at = now
-    grants = 0
-    thr = 0
-  elseif throttled == 0 and tat > now then
-    local dt = now - grow_at
-    if cut_at == 0 then
-      rate = rate * math.pow(2, dt / 0.5)
-    elseif now - cut_at > 5.0 then
-      rate = rate * (1 + 0.02 * dt)
-    end
-  end
-  if max_rate > 0 and rate > max_rate then rate = max_rate end
-  if rate < min_rate then rate = min_rate end
-  if rate ~= was and tat > now then tat = now + (tat - now) * was / rate end
-  redis.call('HSET', key, 'rate', rate, 'cut_at', cut_at, 'grow_at', now,
-             'grants', grants + 1, 'thr', thr)
+local burst, fixed, pause = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local ok, throttled, initial = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local max_rate, min_rate = tonumber(ARGV[7]), tonumber(ARGV[8])
+local now = tonumber(ARGV[11])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
-if pause > 0 and now + pause > hold then hold = now + pause end
-local start = math.max(now, hold)
-local interval = 1 / rate
-local new_tat = math.max(tat, start) + interval
-local at = math.max(start, new_tat - burst * interval)
-redis.call('HSET', key, 'tat', new_tat, 'hold', hold)
-redis.call('PEXPIRE', key, ARGV[8])
-return {math.ceil((at - now) * 1000000), math.floor(rate * 1000)}
+local FIELDS = {FIELDS}
+{RULES}
+local function fmt(x) return string.format('%.17g', x) end
+local g = redis.call('HMGET', key, 'vtat', 'at', 'av', 'ar', 'hold', unpack(FIELDS))
+local hold = tonumber(g[5]) or 0
+local rate, s = fixed, nil
+if fixed <= 0 then
+  s = {}
+  for i, name in ipairs(FIELDS) do s[name] = tonumber(g[5 + i]) end
+  if s.rate == nil then s = FRESH; s.rate = clamp(initial) end
+  if ok + throttled > 0 then on_answers(s, now, ok, throttled) end
+  rate = s.rate
+end
+local at, av, ar = tonumber(g[2]) or now, tonumber(g[3]) or 0, tonumber(g[4]) or rate
+if ar ~= rate then av = av + (now - at) * ar; at = now; ar = rate end
+local vtat = tonumber(g[1])
+if pause > 0 and now + pause > hold then
+  hold = now + pause
+  vtat = math.max(vtat or 0, av + (hold - at) * ar + burst - 1)
+end
+local v_now = av + (math.max(now, hold) - at) * ar
+vtat = vtat or v_now
+local due = v_now
+if ARGV[10] == '1' then
+  vtat = math.max(vtat, v_now) + 1
+  due = math.max(v_now, vtat - burst)
+end
+local out = {'vtat', fmt(vtat), 'at', fmt(at), 'av', fmt(av), 'ar', fmt(ar), 'hold', fmt(hold)}
+if s ~= nil then
+  for _, name in ipairs(FIELDS) do out[#out + 1] = name; out[#out + 1] = fmt(s[name]) end
+end
+redis.call('HSET', key, unpack(out))
+redis.call('PEXPIRE', key, ARGV[9])
+return {fmt(due), fmt(at), fmt(av), fmt(ar), fmt(now)}
 """
+
+
+def _script() -> str:
+    """The script: the adaptive rules and the state's fields from `_adaptive`."""
+    fresh = AdaptiveState(rate=0.0)
+    names = ", ".join(f"'{name}'" for name in STATE_FIELDS)
+    defaults = ", ".join(f"{name} = {getattr(fresh, name)!r}" for name in STATE_FIELDS)
+    return (_SCRIPT.replace("{FIELDS}", "{" + names + "}").replace("{RULES}", lua_rules())
+            .replace("FRESH", "{" + defaults + "}"))
 
 
 def bucket_key(api_key: str) -> str:
@@ -177,7 +187,8 @@ class RedisLimiter:
     URL owns its connection (`aclose()`). Every limiter on the same API key and Redis
     shares one bucket, whatever process or host it runs in. `rate=None` is the shared
     adaptive mode: it starts at `initial`, never goes above `max_rate` (if given).
-    All limiters of one key must use the same `rate` and `burst`.
+    All limiters of one key must use the same `rate` and `burst`. `clock` (seconds) is
+    for simulations: the script then keeps time by it instead of Redis's `TIME`.
     """
 
     def __init__(
@@ -190,6 +201,7 @@ class RedisLimiter:
         initial: float = 10.0,
         max_rate: float | None = None,
         min_rate: float = 0.5,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
             raise ValueError(f"burst must be a whole number >= 1, not {burst!r}")
@@ -203,10 +215,13 @@ class RedisLimiter:
         self._fixed = rate
         self._burst = burst
         self._limits = (initial, max_rate or 0.0, min_rate)
+        self._clock = clock
         self._rate = rate if rate is not None else min(initial, max_rate or initial)
-        self._script = self._redis.register_script(_ACQUIRE_LUA)
+        self._script = self._redis.register_script(_script())
         self._pause = 0.0  # a 429 cool-down to publish with the next acquire
-        self._throttled = 0  # 429s seen since the last acquire (adaptive mode)
+        self._ok = self._throttled = 0  # answers not reported yet (adaptive mode)
+        self._slots = _Slots()
+        self._keeper: _Keeper | None = None
         #: Always False: every acquire books its slot in Redis.
         self.free = False
 
@@ -232,31 +247,56 @@ class RedisLimiter:
 
     async def acquire(self) -> None:
         """Book the next slot of the shared bucket (one round trip) and wait for it."""
-        pause, throttled = self._pause, self._throttled
-        self._pause, self._throttled = 0.0, 0
+        slots = self._slots
+        if not slots.turn_now():
+            self._keeper_now().soon(self._refresh_after())
+            await slots.take_turn()
+        due = None
         try:
-            reply = await self._script(keys=[self._key], args=self._args(pause, throttled))
-        except BaseException:
-            self._pause, self._throttled = max(self._pause, pause), self._throttled + throttled
-            raise
-        wait_us, rate_milli = _pair(reply)
-        self._rate = rate_milli / 1000
-        if wait_us > 0:
-            await asyncio.sleep(wait_us / 1e6)
+            due = await self._run(book=True)
+        finally:
+            slots.end_turn(due)
+        if not slots.due(due):
+            self._keeper_now().soon(self._refresh_after())
+            await slots.wait_for(due)
 
-    def _args(self, pause: float, throttled: int) -> list[Any]:
+    async def _run(self, *, book: bool) -> float:
+        """One run of the script: publish the pause and the answers, book a slot or not;
+        the slot's token (or the token due now)."""
+        pause, ok, throttled = self._pause, self._ok, self._throttled
+        self._pause, self._ok, self._throttled = 0.0, 0, 0
+        now = None if self._clock is None else self._clock()
+        args = self._args(pause, ok, throttled, book, now)
+        try:
+            reply = await self._script(keys=[self._key], args=args)
+        except BaseException:
+            self._pause = max(self._pause, pause)
+            self._ok, self._throttled = self._ok + ok, self._throttled + throttled
+            raise
+        due, at, av, ar, server_now = _numbers(reply)
+        self._rate = ar
+        self._slots.follow(at, av, ar, server_now)
+        return due
+
+    def _args(self, pause: float, ok: int, throttled: int, book: bool, now: float | None
+              ) -> list[Any]:
         initial, max_rate, min_rate = self._limits
         fixed = self._fixed or 0.0
-        return [self._burst, repr(fixed), repr(pause), throttled, repr(initial),
-                repr(max_rate), repr(min_rate), _IDLE_TTL_MS]
+        return [self._burst, repr(fixed), repr(pause), ok, throttled, repr(initial),
+                repr(max_rate), repr(min_rate), _IDLE_TTL_MS, int(book),
+                "" if now is None else repr(now)]
 
     def on_success(self) -> None:
-        """An answer that was not a 429: nothing to do (growth is in the script)."""
+        """An answer that was not a 429: counted for the shared adaptive rate."""
+        if self._fixed is None:
+            self._ok += 1
+            self._keeper_now().soon(_REPORT_AFTER)
 
     def on_rate_limited(self) -> None:
-        """A 429 `Too Many Requests`: the shared adaptive rate comes down (next acquire)."""
+        """A 429 `Too Many Requests`: the shared adaptive rate hears of it at once."""
         if self._fixed is None:
             self._throttled += 1
+            self._keeper_now().soon(0.0)
 
     def on_throttled(self, pause: float | None = None) -> None:
         """A 429 at a fixed rate: every worker's acquires wait `pause` s (default
@@ -267,12 +307,33 @@ class RedisLimiter:
             pause = self._burst / self._fixed
         self._pause = max(self._pause, pause)
 
+    def _keeper_now(self) -> _Keeper:
+        if self._keeper is None:
+            self._keeper = _Keeper(self)
+        return self._keeper
+
+    def _refresh_after(self) -> float:
+        low, high = _REFRESH_BOUNDS
+        return min(high, max(low, 0.5 / (self._rate or 1.0)))
+
+    async def report(self) -> None:
+        """Send the answers not reported yet, and fetch the anchor if tasks wait and
+        nothing was heard lately (no booking). The keeper calls it."""
+        stale = self._slots.stale(self._refresh_after() / 2)
+        if self._ok or self._throttled or stale:
+            await self._run(book=False)
+        if self._slots.waiting():
+            self._keeper_now().soon(self._refresh_after())
+
     async def reset(self) -> None:
         """Forget the shared state (a full bucket, the adaptive rate from `initial`)."""
         await self._redis.delete(self._key)
+        self._slots = _Slots()
 
     async def aclose(self) -> None:
-        """Close the connection if this limiter made it from a URL."""
+        """Stop reporting; close the connection if this limiter made it from a URL."""
+        if self._keeper is not None:
+            await self._keeper.aclose()
         if self._owned:
             await self._redis.aclose()
 
@@ -281,7 +342,169 @@ class RedisLimiter:
         return f"RedisLimiter(key={self._key!r}, rate={rate}, burst={self._burst!r})"
 
 
-def _pair(reply: object) -> tuple[int, int]:
-    if not isinstance(reply, list) or len(reply) != 2:
+class _Keeper:
+    """Keeps a limiter in touch when no booking does: sends its answers (within
+    `_REPORT_AFTER`, a 429 at once) and, while its tasks wait, fetches the anchor. One
+    run of the script at a time, in a task of its own."""
+
+    def __init__(self, limiter: RedisLimiter) -> None:
+        self._limiter = limiter
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def soon(self, delay: float) -> None:
+        """Report within `delay` seconds (sooner than a report already planned)."""
+        loop = asyncio.get_running_loop()
+        when = loop.time() + delay
+        if self._timer is not None and self._timer.when() <= when:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(when, self._start)
+
+    def _start(self) -> None:
+        self._timer = None
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._send())
+        else:
+            self.soon(_REPORT_AFTER)  # one is on its way: the next goes after it
+
+    async def _send(self) -> None:
+        with contextlib.suppress(RedisError):  # the answers stay counted for the next run
+            await self._limiter.report()
+
+    async def aclose(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class _Slots:
+    """This process's side of the shared bucket: who may book next, and when each booked
+    slot is due, in loop time, by the newest anchor any reply brought.
+
+    Booked slots wait in a heap by token; one timer wakes the earliest, and re-arms when
+    a new anchor moves them. Tasks that may not book yet (this worker's newest slot is
+    due beyond the horizon) wait in line, first come first served.
+    """
+
+    def __init__(self) -> None:
+        self._heard = -math.inf  # loop time of the last reply
+        self._anchor = (0.0, 0.0, 1.0)  # Redis time, token due then, tokens a second
+        self._anchor_time = -math.inf
+        self._offset = math.inf  # loop time - Redis time, the smallest seen lately
+        self._offset_since = 0.0
+        self._newest = -math.inf  # the token of this worker's newest booking
+        self._booking = 0  # bookings on their way to Redis
+        self._line: deque[asyncio.Future[None]] = deque()
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def loop_time(self, token: float) -> float:
+        """When `token` is due, in loop time."""
+        at, av, ar = self._anchor
+        return at + (token - av) / ar + self._offset
+
+    def follow(self, at: float, av: float, ar: float, server_now: float) -> None:
+        """A reply: its anchor, when newer, and the clock offset it shows."""
+        now = asyncio.get_running_loop().time()
+        self._heard = now
+        self._offset = now - server_now
+        if at >= self._anchor_time:
+            self._anchor, self._anchor_time = (at, av, ar), at
+        self._wake()
+
+    def turn_now(self) -> bool:
+        """Take the turn to book if it is free now (no waiting)."""
+        if not self._line and self._may_book(asyncio.get_running_loop().time()):
+            self._booking += 1
+            return True
+        return False
+
+    async def take_turn(self) -> None:
+        """Return when this task may book a slot (`turn_now()` said no)."""
+        turn = asyncio.get_running_loop().create_future()
+        self._line.append(turn)
+        self._wake()
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.end_turn(None)  # the turn came as we were cancelled: pass it on
+            raise
+
+    def end_turn(self, token: float | None) -> None:
+        """A booking came back with `token` (None: it failed)."""
+        self._booking -= 1
+        if token is not None:
+            self._newest = max(self._newest, token)
+        self._wake()
+
+    def due(self, token: float | None) -> bool:
+        """Is the slot of `token` due now? (None: there is none to wait for.)"""
+        now = asyncio.get_running_loop().time()
+        return token is None or self.loop_time(token) <= now + _EARLY
+
+    def waiting(self) -> bool:
+        """Do tasks wait for a slot or for the turn to book one?"""
+        return bool(self._sleepers or self._line)
+
+    def stale(self, after: float) -> bool:
+        """Do tasks wait while nothing was heard from Redis for `after` seconds?"""
+        return self.waiting() and asyncio.get_running_loop().time() - self._heard >= after
+
+    async def wait_for(self, token: float) -> None:
+        """Return when the slot of `token` is due (`due()` said no)."""
+        due = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (token, next(self._order), due))
+        self._wake()
+        await due
+
+    def _may_book(self, now: float) -> bool:
+        return self._booking < _BOOKING_AT_ONCE and self._book_at() <= now
+
+    def _book_at(self) -> float:
+        """When the next booking may go: this worker's newest slot (and one more slot for
+        each booking on its way) is then due within the horizon."""
+        if self._newest == -math.inf:
+            return -math.inf
+        return self.loop_time(self._newest) + self._booking / self._anchor[2] - _HORIZON
+
+    def _wake(self) -> None:
+        """Let the due sleepers go and the next in line book; arm the timer for the rest."""
+        now = asyncio.get_running_loop().time()
+        sleepers, line = self._sleepers, self._line
+        while sleepers and self.loop_time(sleepers[0][0]) <= now + _EARLY:
+            due = heapq.heappop(sleepers)[2]
+            if not due.done():
+                due.set_result(None)
+        while line and self._may_book(now):
+            turn = line.popleft()
+            if not turn.done():
+                self._booking += 1
+                turn.set_result(None)
+        self._arm(now)
+
+    def _arm(self, now: float) -> None:
+        times = []
+        if self._sleepers:
+            times.append(self.loop_time(self._sleepers[0][0]))
+        if self._line and self._booking < _BOOKING_AT_ONCE:
+            times.append(self._book_at())
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if times:
+            self._timer = asyncio.get_running_loop().call_at(max(now, min(times)), self._wake)
+
+
+def _numbers(reply: object) -> tuple[float, float, float, float, float]:
+    if not isinstance(reply, list) or len(reply) != 5:
         raise RedisError(f"unexpected reply from the limiter script: {reply!r}")
-    return int(reply[0]), int(reply[1])
+    due, at, av, ar, now = (float(x) for x in reply)
+    return due, at, av, ar, now

@@ -1,0 +1,253 @@
+"""One adaptive-rate algorithm, two runners, one table of scenarios.
+
+The algorithm is `_adaptive`'s; `AdaptiveRate` runs it in process and the Redis script
+runs the same rules in Lua (`lua_rules()`), on the state every worker of a key shares.
+
+1. The Lua takes the Python's decisions: the same answers at the same times leave the
+   same state, field by field and bit for bit (random sequences, real Redis, the script's
+   clock given as an argument).
+2. One table of scenarios, passed by both runners against one simulated API Gateway
+   bucket (the emulator's `TokenBucket`) on a virtual clock (tests/virtual_clock.py:
+   no sleeping; real Redis for the shared runner, its script keeping the virtual time):
+   the in-process `RateLimiter(adaptive=AdaptiveRate(...))`, and 4 `RedisLimiter`s on one
+   key, one of which dies after 4 s, standing for 4 worker processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pytest
+from redis_server import RedisServer
+from virtual_clock import CountingRedis, run_virtual
+
+from tiktok_async._adaptive import STATE_FIELDS, AdaptiveRate
+from tiktok_async._limiter import RateLimiter
+from tiktok_async._redis_limiter import RedisLimiter, bucket_key
+from tiktok_async.emulator import busiest_window
+from tiktok_async.emulator._gateway import TokenBucket
+
+KEY = "scenario-key"
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
+
+
+# -- 1. the Lua takes the Python's decisions ----------------------------------------------
+
+
+def answer_sequence(seed: int, count: int) -> list[tuple[float, int, int]]:
+    """(time, 200s, 429s) in random phases: calm (200s only), throttled (some 429s),
+    sparse (long gaps: the rate is not used), at uneven intervals."""
+    rng = random.Random(seed)
+    now, events = 100.0, list[tuple[float, int, int]]()
+    while len(events) < count:
+        gap, share = rng.choice([(0.02, 0.0), (0.01, 0.3), (0.1, 0.0), (2.0, 0.0), (0.05, 0.1)])
+        for _ in range(rng.randint(5, 60)):
+            now += gap * 2 * rng.random()
+            throttled = rng.choice([1, 1, 2]) if rng.random() < share else 0
+            ok = rng.choice([1, 1, 2, 5]) if not throttled or rng.random() < 0.5 else 0
+            events.append((now, ok, throttled))
+    return events[:count]
+
+
+SEQUENCES = [(1, None), (2, None), (3, 15.0), (4, None)]
+
+
+@pytest.mark.parametrize(("seed", "max_rate"), SEQUENCES)
+def test_the_lua_takes_the_pythons_decisions(redis_url: str, seed: int,
+                                             max_rate: float | None) -> None:
+    events = answer_sequence(seed, 600)
+    local = AdaptiveRate(10.0, max_rate=max_rate)
+
+    async def main() -> list[tuple[int, dict[str, float], dict[str, float]]]:
+        clock = [0.0]
+        redis = CountingRedis.from_url(redis_url, decode_responses=True)
+        shared = RedisLimiter(redis, f"{KEY}-{seed}", max_rate=max_rate,
+                              clock=lambda: clock[0])
+        await shared.reset()
+        different = []
+        for i, (now, ok, throttled) in enumerate(events):
+            local.on_answers(now, ok, throttled)
+            clock[0] = now
+            for _ in range(ok):
+                shared.on_success()
+            for _ in range(throttled):
+                shared.on_rate_limited()
+            await shared.report()
+            stored = await redis.hgetall(bucket_key(f"{KEY}-{seed}"))
+            theirs = {name: float(stored[name]) for name in STATE_FIELDS}
+            ours = {name: float(value) for name, value in asdict(local.state).items()}
+            if theirs != ours:
+                different.append((i, ours, theirs))
+        await shared.aclose()
+        await redis.aclose()
+        return different
+
+    assert run_virtual(main) == []
+
+
+@pytest.mark.parametrize(("seed", "max_rate"), SEQUENCES)
+def test_the_sequences_exercise_every_rule(seed: int, max_rate: float | None) -> None:
+    """Each sequence above moves every field and reaches every state: slow start, cuts,
+    measured and guessed episodes, a rate not in use (and the cap, when there is one)."""
+    local = AdaptiveRate(10.0, max_rate=max_rate)
+    moved: set[str] = set()
+    reached: set[str] = set()
+    for now, ok, throttled in answer_sequence(seed, 600):
+        before = asdict(local.state)
+        local.on_answers(now, ok, throttled)
+        moved |= {name for name, value in asdict(local.state).items() if before[name] != value}
+        state = local.state
+        reached |= {name for name, on in [("fast", state.fast), ("measured", state.measured),
+                                          ("unused", not state.in_use),
+                                          ("capped", state.rate == max_rate)] if on}
+    assert moved == set(STATE_FIELDS)
+    assert reached >= {"fast", "measured", "unused"} | ({"capped"} if max_rate else set())
+
+
+# -- 2. one table of scenarios, both runners -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A quota nobody tells the client, and what any runner must achieve against it."""
+
+    name: str
+    quota: float
+    burst: int
+    seconds: float
+    tasks: int = 32  # requests in flight at most, over all workers
+    rtt: float = 0.02
+    min_share: float = 0.9  # 200s a second over the run, as a share of the quota
+    max_throttled: float = 0.03  # 429s as a share of requests
+    max_window: float | None = None  # most requests in any 1 s (default: quota + burst)
+
+
+SCENARIOS = [
+    Scenario("Q=50, burst 10 (the scale-out run)", 50, 10, seconds=30),
+    Scenario("Q=5, burst 10", 5, 10, seconds=40, tasks=8),
+    # A bucket as deep as a second of quota hides slow start's overshoot until it is 4x.
+    Scenario("Q=50, burst 50", 50, 50, seconds=30, max_window=110),
+    # 429s come back 150 ms late, while slow start still doubles.
+    Scenario("Q=200, burst 40, slow round trips", 200, 40, seconds=20, tasks=64, rtt=0.15,
+             min_share=0.85, max_window=264),
+]
+SLOW_SCENARIOS = [Scenario("Q=500, burst 100", 500, 100, seconds=30, tasks=64)]
+TABLE = [*SCENARIOS, *(pytest.param(s, marks=pytest.mark.slow) for s in SLOW_SCENARIOS)]
+
+
+@dataclass
+class Outcome:
+    """What the simulated server saw: (time, admitted) per request."""
+
+    arrivals: list[tuple[float, bool]]
+    seconds: float
+
+    def share(self, quota: float) -> float:
+        return sum(ok for _, ok in self.arrivals) / self.seconds / quota
+
+    def throttled(self) -> float:
+        return sum(not ok for _, ok in self.arrivals) / len(self.arrivals)
+
+    def window(self) -> int:
+        return busiest_window([t for t, _ in self.arrivals])
+
+
+async def client_task(limiter: Any, bucket: TokenBucket, arrivals: list[tuple[float, bool]],
+                      rng: random.Random, rtt: float) -> None:
+    """What `TikTokClient` does around one request after another, forever: acquire, one
+    round trip (the server decides halfway), report; after a 429, back off and retry."""
+    loop = asyncio.get_running_loop()
+    attempt = 0
+    while True:
+        await limiter.acquire()
+        trip = rtt * (0.75 + 0.5 * rng.random())
+        await asyncio.sleep(trip / 2)
+        admitted = bucket.try_acquire()
+        arrivals.append((loop.time(), admitted))
+        await asyncio.sleep(trip / 2)
+        if admitted:
+            limiter.on_success()
+            attempt = 0
+            continue
+        limiter.on_rate_limited()
+        wait = min(10.0, 0.5 * 2**attempt) + 0.5 * rng.random()
+        limiter.on_throttled(wait)
+        attempt += 1
+        await asyncio.sleep(wait)
+
+
+async def simulate(scenario: Scenario, limiters: list[Any], kill: Callable[[], Any] | None = None,
+                   seed: int = 1) -> Outcome:
+    """`scenario.tasks` tasks spread over `limiters` (one per worker) for its seconds;
+    `kill()` after 4 s stops the first worker's tasks (as SIGKILL would)."""
+    loop = asyncio.get_running_loop()
+    bucket = TokenBucket(scenario.quota, scenario.burst, clock=loop.time)
+    arrivals: list[tuple[float, bool]] = []
+    rng = random.Random(seed)
+    per_worker = scenario.tasks // len(limiters)
+    tasks = [[loop.create_task(client_task(limiter, bucket, arrivals, rng, scenario.rtt))
+              for _ in range(per_worker)] for limiter in limiters]
+    if kill is not None:
+        await asyncio.sleep(4.0)
+        for task in tasks[0]:
+            task.cancel()
+        await kill()
+    await asyncio.sleep(scenario.seconds - loop.time())
+    for task in (t for worker in tasks for t in worker):
+        task.cancel()
+    await asyncio.gather(*(t for worker in tasks for t in worker), return_exceptions=True)
+    return Outcome(arrivals, scenario.seconds)
+
+
+def run_local(scenario: Scenario) -> Outcome:
+    async def main() -> Outcome:
+        return await simulate(scenario, [RateLimiter(adaptive=AdaptiveRate(10.0))])
+
+    return run_virtual(main)
+
+
+def run_shared(scenario: Scenario, redis_url: str, workers: int = 4) -> Outcome:
+    async def main() -> Outcome:
+        loop = asyncio.get_running_loop()
+        clients = [CountingRedis.from_url(redis_url, decode_responses=True)
+                   for _ in range(workers)]
+        key = f"{KEY}-{scenario.name}"
+        limiters = [RedisLimiter(r, key, clock=loop.time) for r in clients]
+        await limiters[0].reset()
+        try:
+            return await simulate(scenario, limiters, kill=limiters[0].aclose)
+        finally:
+            for limiter in limiters:
+                await limiter.aclose()
+            for client in clients:
+                await client.aclose()
+
+    return run_virtual(main)
+
+
+def check(scenario: Scenario, outcome: Outcome) -> None:
+    max_window = scenario.max_window or scenario.quota + scenario.burst
+    figures = (f"{outcome.share(scenario.quota):.1%} of Q, {outcome.throttled():.2%} 429s, "
+               f"worst 1 s {outcome.window()}")
+    assert outcome.share(scenario.quota) >= scenario.min_share, figures
+    assert outcome.throttled() <= scenario.max_throttled, figures
+    assert outcome.window() <= max_window, figures
+
+
+@pytest.mark.parametrize("scenario", TABLE, ids=lambda s: s.name)
+def test_in_process(scenario: Scenario) -> None:
+    check(scenario, run_local(scenario))
+
+
+@pytest.mark.parametrize("scenario", TABLE, ids=lambda s: s.name)
+def test_shared_by_four_workers_one_of_which_dies(scenario: Scenario, redis_url: str) -> None:
+    check(scenario, run_shared(scenario, redis_url))
