@@ -15,6 +15,7 @@ import pytest
 from forward_proxy import ForwardProxy
 
 from tiktok_async import (
+    CertificateError,
     ClientHooks,
     ClientStateError,
     ConnectError,
@@ -163,6 +164,16 @@ async def test_tls_works_with_the_emulators_ca_and_is_refused_without(
         with pytest.raises(ConnectError, match="not trusted"):
             await client.get_user(HANDLE)
     assert tls_emulator.stats().count(status=200) == 1  # the refused one never got in
+
+
+async def test_an_untrusted_certificate_is_not_retried(tls_emulator: Emulator) -> None:
+    """The same certificate comes back: under the default policy one attempt, at once."""
+    async with TikTokClient(tls_emulator.api_key, tls_emulator.base_url) as client:
+        with pytest.raises(CertificateError, match="not trusted") as caught:
+            await client.get_user(HANDLE)
+        assert client.stats.retries == 0
+    assert caught.value.attempts == 1
+    assert isinstance(caught.value, ConnectError)
 
 
 @pytest.mark.parametrize("kind", ["context", "no check"])

@@ -8,6 +8,7 @@ from ._client import ClientHooks, TikTokClient
 from ._exceptions import (
     APIStatusError,
     BadRequestError,
+    CertificateError,
     ClientStateError,
     ConnectError,
     DecodeError,
@@ -40,6 +41,7 @@ if _typing.TYPE_CHECKING:
 __all__ = [
     "APIStatusError",
     "BadRequestError",
+    "CertificateError",
     "ClientHooks",
     "ClientStateError",
     "ClientStats",

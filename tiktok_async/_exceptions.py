@@ -6,6 +6,7 @@ TikTokError(Exception)             .message .status .request_id .attempts
 ├── ClientStateError(RuntimeError) use before open, after close, or reopening
 ├── TransportError                 no complete HTTP answer (retryable)
 │   ├── ConnectError               could not connect (DNS, refused, TLS, reset before an answer)
+│   │   └── CertificateError       the server's TLS certificate is not trusted (not retried)
 │   ├── RequestTimeoutError        one attempt took too long
 │   └── TruncatedBodyError         connection dropped mid-answer, body shorter than announced
 ├── APIStatusError                 an HTTP answer with an error status; .error_type
@@ -32,6 +33,7 @@ from typing import Any
 __all__ = [
     "APIStatusError",
     "BadRequestError",
+    "CertificateError",
     "ClientStateError",
     "ConnectError",
     "DecodeError",
@@ -145,6 +147,11 @@ class TransportError(TikTokError):
 
 class ConnectError(TransportError):
     """Could not connect, or the connection broke before an answer began."""
+
+
+class CertificateError(ConnectError):
+    """The server's TLS certificate failed the check (`verify=`): not retried, since the
+    same certificate comes back; trust its CA with `verify=` (`--ca-file`)."""
 
 
 class RequestTimeoutError(TransportError):

@@ -42,6 +42,7 @@ from typing import TypeVar
 from ._exceptions import (
     APIStatusError,
     BadRequestError,
+    CertificateError,
     ConnectError,
     DecodeError,
     ForbiddenError,
@@ -249,6 +250,8 @@ def retry_cause(exc: BaseException) -> str | None:
         return "throttled"
     if isinstance(exc, ServerError):
         return "server_error" if exc.status in _RETRYABLE_SERVER_STATUSES else None
+    if isinstance(exc, CertificateError):
+        return None  # the same certificate comes back: retrying cannot help
     if isinstance(exc, TransportError):
         return _transport_cause(exc)
     if isinstance(exc, MalformedBodyError):

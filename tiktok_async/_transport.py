@@ -56,6 +56,7 @@ import aiohttp
 from yarl import URL
 
 from ._exceptions import (
+    CertificateError,
     ClientStateError,
     ConnectError,
     RequestTimeoutError,
@@ -366,6 +367,8 @@ def _mapped(exc: BaseException, *, answered: bool) -> TransportError:
     if isinstance(exc, (aiohttp.ClientConnectionError, OSError)):
         if answered:
             return TruncatedBodyError(f"connection lost while reading the answer: {detail}")
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            return CertificateError(_connect_detail(exc, detail))
         return ConnectError(_connect_detail(exc, detail))
     return TransportError(f"HTTP error: {detail}")
 
