@@ -26,7 +26,6 @@ import asyncio
 import logging
 import math
 import os
-import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, replace
@@ -44,6 +43,7 @@ from ._exceptions import ClientStateError, ConnectError, RateLimitedError, TikTo
 from ._inputs import make_video_ref, parse_handle, parse_video, user_path, video_path
 from ._limiter import ConcurrencyGate, Limiter, RateLimiter
 from ._models import UserProfile, Video, decode_user_profile, decode_video
+from ._openfiles import make_room
 from ._protocol import decipher_response, retry_cause
 from ._retry import Retrier, RetryPolicy
 from ._runstop import CURRENT_RUN, NotSentError, connect_failed
@@ -566,8 +566,6 @@ _VIEW_LIFECYCLE = ("a view made by with_options() shares its client's lifecycle:
 
 #: The default ceiling of attempts in flight: covers a quota of 1,000 a second at 3 s.
 DEFAULT_MAX_CONCURRENCY = 4096
-# Files kept free beside the sockets (the process's own files, the event loop, logs).
-_SPARE_FILES = 256
 # A wait for a rate token longer than this means the rate, not concurrency, is binding.
 _TOKEN_WAIT = 0.002
 
@@ -635,23 +633,13 @@ def _redacted(base_url: str) -> str:
 
 
 def _open_files_allow(concurrency: int) -> int:
-    """The concurrency the open-file limit allows: its soft limit is raised to make room
-    for `concurrency` sockets; when the hard limit stops that, less (with a warning)."""
-    if sys.platform == "win32":  # pragma: no cover - no open-file limit to raise there
-        return concurrency
-    import resource
-
-    needed = concurrency + _SPARE_FILES
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        soft = target
-    if soft == resource.RLIM_INFINITY or soft >= needed:
-        return concurrency
-    allowed = max(1, soft - _SPARE_FILES)
-    _log.warning("concurrency %d lowered to %d: the open-file hard limit is %d (raise it "
-                 "with `ulimit -Hn` or in the service's limits)", concurrency, allowed, hard)
+    """The concurrency the open-file limit allows (its soft limit raised to fit); when the
+    hard limit stops that, less, with a warning."""
+    allowed = make_room(concurrency)
+    if allowed < concurrency:
+        _log.warning("concurrency %d lowered to %d: the open-file hard limit stops more "
+                     "(raise it with `ulimit -Hn` or in the service's limits)",
+                     concurrency, allowed)
     return allowed
 
 

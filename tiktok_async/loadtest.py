@@ -70,6 +70,7 @@ from ._exceptions import (
 )
 from ._inputs import parse_video
 from ._latency import LatencyHistogram
+from ._openfiles import make_room
 
 __all__ = [
     "GroupStats",
@@ -89,7 +90,6 @@ _ERROR_NAMES: tuple[tuple[type[TikTokError], str], ...] = (
     (ResponseTooLargeError, "too_large"), (DecodeError, "decode"),
 )
 _WARM_CONCURRENCY = 16
-_FILES_KEPT = 64  # open files left to the rest of the process
 
 
 def generated_handles(prefix: str | None = None) -> Iterator[str]:
@@ -101,18 +101,9 @@ def generated_handles(prefix: str | None = None) -> Iterator[str]:
 
 def open_loop_concurrency(rate: float, timeout: float = 35.0) -> int:
     """The client concurrency an open loop at `rate` needs: every request of a `timeout`
-    long stall in flight at once (`ceil(rate * timeout) + 1`), capped by the open-file limit
-    (less 64 files for the rest of the process)."""
-    return max(1, min(math.ceil(rate * timeout) + 1, _open_file_room()))
-
-
-def _open_file_room() -> int:
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - Windows has no such limit
-        return 2**31
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return 2**31 if soft == resource.RLIM_INFINITY else soft - _FILES_KEPT
+    long stall in flight at once (`ceil(rate * timeout) + 1`), as far as the open-file
+    limit allows (its soft limit is raised to fit when the hard limit allows)."""
+    return make_room(math.ceil(rate * timeout) + 1)
 
 
 @dataclass
@@ -331,7 +322,7 @@ def _describe(report: LoadReport, client: TikTokClient, fresh: bool, cached: boo
 def _slots(client: TikTokClient) -> int:
     """Attempts the open client lets in flight at once (its ceiling, where it has an
     adaptive limit below it for bulk runs)."""
-    ceiling: int = getattr(client, "max_concurrency", client.concurrency)
+    ceiling = client.max_concurrency
     return ceiling
 
 

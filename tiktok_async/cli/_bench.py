@@ -31,7 +31,10 @@ from ._common import (
     EXIT_SOME_FAILED,
     EXIT_USAGE,
     UsageError,
+    add_connection_arguments,
     api_key_from,
+    check_base_url,
+    network_options,
     positive_float,
     positive_int,
     run_async,
@@ -41,7 +44,6 @@ from ._inputfile import read_inputs
 
 DEFAULT_DURATION = 10.0
 DEFAULT_WARM = 50
-_FILES_KEPT = 64
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -72,9 +74,7 @@ def _add_load_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds for one request (default 35: API Gateway gives up at 29)")
     add("--max-retries", type=int, default=0, help="retries of a failed request (default 0: "
         "a 429 or a 5xx is reported, not retried away; a retry pauses the whole client)")
-    add("--api-key", default=None, help="API key (default: $TIKTOK_API_KEY)")
-    add("--base-url", default=None,
-        help="API base URL, with stage and resource (default: $TIKTOK_API_BASE_URL)")
+    add_connection_arguments(parser)
 
 
 def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
@@ -203,34 +203,24 @@ def _client(args: argparse.Namespace) -> TikTokClient:
     """A client that never paces, retries only if asked, with room for the load."""
     concurrency = args.concurrency or _open_loop_room(args.rate, args.timeout)
     retry = RetryPolicy(max_attempts=args.max_retries + 1)
+    check_base_url(args)
     return TikTokClient(api_key_from(args), args.base_url, rate=math.inf, retry=retry,
-                        concurrency=concurrency, timeout=args.timeout)
+                        concurrency=concurrency, timeout=args.timeout,
+                        adaptive_concurrency=False, **network_options(args))
 
 
 def _open_loop_room(rate: float, timeout: float) -> int:
-    """Slots for every request a `timeout` long stall piles up, the open-file limit
-    raised to its hard limit first if that helps; a note when it still does not fit."""
+    """Slots for every request a `timeout` long stall piles up, as far as the open-file
+    limit allows; a note when it does not."""
     from ..loadtest import open_loop_concurrency
 
     needed = math.ceil(rate * timeout) + 1
-    _raise_open_file_limit(needed + _FILES_KEPT)
     room = open_loop_concurrency(rate, timeout)
     if room < needed:
         print(f"tiktok-async bench: the open-file limit allows {room} requests in flight, "
               f"not {needed} (rate x timeout): a stall longer than {room / rate:.1f} s "
               "closes the loop; the report says if it did", file=sys.stderr)
     return room
-
-
-def _raise_open_file_limit(wanted: int) -> None:
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - Windows
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _intro(plan: dict[str, Any], client: TikTokClient) -> str:

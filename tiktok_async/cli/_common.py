@@ -152,6 +152,12 @@ def add_client_arguments(parser: argparse.ArgumentParser, *, rate_help: str) -> 
         help="seconds for one attempt (default 35: API Gateway gives up at 29)")
     add("--max-retries", type=int, default=5,
         help="retries of one input after a transient failure (default 5)")
+    add_connection_arguments(parser)
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the API is and how to reach it: key, base URL, proxy, TLS trust."""
+    add = parser.add_argument
     add("--api-key", default=None, metavar="KEY",
         help="API key (default: $TIKTOK_API_KEY). Other users of this machine can see a "
              "command line (ps): prefer the variable, --api-key-file, or '--api-key -' to "
@@ -206,13 +212,18 @@ def network_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"proxy": getattr(args, "proxy", None), "verify": ca_file or verify}
 
 
+def check_base_url(args: argparse.Namespace) -> None:
+    """A usage error when neither --base-url nor the environment gives the API's URL."""
+    if not (args.base_url or os.environ.get(BASE_URL_ENV)):
+        raise UsageError(f"no API base URL: pass --base-url or set {BASE_URL_ENV} "
+                         "(e.g. https://<id>.execute-api.<region>.amazonaws.com/dev/tiktok)")
+
+
 def client_from(args: argparse.Namespace, limiter: Limiter | None = None) -> TikTokClient:
     """The client the options describe (`limiter`: a shared one; then --rate is its own)."""
     if args.max_retries < 0:
         raise UsageError("--max-retries must be 0 or more")
-    if not (args.base_url or os.environ.get(BASE_URL_ENV)):
-        raise UsageError(f"no API base URL: pass --base-url or set {BASE_URL_ENV} "
-                         "(e.g. https://<id>.execute-api.<region>.amazonaws.com/dev/tiktok)")
+    check_base_url(args)
     if args.rate is not None and args.max_rate is not None:
         raise UsageError("--max-rate caps the adaptive rate: give it without --rate")
     retry = RetryPolicy(max_attempts=args.max_retries + 1)
