@@ -149,6 +149,9 @@ def shared_run(quota: float, burst: int, count: int, workers: int, kill_after: f
             procs = start_workers(workers, url, "bench", emu.base_url, quota, tmp)
             codes = wait_killing(procs, kill_after, timeout=count / quota * 4 + 60)
             seen = arrivals(emu)
+        for i, code in enumerate(codes):
+            if code not in (0, -signal.SIGKILL):
+                print(f"worker {i} exited {code}:\n{(tmp / f'worker{i}.err').read_text()[-3000:]}")
         cli("collect", "--redis", url, "--job", "bench", "-o", str(tmp / "out.jsonl"))
     finally:
         proc.terminate()

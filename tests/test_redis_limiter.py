@@ -200,6 +200,26 @@ def test_answers_reach_redis_without_a_booking(redis_server: RedisServer) -> Non
     assert float(after_429["rate"]) == 2.5  # 10 x 0.25
 
 
+def test_runs_on_uvloop_as_the_worker_does(redis_server: RedisServer) -> None:
+    """uvloop's timers differ from asyncio's (a timer already due is a plain Handle)."""
+    import uvloop
+
+    async def main() -> float | None:
+        limiter = RedisLimiter(redis_server.url, KEY, initial=50)
+        for _ in range(5):
+            await limiter.acquire()
+            limiter.on_success()
+        limiter.on_rate_limited()  # reported at once: a timer due now, a plain Handle
+        limiter.on_success()  # in the same turn of the loop
+        await asyncio.sleep(0.05)
+        await limiter.aclose()
+        return limiter.rate
+
+    rate = uvloop.run(main())
+    assert rate is not None
+    assert rate < 50 / 2
+
+
 async def test_acquire_survives_a_flushed_script_cache(redis: Redis) -> None:
     limiter = RedisLimiter(redis, KEY, rate=100, burst=5)
     await limiter.acquire()

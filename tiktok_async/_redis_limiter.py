@@ -349,21 +349,23 @@ class _Keeper:
 
     def __init__(self, limiter: RedisLimiter) -> None:
         self._limiter = limiter
-        self._timer: asyncio.TimerHandle | None = None
+        # Not TimerHandle.when(): uvloop hands out a plain Handle for a time already due.
+        self._timer: asyncio.Handle | None = None
+        self._when = math.inf
         self._task: asyncio.Task[None] | None = None
 
     def soon(self, delay: float) -> None:
         """Report within `delay` seconds (sooner than a report already planned)."""
         loop = asyncio.get_running_loop()
         when = loop.time() + delay
-        if self._timer is not None and self._timer.when() <= when:
+        if self._timer is not None and self._when <= when:
             return
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = loop.call_at(when, self._start)
+        self._timer, self._when = loop.call_at(when, self._start), when
 
     def _start(self) -> None:
-        self._timer = None
+        self._timer, self._when = None, math.inf
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._send())
         else:
@@ -403,7 +405,7 @@ class _Slots:
         self._line: deque[asyncio.Future[None]] = deque()
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
 
     def loop_time(self, token: float) -> float:
         """When `token` is due, in loop time."""
