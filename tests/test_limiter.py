@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextvars
 import itertools
 import math
-import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from aiolimiter import AsyncLimiter
+from virtual_clock import VirtualClockLoop
 
 from tiktok_async import _limiter
 from tiktok_async._limiter import ConcurrencyGate, RateLimiter
@@ -20,8 +21,30 @@ from tiktok_async.emulator import busiest_window
 
 Runner = Callable[[Coroutine[Any, Any, Any]], Any]
 
+# The virtual clock moves a nanosecond a turn of the loop, so grants due on the same
+# instant land a few nanoseconds apart. A window this much longer than the one judged
+# still holds every grant due within it (its closed ends included), and never the next
+# one, which is 1 / rate later: no token can hide in the rounding.
+DRIFT = 1e-6
 
-async def acquire_times(limiter: RateLimiter, count: int, tasks: int = 16) -> list[float]:
+
+def most_in_a_second(times: list[float]) -> int:
+    """The most grants in any closed one-second window [t, t + 1]."""
+    return busiest_window(times, 1.0 + DRIFT)
+
+
+def bound(rate: float, burst: int, seconds: float = 1.0) -> int:
+    """The most a token bucket lets through in any closed window: rate x seconds plus its
+    depth, which is the burst (1.5 for a burst of 1: the half token of slack)."""
+    depth = burst + 0.5 if burst == 1 else burst
+    return math.floor(rate * seconds + depth)
+
+
+class Acquirer(Protocol):
+    async def acquire(self) -> None: ...
+
+
+async def acquire_times(limiter: Acquirer, count: int, tasks: int = 16) -> list[float]:
     """Loop times at which `count` acquires, spread over `tasks` tasks, got through."""
     loop = asyncio.get_running_loop()
     times: list[float] = []
@@ -38,16 +61,18 @@ async def acquire_times(limiter: RateLimiter, count: int, tasks: int = 16) -> li
 
 
 @pytest.mark.parametrize(
-    ("rate", "burst"), [(20, 1), (50, 1), (10, 5), (100, 20), (2.5, 1), (1000, 10)]
+    ("rate", "burst"), [(20, 1), (50, 1), (10, 5), (100, 20), (2.5, 1), (1000, 10), (7, 3)]
 )
-def test_worst_second_holds_at_most_rate_plus_burst(
+def test_worst_second_holds_exactly_rate_plus_depth(
     rate: float, burst: int, run_virtual: Runner
 ) -> None:
+    """Tasks that always wait fill the worst second to the bound and not one grant over:
+    one token more or less in the bucket fails here."""
+
     async def scenario() -> list[float]:
         return await acquire_times(RateLimiter(rate, burst), count=int(rate * 2) + burst)
 
-    times = run_virtual(scenario())
-    assert busiest_window(times) <= int(rate + burst)
+    assert most_in_a_second(run_virtual(scenario())) == bound(rate, burst)
 
 
 @pytest.mark.parametrize(("rate", "burst"), [(20, 1), (50, 1), (10, 5), (1000, 10)])
@@ -108,7 +133,7 @@ def test_set_rate_down_slows_tasks_already_waiting(run_virtual: Runner) -> None:
 
     times = sorted(run_virtual(scenario()))
     assert times[-1] == pytest.approx(9.5, abs=0.01)  # 0, then 0.5 (slack), then 1 a second
-    assert busiest_window(times) <= 2
+    assert most_in_a_second(times) <= bound(1, 1)
 
 
 def test_set_rate_none_releases_waiters_and_set_rate_from_none_starts_limiting(
@@ -126,7 +151,7 @@ def test_set_rate_none_releases_waiters_and_set_rate_from_none_starts_limiting(
 
     released, limited = run_virtual(scenario())
     assert max(released) == pytest.approx(0.1)
-    assert busiest_window(limited) <= 11
+    assert most_in_a_second(limited) <= bound(10, 1)
 
 
 def test_set_rate_carries_the_bucket_level_over(run_virtual: Runner) -> None:
@@ -190,7 +215,7 @@ def test_a_rate_changed_often_while_tasks_wait_holds_the_higher_rate(
 
     times = sorted(run_virtual(scenario()))
     assert len(times) == 60
-    assert busiest_window(times) <= 21
+    assert most_in_a_second(times) <= bound(20, 1)
     assert (len(times) - 2) / (times[-1] - times[1]) >= 0.97 * 10
 
 
@@ -294,14 +319,45 @@ def test_bad_burst_is_refused(burst: object) -> None:
         RateLimiter(10, burst)  # type: ignore[arg-type]
 
 
-async def test_real_clock_mean_rate_survives_late_timer_wakeups() -> None:
-    """On a real loop, timers fire up to ~1 ms late; burst=1 must still reach 97 % of rate."""
-    limiter = RateLimiter(rate=50, burst=1)
-    start = time.perf_counter()
-    times = await acquire_times(limiter, count=101)
-    elapsed = time.perf_counter() - start
-    assert 100 / elapsed >= 0.97 * 50
-    assert busiest_window(times) <= 51
+class LateTimersLoop(VirtualClockLoop):
+    """A virtual clock on which every timer fires `late` seconds after it is due, as on
+    a real loop (asyncio wakes timers up to about a millisecond late, more when busy)."""
+
+    def __init__(self, late: float) -> None:
+        super().__init__()
+        self.late = late
+
+    def call_at(self, when: float, callback: Callable[..., object], *args: Any,
+                context: contextvars.Context | None = None) -> asyncio.TimerHandle:
+        return super().call_at(when + self.late, callback, *args, context=context)
+
+
+def times_with_late_timers(bucket: Acquirer, late: float, count: int) -> list[float]:
+    loop = LateTimersLoop(late)
+    try:
+        return sorted(loop.run_until_complete(acquire_times(bucket, count)))
+    finally:
+        loop.close()
+
+
+def mean_rate(times: list[float]) -> float:
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+@pytest.mark.parametrize(("rate", "late"), [(50, 0.001), (200, 0.002)])
+def test_mean_rate_survives_late_timer_wakeups(rate: float, late: float) -> None:
+    """Timers that fire late must not cost burst=1 its rate: the half token of slack
+    keeps the meter draining through the lateness."""
+    times = times_with_late_timers(RateLimiter(rate, burst=1), late, count=101)
+    assert mean_rate(times) >= 0.97 * rate
+    assert most_in_a_second(times) <= bound(rate, 1)
+
+
+def test_a_bucket_exactly_one_deep_loses_rate_to_late_timers() -> None:
+    """Why the slack: aiolimiter's `AsyncLimiter(1, 1 / rate)` runs dry during each late
+    wake-up and never makes the drain up (so the test above can fail)."""
+    times = times_with_late_timers(AsyncLimiter(1, 1 / 50), 0.001, count=101)
+    assert mean_rate(times) < 0.97 * 50
 
 
 # --- the concurrency gate -----------------------------------------------------------------
