@@ -1,11 +1,13 @@
 """Shared adaptive rate, end to end: 4 `tiktok-async worker` processes on one key.
 
     python -m benchmarks.bench_redis_adaptive [--quota 5 --quota 50 --quota 500]
-        [--burst 10] [--workers 4] [--kill-after 4] [--local] [--json PATH]
+        [--burst B] [--workers 4] [--kill-after 4] [--local] [--json PATH]
 
 For each quota Q: starts a `redis-server` (free port, temp dir) and the emulator with a
 token bucket of rate Q and burst B (`--rate Q --burst B`, full at the start, as API
-Gateway), enqueues fresh handles (`tiktok-async enqueue`: Q=5: 150, Q=50: 1,200,
+Gateway; B: 10 for Q=5 and Q=50, 100 for Q=500, a fifth of a second of quota except at
+Q=5, where the client's first second at 10/s would not fit in a burst of 1), enqueues
+fresh handles (`tiktok-async enqueue`: Q=5: 150, Q=50: 1,200,
 Q=500: 12,000, about 25 s of quota), starts the workers with no rate (`tiktok-async
 worker`: the shared adaptive rate, told nothing; `--claim-idle 10` so the killed
 worker's entries are taken over mid-run, and `--concurrency 4` at Q=5 so that no live
@@ -41,6 +43,7 @@ from tiktok_async.emulator import EmulatorProcess, busiest_window
 
 KEY = "bench-key"
 INPUTS = {5: 150, 50: 1_200, 500: 12_000}
+BURSTS = {5: 10, 50: 10, 500: 100}
 CLI = [sys.executable, "-m", "tiktok_async"]
 
 
@@ -236,29 +239,31 @@ def print_table(runs: list[Run]) -> None:
               f"{'yes' if r.meets() else 'NO'} |")
 
 
+def run_side(side: str, quota: float, args: argparse.Namespace) -> Run:
+    """One run (`shared`: the workers; `local`: one process) in a temp dir of its own."""
+    count = args.inputs or INPUTS.get(int(quota), int(quota * 25))
+    burst = args.burst or BURSTS.get(int(quota), max(1, int(quota / 5)))
+    with tempfile.TemporaryDirectory() as tmp:
+        run = (shared_run(quota, burst, count, args.workers, args.kill_after, Path(tmp))
+               if side == "shared" else local_run(quota, burst, count, Path(tmp)))
+    print(f"{run.side}, Q={quota:g}: worst window {run.worst_window}, 200s "
+          f"{run.ok_share:.1%} of Q, 429s {run.throttled_share:.2%}, "
+          f"exit codes {run.exit_codes}", flush=True)
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quota", type=float, action="append", default=None)
-    parser.add_argument("--burst", type=int, default=10)
+    parser.add_argument("--burst", type=int, default=0, help="default: BURSTS[Q], else Q / 5")
     parser.add_argument("--inputs", type=int, default=0, help="default: about 25 s of quota")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--kill-after", type=float, default=4.0, help="0: kill none")
     parser.add_argument("--local", action="store_true", help="also run one local process")
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     args = parser.parse_args()
-    runs = []
-    for quota in args.quota or [5.0, 50.0, 500.0]:
-        count = args.inputs or INPUTS.get(int(quota), int(quota * 25))
-        sides = ["shared", "local"] if args.local else ["shared"]
-        for side in sides:
-            with tempfile.TemporaryDirectory() as tmp:
-                run = (shared_run(quota, args.burst, count, args.workers, args.kill_after,
-                                  Path(tmp)) if side == "shared"
-                       else local_run(quota, args.burst, count, Path(tmp)))
-            print(f"{run.side}, Q={quota:g}: worst window {run.worst_window}, 200s "
-                  f"{run.ok_share:.1%} of Q, 429s {run.throttled_share:.2%}, "
-                  f"exit codes {run.exit_codes}", flush=True)
-            runs.append(run)
+    runs = [run_side(side, quota, args) for quota in args.quota or [5.0, 50.0, 500.0]
+            for side in (["shared", "local"] if args.local else ["shared"])]
     print_table(runs)
     if args.json is not None:
         args.json.write_text(json.dumps([asdict(r) for r in runs], indent=1))
