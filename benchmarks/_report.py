@@ -4,7 +4,7 @@
 `markdown(report, img_prefix)` (the table section between the markers),
 `replace_marked(page, text)` (only between `<!-- bench:table -->` and
 `<!-- /bench:table -->`; the markers are added at the end when missing), and `charts()`
-(one PNG per section that has one; matplotlib, Agg).
+(one PNG per section that has one: `_charts`).
 """
 
 from __future__ import annotations
@@ -174,6 +174,10 @@ def _details(section: dict[str, Any]) -> list[str]:
         return out
     if key == "redis":
         return _redis_details(rows)
+    if key in ("bulk", "cli"):
+        return _paired_details(rows, "requests/s" if key == "bulk" else "inputs/s")
+    if key == "goodput":
+        return _goodput_details(rows)
     if key == "faults":
         out = ["| inputs | answered | requests | by status | extra requests per answer |",
                "|---:|---:|---:|---|---:|"]
@@ -182,6 +186,45 @@ def _details(section: dict[str, Any]) -> list[str]:
                 f"{r['extra_requests_per_answer']:.3f} |" for r in rows]
         return out
     return []
+
+
+def _paired_details(rows: list[dict[str, Any]], per: str) -> list[str]:
+    """The sides of a paired section, each against the bare loop (its first row)."""
+    out = [f"| side | {per} | CPU µs each | vs the bare loop |", "|---|---:|---:|---|"]
+    for r in rows:
+        if r.get("part", "paired") != "paired":
+            continue
+        versus = (f"{r['rate_vs_bare']:.2f}x {per}, {r['cpu_vs_bare']:.2f}x CPU"
+                  if "rate_vs_bare" in r else "(the floor)")
+        start = (f" (start-up {r['startup_cpu_s']:.2f} s CPU a process)"
+                 if "startup_cpu_s" in r else "")
+        out.append(f"| {r['side']} | {r['rate']:,.0f} | {r['cpu_us']:.0f}{start} | {versus} |")
+    return out
+
+
+def _goodput_details(rows: list[dict[str, Any]]) -> list[str]:
+    """A line per cell: the defaults beside a fixed 64."""
+    out = ["| Q (burst Q) | first fetch | N | defaults: 200s, share of Q | 429s | wall "
+           "(ideal) | fixed 64: 200s, share of Q | 429s | wall (ideal) |",
+           "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    cells: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        cells.setdefault(r["cell"], {})[r["side"]] = r
+    for sides in cells.values():
+        first = next(iter(sides.values()))
+        latency = (f"{first['profile']} preset" if first["profile"]
+                   else f"{first['latency_s']:g} s")
+        line = f"| {first['quota']:,} | {latency} | {first['handles']:,} |"
+        for side in ("defaults", "fixed 64"):
+            if side not in sides:
+                line += " — | — | — |"
+                continue
+            r = sides[side]
+            stopped = "" if r["finished"] else f", stopped: {r['answered']:,} answered"
+            line += (f" {r['share_of_quota']:.1%} | {r['throttled_share']:.2%} | "
+                     f"{r['wall_s']:.1f} s ({r['ideal_s']:.1f} s{stopped}) |")
+        out.append(line)
+    return out
 
 
 def _redis_details(rows: list[dict[str, Any]]) -> list[str]:
@@ -253,129 +296,7 @@ def replace_marked(page: Path, text: str) -> None:
 
 
 def charts(sections: list[dict[str, Any]], img_dir: Path) -> None:
-    """One PNG per section that has one; the file names go into each section's `charts`."""
-    import matplotlib
+    """One PNG per section that has one (`_charts`, matplotlib loaded only here)."""
+    from benchmarks import _charts
 
-    matplotlib.use("Agg")
-    img_dir.mkdir(parents=True, exist_ok=True)
-    makers = {"throughput": _throughput, "decode": _decode, "rate": _rate,
-              "adaptive": _adaptive, "memory": _memory}
-    for section in sections:
-        maker = makers.get(section["key"])
-        if maker is None:
-            continue
-        name = f"bench_{section['key']}.png"
-        maker(section, img_dir / name)
-        section["charts"] = [name]
-
-
-def _save(fig: Any, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-
-
-def _throughput(section: dict[str, Any], path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    rows = section["rows"]
-    names = [r["side"] for r in rows]
-    colors = ["#1f77b4" if n == "TikTokClient" else "#aaaaaa" for n in names]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
-    left.barh(names, [r["rate"] for r in rows], color=colors)
-    left.set_xlabel("requests/s (paired, summed over rounds)")
-    left.invert_yaxis()
-    right.barh(names, [r["cpu_us"] for r in rows], color=colors)
-    right.set_xlabel("client CPU µs per request (log scale)")
-    right.set_xscale("log")
-    right.invert_yaxis()
-    right.set_yticklabels([])
-    _save(fig, path)
-
-
-def _decode(section: dict[str, Any], path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    rows = section["rows"]
-    fig, ax = plt.subplots(figsize=(9, 3.8))
-    ys = range(len(rows))
-    ax.barh([y - 0.2 for y in ys], [r["user_us"] for r in rows], height=0.4, label="user")
-    ax.barh([y + 0.2 for y in ys], [r["video_us"] for r in rows], height=0.4, label="video")
-    ax.set_yticks(list(ys), [r["decoder"] for r in rows])
-    ax.invert_yaxis()
-    ax.set_xlabel("µs per object (median)")
-    ax.legend()
-    _save(fig, path)
-
-
-def _rate(section: dict[str, Any], path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    rows = section["rows"]
-    fig, axes = plt.subplots(len(rows), 1, figsize=(9, 2.1 * len(rows)), sharex=True)
-    for ax, row in zip(axes, rows, strict=True):
-        xs, ys = trailing_counts(row.get("first_run_arrivals", []))
-        ax.plot(xs, ys, lw=1)
-        ax.axhline(row["rate"] + 1, color="red", ls="--", lw=0.8, label="rate + 1")
-        ax.axhline(row["rate"], color="grey", ls=":", lw=0.8, label="rate")
-        ax.set_title(row["side"], fontsize=9)
-        ax.set_ylabel("req in last 1 s", fontsize=8)
-        ax.legend(fontsize=7, loc="lower right")
-    axes[-1].set_xlabel("seconds from the first request (first run)")
-    _save(fig, path)
-
-
-def trailing_counts(times: list[float], step: float = 0.05) -> tuple[list[float], list[int]]:
-    """Requests in the trailing 1 s, every `step` s from the first arrival (for the chart)."""
-    if not times:
-        return [], []
-    xs, ys, start, end, t0 = [], [], 0, 0, times[0]
-    now = t0
-    while now <= times[-1] + 1.0:
-        while end < len(times) and times[end] <= now:
-            end += 1
-        while start < end and times[start] <= now - 1.0:
-            start += 1
-        xs.append(now - t0)
-        ys.append(end - start)
-        now += step
-    return xs, ys
-
-
-def _adaptive(section: dict[str, Any], path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    rows = section["rows"]
-    fig, axes = plt.subplots(len(rows), 1, figsize=(9, 2.4 * len(rows)), sharex=True)
-    for ax, row in zip(axes, rows, strict=True):
-        per_second = row["ok_per_second"][:-1] or row["ok_per_second"]
-        ax.step(range(len(per_second)), per_second, where="post", label="200s per second")
-        samples = row["rate_samples"]
-        if samples:
-            ax.plot([t for t, _ in samples], [r for _, r in samples], lw=0.8,
-                    label="client's rate")
-        ax.axhline(row["quota"], color="red", ls="--", lw=0.8, label="quota Q")
-        ax.set_ylim(0, row["quota"] * 2.2)
-        ax.set_title(f"Q = {row['quota']}/s, burst {row['quota']}", fontsize=9)
-        ax.legend(fontsize=7, loc="upper right")
-    axes[-1].set_xlabel("seconds")
-    _save(fig, path)
-
-
-def _memory(section: dict[str, Any], path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 3.5))
-    for row in section["rows"]:
-        samples = row["rss_samples"]
-        ax.plot([n for n, _ in samples], [mb for _, mb in samples], marker=".",
-                label=f"{row['count']:,} handles (peak {row['peak_rss_mb']:.0f} MB)")
-    ax.axhline(150, color="red", ls="--", lw=0.8, label="150 MB target")
-    ax.set_xlabel("results so far")
-    ax.set_ylabel("client RSS, MB")
-    ax.set_xscale("symlog", linthresh=10_000)
-    ax.set_ylim(0, 170)
-    ax.legend(fontsize=8)
-    _save(fig, path)
+    _charts.charts(sections, img_dir)
