@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ from tiktok_async._redis_limiter import Redis, bucket_key, connect
 from tiktok_async.emulator import Emulator, busiest_window
 
 KEY = "secret-api-key-123"
+# Grant times on the virtual clock are judged to a millisecond: it moves a microsecond a
+# turn of the loop, and a slot within 0.1 ms counts as due; slots here are >= 10 ms apart.
+SLOP = 1e-3
 
 
 @pytest.fixture
@@ -49,18 +53,45 @@ async def grant_times(limiters: list[RedisLimiter], count: int, tasks: int = 8) 
     return times
 
 
-async def test_limiters_on_one_key_share_one_bucket(redis: Redis) -> None:
-    limiters = [RedisLimiter(redis, KEY, rate=100, burst=10) for _ in range(3)]
-    times = await grant_times(limiters, count=110)
-    assert busiest_window(times, 0.5) <= 100 * 0.5 + 10 + 1
-    span = max(times) - min(times)
-    assert 0.9 <= span <= 1.3  # (110 - 10) / 100 s: the whole rate, shared
+@contextlib.asynccontextmanager
+async def limiters_on_loop_time(url: str, count: int, **options: Any
+                                ) -> AsyncIterator[list[RedisLimiter]]:
+    """`count` limiters on one key, each on its own connection, keeping time by the
+    running (virtual) loop's clock; closed at the end."""
+    clock = asyncio.get_running_loop().time
+    clients = [CountingRedis.from_url(url, decode_responses=True) for _ in range(count)]
+    limiters = [RedisLimiter(client, KEY, clock=clock, **options) for client in clients]
+    try:
+        yield limiters
+    finally:
+        for limiter, client in zip(limiters, clients, strict=True):
+            await limiter.aclose()
+            await client.aclose()
 
 
-async def test_bucket_starts_full_and_lets_the_burst_through_at_once(redis: Redis) -> None:
-    limiter = RedisLimiter(redis, KEY, rate=10, burst=20)
-    times = await grant_times([limiter], count=20)
-    assert max(times) - min(times) < 0.2
+def test_limiters_on_one_key_share_one_bucket(redis_server: RedisServer) -> None:
+    """Three limiters, 24 tasks: every closed half second holds the bucket's bound and
+    the busiest reaches it; 110 grants take (110 - 10) / 100 s, the whole rate shared."""
+
+    async def main() -> list[float]:
+        async with limiters_on_loop_time(redis_server.url, 3, rate=100, burst=10) as limiters:
+            return await grant_times(limiters, count=110)
+
+    times = run_virtual(main)
+    assert busiest_window(times, 0.5 + SLOP) == 100 * 0.5 + 10
+    assert max(times) - min(times) == pytest.approx(1.0, abs=SLOP)
+
+
+def test_bucket_starts_full_and_lets_the_burst_through_at_once(
+    redis_server: RedisServer,
+) -> None:
+    async def main() -> list[float]:
+        async with limiters_on_loop_time(redis_server.url, 1, rate=10, burst=20) as limiters:
+            return await grant_times(limiters, count=21)
+
+    times = sorted(run_virtual(main))
+    assert times[19] - times[0] == pytest.approx(0.0, abs=SLOP)  # the burst at once
+    assert times[20] - times[0] == pytest.approx(0.1, abs=SLOP)  # then one at the rate
 
 
 async def test_the_key_itself_never_reaches_redis(redis: Redis) -> None:
@@ -73,16 +104,20 @@ async def test_the_key_itself_never_reaches_redis(redis: Redis) -> None:
     assert KEY not in str(await redis.hgetall(keys[0]))
 
 
-async def test_a_429_cool_down_holds_every_limiter(redis: Redis) -> None:
-    one, other = (RedisLimiter(redis, KEY, rate=1000, burst=100) for _ in range(2))
-    one.on_throttled(0.5)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    publishing = asyncio.create_task(one.acquire())  # publishes the pause, waits it out
-    await asyncio.sleep(0.05)
-    await other.acquire()
-    assert loop.time() - started >= 0.45
-    await publishing
+def test_a_429_cool_down_holds_every_limiter(redis_server: RedisServer) -> None:
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        async with limiters_on_loop_time(redis_server.url, 2, rate=1000, burst=100) as pair:
+            one, other = pair
+            one.on_throttled(0.5)
+            publishing = asyncio.create_task(one.acquire())  # publishes the pause, waits
+            await asyncio.sleep(0.05)
+            await other.acquire()
+            other_at = loop.time()
+            await publishing
+        return other_at
+
+    assert 0.5 <= run_virtual(main) <= 0.5 + 2 * SLOP  # the pause, then a slot at the rate
 
 
 async def test_a_429_seen_by_one_worker_lowers_the_shared_adaptive_rate(redis: Redis) -> None:
@@ -220,11 +255,24 @@ def test_runs_on_uvloop_as_the_worker_does(redis_server: RedisServer) -> None:
     assert rate < 50 / 2
 
 
-async def test_acquire_survives_a_flushed_script_cache(redis: Redis) -> None:
-    limiter = RedisLimiter(redis, KEY, rate=100, burst=5)
-    await limiter.acquire()
-    await redis.script_flush()
-    await limiter.acquire()  # NOSCRIPT -> EVAL again
+def test_acquire_survives_a_flushed_script_cache(redis_server: RedisServer) -> None:
+    """After SCRIPT FLUSH (Redis restarted) the script is loaded again and still books:
+    at 10/s, burst 1, the grant after the flush waits its slot and the next waits for it."""
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        redis = CountingRedis.from_url(redis_server.url, decode_responses=True)
+        async with limiters_on_loop_time(redis_server.url, 1, rate=10, burst=1) as limiters:
+            times = []
+            for flush in (False, True, False):
+                if flush:
+                    await redis.script_flush()
+                await limiters[0].acquire()  # after the flush: NOSCRIPT, then EVAL
+                times.append(loop.time())
+        await redis.aclose()
+        return times
+
+    assert run_virtual(main) == pytest.approx([0.0, 0.1, 0.2], abs=SLOP)
 
 
 def test_bad_settings_are_refused() -> None:
