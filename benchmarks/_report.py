@@ -224,6 +224,35 @@ def _goodput_details(rows: list[dict[str, Any]]) -> list[str]:
             line += (f" {r['share_of_quota']:.1%} | {r['throttled_share']:.2%} | "
                      f"{r['wall_s']:.1f} s ({r['ideal_s']:.1f} s{stopped}) |")
         out.append(line)
+    return out + _time_goes(rows)
+
+
+def _first(samples: list[list[float]], index: int, level: float) -> str:
+    """When a sampled figure first reached `level`, as text."""
+    when = next((s[0] for s in samples if s[index] >= level), None)
+    return "never" if when is None else f"{when:.1f} s"
+
+
+def _time_goes(rows: list[dict[str, Any]]) -> list[str]:
+    """Where the defaults' time went, from the client's samples (seconds from its start):
+    when its rate first reached Q, when the attempts in flight first reached 90% of
+    Q x L (what the quota needs in flight), and the rate and limit at the end."""
+    out = ["", "Where the time goes with the defaults (the client's own samples, every "
+           "0.5 s):", "",
+           "| Q | first fetch | rate >= Q after | in flight >= 0.9 Q x L after | "
+           "rate at the end | concurrency limit at the end (most in flight) |",
+           "|---:|---|---:|---:|---:|---:|"]
+    for r in rows:
+        samples = r.get("samples") or []
+        if r["side"] != "defaults" or not samples:
+            continue
+        latency = (f"{r['profile']} preset" if r["profile"] else f"{r['latency_s']:g} s")
+        needed = 0.9 * r["quota"] * r["latency_s"]
+        out.append(f"| {r['quota']:,} | {latency} | {_first(samples, 1, r['quota'])} | "
+                   f"{_first(samples, 3, needed)} ({needed:,.0f}) | "
+                   f"{samples[-1][1]:,.{0 if samples[-1][1] >= 10 else 1}f}/s | "
+                   f"{samples[-1][2]:,.0f} "
+                   f"({max(s[3] for s in samples):,.0f}) |")
     return out
 
 

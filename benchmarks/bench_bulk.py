@@ -137,12 +137,14 @@ def _batches(names: list[str], size: int) -> Iterator[list[str]]:
 
 
 async def paired(base_url: str, rounds: int, batch: int, ramp_seconds: float
-                 ) -> tuple[dict[str, Tally], list[int], float]:
-    """The tallies, the default client's ramp (answers per step) and its rate at the end."""
+                 ) -> tuple[dict[str, Tally], list[int], dict[str, float]]:
+    """The tallies, the default client's ramp (answers per step), and its rate and
+    concurrency limit after the ramp and at the end."""
     names = handles()
     async with contextlib.AsyncExitStack() as stack:
         sides, default = await _sides(stack, base_url)
         ramp = await _ramp(default, names, ramp_seconds)
+        state = {"rate_after_ramp": default.rate, "concurrency_after_ramp": default.concurrency}
         slices = _batches(names, batch)
         for name, work in sides.items():
             if name != FETCH:
@@ -156,7 +158,8 @@ async def paired(base_url: str, rounds: int, batch: int, ramp_seconds: float
                 await work(todo)
                 tallies[name].add(len(todo), time.perf_counter() - wall,
                                   time.process_time() - cpu)
-        return tallies, ramp, default.rate
+        return tallies, ramp, {**state, "rate_at_end": default.rate,
+                               "concurrency_at_end": default.concurrency}
 
 
 def ramp_time(counts: list[int], reference: float, share: float = RAMP_SHARE,
@@ -212,14 +215,15 @@ def run(rounds: int, batch: int, ramp_seconds: float) -> Section:
     names = handles()
     with Server(*FAST) as server:
         warm_handles(server.base_url, names)
-        tallies, counts, rate = run_async(paired(server.base_url, rounds, batch, ramp_seconds))
+        tallies, counts, state = run_async(paired(server.base_url, rounds, batch,
+                                                  ramp_seconds))
     section.rows = _rows(tallies, rounds)
     by_side = {row["side"]: row for row in section.rows}
     ramp = {"part": "ramp", "side": FETCH, "seconds": ramp_seconds, "step": RAMP_STEP,
             "answers_per_step": counts,
             "bare_rate": by_side[BARE]["rate"], "own_rate": by_side[FETCH]["rate"],
             "to_bare_s": ramp_time(counts, by_side[BARE]["rate"]),
-            "to_own_s": ramp_time(counts, by_side[FETCH]["rate"]), "rate_at_end": rate}
+            "to_own_s": ramp_time(counts, by_side[FETCH]["rate"]), **state}
     _figures(section, ramp)
     section.rows.append(ramp)
     section.notes.append(_ramp_note(ramp))
@@ -231,12 +235,19 @@ def run(rounds: int, batch: int, ramp_seconds: float) -> Section:
     return section
 
 
+def _reached(when: float | None, seconds: float) -> str:
+    return f"not reached in {seconds:g} s" if when is None else f"reached after {when:g} s"
+
+
 def _ramp_note(ramp: dict[str, Any]) -> str:
     return (f"Ramp: a fresh `TikTokClient(key, url)` streaming cached handles through "
             f"`fetch_users` from its first request, for {ramp['seconds']:g} s before the "
             f"rounds; answers counted per {ramp['step']:g} s, judged on a sliding 0.5 s: "
-            f"90% of the bare loop's rate ({ramp['bare_rate']:,.0f}/s) reached after "
-            + ("never" if ramp["to_bare_s"] is None else f"{ramp['to_bare_s']:g} s")
-            + f", 90% of its own rate in the rounds ({ramp['own_rate']:,.0f}/s) after "
-            + ("never" if ramp["to_own_s"] is None else f"{ramp['to_own_s']:g} s")
-            + f"; its adaptive rate after the rounds: {ramp['rate_at_end']:,.0f}/s.")
+            f"90% of the bare loop's rate ({ramp['bare_rate']:,.0f}/s) "
+            + _reached(ramp["to_bare_s"], ramp["seconds"])
+            + f", 90% of its own rate in the rounds ({ramp['own_rate']:,.0f}/s) "
+            + _reached(ramp["to_own_s"], ramp["seconds"])
+            + f". Its adaptive rate and concurrency limit after the ramp: "
+            f"{ramp['rate_after_ramp']:,.0f}/s and {ramp['concurrency_after_ramp']:,}; after "
+            f"the rounds: {ramp['rate_at_end']:,.0f}/s and {ramp['concurrency_at_end']:,} "
+            "(the bare loop keeps 64 in flight).")
