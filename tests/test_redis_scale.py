@@ -110,6 +110,25 @@ def wait_until_holding(url: str, job: str, consumer: str, timeout: float = 30) -
             time.sleep(0.02)
 
 
+def freeze_while_holding(procs: list[subprocess.Popen[bytes]], url: str, job: str,
+                         consumer: str, timeout: float = 30) -> list[Any]:
+    """Stop every worker (SIGSTOP, waited for) at a moment `consumer` holds entries, and
+    return those entries. With every worker stopped nothing is acked or claimed, so what
+    it holds cannot change while it is read (no race against --claim-idle)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for proc in procs:
+            proc.send_signal(signal.SIGSTOP)
+            # Returns once it has stopped (or exited), reaping nothing: Popen still does.
+            os.waitid(os.P_PID, proc.pid, os.WSTOPPED | os.WEXITED | os.WNOWAIT)
+        held = wait_until_holding(url, job, consumer, timeout=0)
+        if held or time.monotonic() > deadline:
+            return held
+        for proc in procs:
+            proc.send_signal(signal.SIGCONT)
+        time.sleep(0.02)
+
+
 def test_four_workers_on_one_key_keep_the_quota_and_use_it(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -151,9 +170,11 @@ def test_a_worker_killed_mid_run_loses_nothing(redis_server: RedisServer,
         name = f"{socket.gethostname()}-{victim.pid}"
         assert wait_until_holding(redis_server.url, "kill", name)
         wait_for_results(redis_server.url, "kill", 40)
+        held = freeze_while_holding(workers, redis_server.url, "kill", name)
         victim.send_signal(signal.SIGKILL)
         victim.wait()
-        held = wait_until_holding(redis_server.url, "kill", name, timeout=0)
+        for proc in workers[1:]:
+            proc.send_signal(signal.SIGCONT)
         codes = wait_all(workers)
     assert held, "the victim held no entries when it was killed"
     assert not wait_until_holding(redis_server.url, "kill", name, timeout=0)  # all claimed
