@@ -202,7 +202,7 @@ async def test_stdin_to_stdout(emulator: Emulator, tmp_path: Path) -> None:
 
 async def test_demo_runs_the_bundled_job(emulator: Emulator, tmp_path: Path) -> None:
     code, out, err = await run(emulator, "demo", "--out", str(tmp_path / "demo"),
-                               "--quota", "2000", "-q")
+                               "--quota", "2000", "--latency", "fast", "-q")
     assert code == 0, err
     assert len(rows(tmp_path / "demo" / "users.jsonl")) > 1500
     assert len(rows(tmp_path / "demo" / "videos.jsonl")) > 200

@@ -193,13 +193,14 @@ async def test_demo_again_in_its_own_folder_starts_afresh_and_leaves_other_files
     emulator: Emulator, tmp_path: Path
 ) -> None:
     folder = tmp_path / "demo"
-    code, _, err = await run(emulator, "demo", "--out", str(folder), "--quota", "2000", "-q")
+    code, _, err = await run(emulator, "demo", "--out", str(folder), "--quota", "2000",
+                             "--latency", "fast", "-q")
     assert code == 0, err
     first = len(rows(folder / "users.jsonl"))
     notes = folder / "notes.jsonl"
     notes.write_text('{"kept": true}\n')
     code, out, err = await run(emulator, "demo", "--out", str(folder), "--quota", "2000",
-                               "-q")
+                               "--latency", "fast", "-q")
     assert code == 0, err
     assert notes.read_text() == '{"kept": true}\n'
     assert len(rows(folder / "users.jsonl")) == first > 1500  # afresh: not doubled

@@ -10,7 +10,6 @@ import json
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -375,7 +374,7 @@ async def test_a_short_link_the_resolver_cannot_reach_is_failed_not_invalid() ->
     lines = [InputLine(1, "https://vm.tiktok.com/ZMabc/"), InputLine(2, "ann,123")]
     async with ShortLinkResolver(rate=None, short_link_base="http://127.0.0.1:9") as resolver:
         parsed = [p async for p in expand_each(
-            lines, resolver, lambda line: replace(VIDEOS.parse(line.text), raw=line), VIDEOS,
+            lines, resolver, lambda line: VIDEOS.parse(line.text).replace(raw=line), VIDEOS,
             ordered=True)]
     line, error = unwrap(Result(parsed[0].raw, None, None, error=parsed[0].invalid))
     assert line == lines[0]

@@ -33,8 +33,7 @@ def test_no_growth_when_the_rate_is_binding() -> None:
     flow = AdaptiveConcurrency(4096)
     flow.tick(0.0, flow.limit)
     for n in range(1, 9):
-        flow.on_token_wait()
-        flow.tick(n * TICK, flow.limit)
+        flow.tick(n * TICK, flow.limit, 100.0, queued=True)
     assert flow.limit == START
 
 

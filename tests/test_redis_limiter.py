@@ -102,6 +102,7 @@ async def test_the_key_itself_never_reaches_redis(redis: Redis) -> None:
     assert KEY not in keys[0]
     assert KEY not in repr(limiter)
     assert KEY not in str(await redis.hgetall(keys[0]))
+    await limiter.aclose()
 
 
 def test_a_429_cool_down_holds_every_limiter(redis_server: RedisServer) -> None:
@@ -129,6 +130,8 @@ async def test_a_429_seen_by_one_worker_lowers_the_shared_adaptive_rate(redis: R
     await other.acquire()
     assert other.rate is not None
     assert other.rate < 120
+    for limiter in (one, other):
+        await limiter.aclose()  # its reporter task ends with it, not with the loop
 
 
 async def test_the_shared_rate_grows_from_every_workers_answers_up_to_max_rate(

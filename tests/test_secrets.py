@@ -128,7 +128,7 @@ async def test_tls_and_proxy_errors_are_clean(
                                 verify=tls.ca_file, retry=NEVER) as client:
             assert_clean(repr(client), "the repr of a client with a proxy")
             errors.append(await failure(client))  # 407: the proxy wants another password
-    assert [type(e).__name__ for e in errors] == ["ConnectError", "ConnectError"]
+    assert [type(e).__name__ for e in errors] == ["CertificateError", "ConnectError"]
     for error in errors:
         assert_error_clean(error)
     assert_logs_clean(caplog)

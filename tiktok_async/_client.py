@@ -289,10 +289,7 @@ class TikTokClient:
             await (slots.enter() if run is None else run.wait(slots.enter()))
         try:
             if not limiter.free:
-                waiting_from = time.perf_counter()
                 await (limiter.acquire() if run is None else run.wait(limiter.acquire()))
-                if flow is not None and time.perf_counter() - waiting_from > _TOKEN_WAIT:
-                    flow.on_token_wait()
             if run is not None and run.error is not None:
                 raise NotSentError("not sent: the run stopped")  # it stopped while we waited
             if hooks is not None and hooks.on_request is not None:
@@ -370,7 +367,9 @@ class TikTokClient:
 
         def limit(busy: int) -> int:
             limiter = self._limiter
-            return flow.tick(clock(), busy, None if limiter is None else limiter.rate)
+            if limiter is None:
+                return flow.tick(clock(), busy)
+            return flow.tick(clock(), busy, limiter.rate, queued=limiter.queued)
 
         return limit
 
@@ -566,8 +565,6 @@ _VIEW_LIFECYCLE = ("a view made by with_options() shares its client's lifecycle:
 
 #: The default ceiling of attempts in flight: covers a quota of 1,000 a second at 3 s.
 DEFAULT_MAX_CONCURRENCY = 4096
-# A wait for a rate token longer than this means the rate, not concurrency, is binding.
-_TOKEN_WAIT = 0.002
 
 # The adaptive mode starts here and doubles every half second until the first 429: low
 # enough that a quota of 5 a second is overshot only briefly, high enough that a quota in

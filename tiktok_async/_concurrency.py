@@ -12,8 +12,8 @@ the caller passes the clock (`now`, seconds on a monotonic clock) and tells it w
 happened. The rules (the constants are the module's):
 
 1. **Grow while the limit is what holds the run back**: at a tick (every `TICK` s) every
-   worker was busy (`busy >= limit`) and no request waited for a rate token since the
-   last tick (the limiter had tokens to spare). Slow start: x2 a tick until the first
+   worker is busy (`busy >= limit`) and no task is queued for a rate token (the limiter
+   has tokens to spare). Slow start: x2 a tick until the first
    cut, then x1.25 a tick (found again in seconds after a cut, not in round trips: a
    round trip can be 3 s long).
 2. **Shrink when latency climbs with the number in flight** (queueing at the server, as
@@ -62,8 +62,7 @@ class AdaptiveConcurrency:
     """The limit on inputs in flight; see the module docstring for the rules."""
 
     __slots__ = ("_answers", "_base", "_cut_at", "_last_tick", "_long", "_overload_at",
-                 "_probe", "_short", "_slow_start", "_waited", "ceiling", "floor",
-                 "held_back", "limit")
+                 "_probe", "_short", "_slow_start", "ceiling", "floor", "held_back", "limit")
 
     def __init__(self, ceiling: int, *, start: int = START, floor: int = FLOOR) -> None:
         if ceiling < 1:
@@ -73,7 +72,6 @@ class AdaptiveConcurrency:
         self.limit = max(self.floor, min(start, ceiling))
         self.held_back = 0.0
         self._slow_start = True
-        self._waited = False
         self._last_tick: float | None = None
         self._short = self._long = 0.0  # exponential means of latency, seconds
         self._base = math.inf  # the lowest long-run mean: latency without a queue
@@ -96,21 +94,17 @@ class AdaptiveConcurrency:
             self._base = min(self._base, self._long)
             self._check_queueing(now)
 
-    def on_token_wait(self) -> None:
-        """A request waited for a rate token: the rate, not concurrency, is binding."""
-        self._waited = True
-
-    def tick(self, now: float, busy: int, rate: float | None = None) -> int:
-        """The limit now, given `busy` workers and the client-side `rate` (None or inf: no
-        limit); grows at most once every `TICK` s."""
+    def tick(self, now: float, busy: int, rate: float | None = None, *,
+             queued: bool = False) -> int:
+        """The limit now, given `busy` workers, the client-side `rate` (None or inf: no
+        limit) and whether tasks are `queued` for it; grows at most once every `TICK` s."""
         last = self._last_tick
         if last is None:
             self._last_tick = now
         elif now - last >= TICK:
             self._last_tick = now
-            if busy >= self.limit and not self._waited:
+            if busy >= self.limit and not queued:
                 self._grow(now - last, self._little_cap(rate))
-            self._waited = False
         return self.limit
 
     def _little_cap(self, rate: float | None) -> int:

@@ -92,6 +92,11 @@ class Limiter(Protocol):
         """Requests a second now, or None for no limit."""
         ...
 
+    @property
+    def queued(self) -> bool:
+        """True while tasks wait for the rate (it, not concurrency, holds them back)."""
+        ...
+
     async def acquire(self) -> None:
         """Return when the next attempt may be sent."""
         ...
@@ -149,6 +154,11 @@ class RateLimiter:
     def burst(self) -> int:
         """Requests that may go at once after an idle spell (the token bucket's size)."""
         return self._burst
+
+    @property
+    def queued(self) -> bool:
+        """True while tasks wait for a token (the rate holds them back)."""
+        return self._busy
 
     @property
     def cooling_down(self) -> bool:

@@ -207,8 +207,11 @@ class _Pool(Generic[T, R]):
         task.add_done_callback(self._tasks.discard)
 
     def _limit_now(self) -> int:
+        """The dynamic limit, told how many workers are at work: alive and not held back
+        by the window (a worker between two items counts: it is about to take one)."""
         assert self.limit is not None
-        return max(1, min(self._concurrency, self.limit(self._busy)))
+        working = len(self._tasks) - len(self._space)
+        return max(1, min(self._concurrency, self.limit(working)))
 
     def _follow_limit(self) -> None:
         """Add a worker while every worker is busy and the limit allows more."""

@@ -241,6 +241,11 @@ class RedisLimiter:
         return self._burst
 
     @property
+    def queued(self) -> bool:
+        """True while tasks wait for a slot or for the turn to book one."""
+        return self._slots.waiting()
+
+    @property
     def adaptive(self) -> bool:
         """True when the shared rate is found from 429s (no fixed `rate`)."""
         return self._fixed is None
