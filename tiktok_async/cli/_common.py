@@ -15,15 +15,14 @@ from .._client import API_KEY_ENV, BASE_URL_ENV, DEFAULT_MAX_CONCURRENCY, TikTok
 from .._exceptions import (
     ConnectError,
     ForbiddenError,
-    InvalidInputError,
     MissingRouteError,
-    NotFoundError,
     QuotaExceededError,
     RateLimitedError,
     TikTokError,
 )
 from .._limiter import Limiter
 from .._retry import RetryPolicy
+from .._rows import outcome
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -77,17 +76,9 @@ def usage_message(exc: BaseException) -> str:
 
 
 def error_kind(error: TikTokError) -> str:
-    """How an input's error is recorded: `invalid`, `not_found` or `failed`."""
-    if isinstance(error, InvalidInputError):
-        return "invalid"
-    if isinstance(error, NotFoundError):
-        return "not_found"
-    return "failed"
-
-
-def error_message(error: TikTokError) -> str:
-    """The message recorded for an input's error (an invalid input: just the reason)."""
-    return error.reason if isinstance(error, InvalidInputError) else error.message
+    """How an input's error is recorded: `invalid`, `not_found` or `failed` (one rule
+    with the library's `to_dict`: `_rows.outcome`)."""
+    return outcome(error)
 
 
 def abort_reason(exc: TikTokError, base_url: str | None = None) -> str:

@@ -25,6 +25,7 @@ from .._client import TikTokClient
 from .._exceptions import InvalidInputError, TikTokError
 from .._kinds import KINDS, Kind, Parsed
 from .._models import to_builtins
+from .._rows import error_message
 from .._runstop import RunInterrupted, RunStop
 from .._shortlinks import DEFAULT_SHORT_LINK_RATE, ShortLinkResolver
 from ._common import (
@@ -39,7 +40,6 @@ from ._common import (
     add_client_arguments,
     client_from,
     error_kind,
-    error_message,
     positive_float,
     run_async,
     usage_message,

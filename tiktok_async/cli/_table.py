@@ -42,7 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from .._bulk import Result
-from ._common import error_kind, error_message
+from .._rows import error_message
+from ._common import error_kind
 from ._expand import unwrap
 from ._files import Encoder, OutputFiles, csv_header, open_locked
 from ._inputfile import InputFormatError, InputLine

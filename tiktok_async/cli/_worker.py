@@ -29,6 +29,7 @@ from .._exceptions import TikTokError
 from .._kinds import Kind, Parsed
 from .._models import decode_json, to_builtins
 from .._redis_limiter import Redis, RedisConnectionError, RedisLimiter, connect
+from .._rows import error_message
 from ._common import (
     EXIT_ABORTED,
     EXIT_OK,
@@ -38,7 +39,6 @@ from ._common import (
     api_key_from,
     client_from,
     error_kind,
-    error_message,
     positive_float,
     positive_int,
 )
