@@ -259,7 +259,7 @@ def _each_default(section: dict[str, Any], path: Path, ylabel: str,
             top = draw(ax, row, quota, latency)
             ax.set_ylim(0, top * 1.15)
             ax.set_title(f"Q = {quota}/s, first fetch {latency:g} s (defaults)", fontsize=9)
-            ax.legend(fontsize=6, loc="upper left")
+            ax.legend(fontsize=6, loc="best")
             if j == 0:
                 ax.set_ylabel(ylabel, fontsize=8)
             if i == len(quotas) - 1:

@@ -202,8 +202,8 @@ def _figures(section: Section, ramp: dict[str, Any]) -> None:
                    note=f"CPU {fixed['cpu_vs_bare']:.2f}x ({fixed['cpu_us']:.0f} us)")
     to_bare, to_own = ramp["to_bare_s"], ramp["to_own_s"]
     section.figure("ramp: start to 90% of the bare loop's rate",
-                   math.nan if to_bare is None else to_bare, "s", "(reported)", None,
-                   note=(f"not reached in {ramp['seconds']:g} s" if to_bare is None else
+                   ramp["seconds"] if to_bare is None else to_bare, "s", "(reported)", None,
+                   note=("more than this: not reached in the ramp" if to_bare is None else
                          "") + "; to 90% of its own rate in the rounds: "
                          + ("never" if to_own is None else f"{to_own:g} s"))
 
