@@ -19,11 +19,16 @@ back to `EVAL` when Redis lost its script cache, e.g. after a restart):
 That is exactly API Gateway's token bucket (rate r, burst b, starts full): any window of
 T seconds holds at most `r*T + b` grants. A rate change moves the anchor to now and
 keeps every booking's place in tokens, so the slots already booked, also by tasks that
-sleep, stretch or shrink with the new rate: each worker keeps the newest anchor any of
-its replies brought and wakes its sleepers by it (no task keeps a slot priced at an old
-rate). A worker books a new slot only while its newest one is due within `_HORIZON`
-(50 ms): the rest of its tasks wait in line at home, so few slots are ever booked ahead,
-and each worker hears of a new rate at least as often as it books.
+sleep, stretch or shrink with the new rate. Each worker converts tokens to its loop's
+time with the newest anchor a reply brought (and the clock offset that reply showed:
+a slot is never early by Redis's clock, only late by a reply's latency) and wakes its
+sleepers by it. Two rules keep that anchor fresh and the slots booked ahead few:
+
+- a worker books a new slot only while its newest one (and one slot for each booking
+  on its way) is due within `_HORIZON` (50 ms); the rest of its tasks wait in line at
+  home, first come, first served;
+- while its tasks wait and no reply came for half a slot (20-250 ms), it runs the
+  script without booking, to hear the anchor (and report its answers).
 
 **Why not the `limits` library.** Its strategies are fixed window, moving window and
 sliding-window counter: none is a token bucket with a burst separate from the rate, and
@@ -94,8 +99,6 @@ _REPORT_AFTER = 0.02
 _REFRESH_BOUNDS = (0.02, 0.25)
 # A slot this close is due now (timers fire a little early or late).
 _EARLY = 1e-4
-# How long a measured clock offset is kept before a worse one may replace it.
-_OFFSET_TTL = 5.0
 
 
 # ARGV: burst, fixed rate (0: adaptive), pause, ok, throttled, initial, max rate (0: none),
@@ -403,8 +406,7 @@ class _Slots:
         self._heard = -math.inf  # loop time of the last reply
         self._anchor = (0.0, 0.0, 1.0)  # Redis time, token due then, tokens a second
         self._anchor_time = -math.inf
-        self._offset = math.inf  # loop time - Redis time, the smallest seen lately
-        self._offset_since = 0.0
+        self._offset = math.inf  # loop time - Redis time, at the last reply
         self._newest = -math.inf  # the token of this worker's newest booking
         self._booking = 0  # bookings on their way to Redis
         self._line: deque[asyncio.Future[None]] = deque()
