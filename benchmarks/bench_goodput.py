@@ -35,6 +35,8 @@ DEFAULTS, FIXED = "defaults", "fixed 64"
 SIDES = (DEFAULTS, FIXED)
 #: A run is stopped at this multiple of its ideal wall time.
 CAP = 2.0
+#: Seconds of work at the quota a full run gives each cell (N = Q x this).
+FULL_SECONDS = 20.0
 #: Targets with the defaults, in every cell.
 MIN_SHARE, MAX_THROTTLED = 0.85, 0.03
 
@@ -158,6 +160,9 @@ def run(quotas: tuple[int, ...], latencies: tuple[float, ...], seconds: float,
             _figures(section, rows[0])
     _peak_figure(section)
     section.notes += _notes(seconds)
+    if seconds < FULL_SECONDS:
+        section.notes.append(f"Quick run: {seconds:g} s of work a run and a reduced grid, "
+                             f"NOT the {FULL_SECONDS:g} s of the target; indicative only.")
     return section
 
 
