@@ -25,7 +25,7 @@ a slot is never early by Redis's clock, only late by a reply's latency) and wake
 sleepers by it. Two rules keep that anchor fresh and the slots booked ahead few:
 
 - a worker books a new slot only while its newest one (and one slot for each booking
-  on its way) is due within `_HORIZON` (50 ms); the rest of its tasks wait in line at
+  on its way) is due within 50 ms (`_slots`); the rest of its tasks wait in line at
   home, first come, first served;
 - while its tasks wait and no reply came for half a slot (20-250 ms), it runs the
   script without booking, to hear the anchor (and report its answers).
@@ -58,10 +58,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import heapq
-import itertools
 import math
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -73,6 +70,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._adaptive import STATE_FIELDS, AdaptiveState, lua_rules
+from ._slots import Slots
 
 __all__ = [
     "Redis",
@@ -88,17 +86,11 @@ Redis = aioredis.Redis
 KEY_PREFIX = "tiktok_async:rl:"
 # Seconds the bucket's hash outlives its last use (then it is a full bucket again anyway).
 _IDLE_TTL_MS = 3_600_000
-# A worker books a new slot only while its newest one is due within this many seconds.
-_HORIZON = 0.05
-# Bookings one worker may have on the way to Redis at once.
-_BOOKING_AT_ONCE = 8
 # Answers wait at most this long for a booking to carry them, then go on their own.
 _REPORT_AFTER = 0.02
 # While tasks wait, the anchor is fetched again when nothing was heard for half a slot
 # (within these bounds, seconds): a worker whose tasks all sleep books nothing.
 _REFRESH_BOUNDS = (0.02, 0.25)
-# A slot this close is due now (timers fire a little early or late).
-_EARLY = 1e-4
 
 
 # ARGV: burst, fixed rate (0: adaptive), pause, ok, throttled, initial, max rate (0: none),
@@ -223,7 +215,7 @@ class RedisLimiter:
         self._script = self._redis.register_script(_script())
         self._pause = 0.0  # a 429 cool-down to publish with the next acquire
         self._ok = self._throttled = 0  # answers not reported yet (adaptive mode)
-        self._slots = _Slots()
+        self._slots = Slots()
         self._keeper: _Keeper | None = None
         #: Always False: every acquire books its slot in Redis.
         self.free = False
@@ -336,7 +328,7 @@ class RedisLimiter:
     async def reset(self) -> None:
         """Forget the shared state (a full bucket, the adaptive rate from `initial`)."""
         await self._redis.delete(self._key)
-        self._slots = _Slots()
+        self._slots = Slots()
 
     async def aclose(self) -> None:
         """Stop reporting; close the connection if this limiter made it from a URL."""
@@ -391,125 +383,6 @@ class _Keeper:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-
-
-class _Slots:
-    """This process's side of the shared bucket: who may book next, and when each booked
-    slot is due, in loop time, by the newest anchor any reply brought.
-
-    Booked slots wait in a heap by token; one timer wakes the earliest, and re-arms when
-    a new anchor moves them. Tasks that may not book yet (this worker's newest slot is
-    due beyond the horizon) wait in line, first come first served.
-    """
-
-    def __init__(self) -> None:
-        self._heard = -math.inf  # loop time of the last reply
-        self._anchor = (0.0, 0.0, 1.0)  # Redis time, token due then, tokens a second
-        self._anchor_time = -math.inf
-        self._offset = math.inf  # loop time - Redis time, at the last reply
-        self._newest = -math.inf  # the token of this worker's newest booking
-        self._booking = 0  # bookings on their way to Redis
-        self._line: deque[asyncio.Future[None]] = deque()
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._order = itertools.count()
-        self._timer: asyncio.Handle | None = None
-
-    def loop_time(self, token: float) -> float:
-        """When `token` is due, in loop time."""
-        at, av, ar = self._anchor
-        return at + (token - av) / ar + self._offset
-
-    def follow(self, at: float, av: float, ar: float, server_now: float) -> None:
-        """A reply: its anchor, when newer, and the clock offset it shows."""
-        now = asyncio.get_running_loop().time()
-        self._heard = now
-        self._offset = now - server_now
-        if at >= self._anchor_time:
-            self._anchor, self._anchor_time = (at, av, ar), at
-        self._wake()
-
-    def turn_now(self) -> bool:
-        """Take the turn to book if it is free now (no waiting)."""
-        if not self._line and self._may_book(asyncio.get_running_loop().time()):
-            self._booking += 1
-            return True
-        return False
-
-    async def take_turn(self) -> None:
-        """Return when this task may book a slot (`turn_now()` said no)."""
-        turn = asyncio.get_running_loop().create_future()
-        self._line.append(turn)
-        self._wake()
-        try:
-            await turn
-        except asyncio.CancelledError:
-            if turn.done() and not turn.cancelled():
-                self.end_turn(None)  # the turn came as we were cancelled: pass it on
-            raise
-
-    def end_turn(self, token: float | None) -> None:
-        """A booking came back with `token` (None: it failed)."""
-        self._booking -= 1
-        if token is not None:
-            self._newest = max(self._newest, token)
-        self._wake()
-
-    def due(self, token: float | None) -> bool:
-        """Is the slot of `token` due now? (None: there is none to wait for.)"""
-        now = asyncio.get_running_loop().time()
-        return token is None or self.loop_time(token) <= now + _EARLY
-
-    def waiting(self) -> bool:
-        """Do tasks wait for a slot or for the turn to book one?"""
-        return bool(self._sleepers or self._line)
-
-    def stale(self, after: float) -> bool:
-        """Do tasks wait while nothing was heard from Redis for `after` seconds?"""
-        return self.waiting() and asyncio.get_running_loop().time() - self._heard >= after
-
-    async def wait_for(self, token: float) -> None:
-        """Return when the slot of `token` is due (`due()` said no)."""
-        due = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (token, next(self._order), due))
-        self._wake()
-        await due
-
-    def _may_book(self, now: float) -> bool:
-        return self._booking < _BOOKING_AT_ONCE and self._book_at() <= now
-
-    def _book_at(self) -> float:
-        """When the next booking may go: this worker's newest slot (and one more slot for
-        each booking on its way) is then due within the horizon."""
-        if self._newest == -math.inf:
-            return -math.inf
-        return self.loop_time(self._newest) + self._booking / self._anchor[2] - _HORIZON
-
-    def _wake(self) -> None:
-        """Let the due sleepers go and the next in line book; arm the timer for the rest."""
-        now = asyncio.get_running_loop().time()
-        sleepers, line = self._sleepers, self._line
-        while sleepers and self.loop_time(sleepers[0][0]) <= now + _EARLY:
-            due = heapq.heappop(sleepers)[2]
-            if not due.done():
-                due.set_result(None)
-        while line and self._may_book(now):
-            turn = line.popleft()
-            if not turn.done():
-                self._booking += 1
-                turn.set_result(None)
-        self._arm(now)
-
-    def _arm(self, now: float) -> None:
-        times = []
-        if self._sleepers:
-            times.append(self.loop_time(self._sleepers[0][0]))
-        if self._line and self._booking < _BOOKING_AT_ONCE:
-            times.append(self._book_at())
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if times:
-            self._timer = asyncio.get_running_loop().call_at(max(now, min(times)), self._wake)
 
 
 def _numbers(reply: object) -> tuple[float, float, float, float, float]:
