@@ -222,8 +222,11 @@ async def test_ten_thousand_inputs_with_faults_each_land_once(
     source = tmp_path / "in.txt"
     source.write_text("\n".join(handles) + "\n")
     out = tmp_path / "users.jsonl"
+    # A fixed rate and concurrency: this is about where each input lands, and the
+    # emulator shares the test's (debug-mode) loop, so the adaptive ramp would only wait.
     code, _, err = await run(emu, "users", str(source), "-o", str(out), "-q",
-                             "--max-retries", "10")
+                             "--max-retries", "10", "--rate", "5000", "--concurrency", "64",
+                             "--fixed-concurrency")
     assert code == 0, err
     assert_every_input_once(handles, out)
     errors = rows(tmp_path / "users.errors.jsonl")
