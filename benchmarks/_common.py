@@ -220,6 +220,22 @@ def redis_server() -> Iterator[str]:
 
 
 @dataclass
+class Tally:
+    """Summed wall and CPU seconds of one side's batches."""
+
+    requests: int = 0
+    wall: float = 0.0
+    cpu: float = 0.0
+    batches: list[float] = field(default_factory=list)  # CPU us/request per batch
+
+    def add(self, requests: int, wall: float, cpu: float) -> None:
+        self.requests += requests
+        self.wall += wall
+        self.cpu += cpu
+        self.batches.append(cpu / requests * 1e6)
+
+
+@dataclass
 class Figure:
     """One measured value beside its target; `met` is None for a figure with no target."""
 

@@ -30,11 +30,10 @@ import itertools
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks._baselines import One, open_bare
-from benchmarks._common import FAST, KEY, WORKERS, Section, Server, log, run_async
+from benchmarks._common import FAST, KEY, WORKERS, Section, Server, Tally, log, run_async
 from tiktok_async import TikTokClient
 
 BARE, FETCH, FETCH_FIXED, GET_USER = (
@@ -77,22 +76,6 @@ async def _drain(client: TikTokClient, batch: list[str]) -> None:
     async for result in client.fetch_users(batch):
         if not result.ok:
             raise RuntimeError(f"{result.input}: {result.error}")
-
-
-@dataclass
-class Tally:
-    """Summed wall and CPU seconds of one side's batches."""
-
-    requests: int = 0
-    wall: float = 0.0
-    cpu: float = 0.0
-    batches: list[float] = field(default_factory=list)  # CPU us/request per batch
-
-    def add(self, requests: int, wall: float, cpu: float) -> None:
-        self.requests += requests
-        self.wall += wall
-        self.cpu += cpu
-        self.batches.append(cpu / requests * 1e6)
 
 
 def _until(names: list[str], deadline: float) -> Iterator[str]:

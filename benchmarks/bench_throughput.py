@@ -19,11 +19,20 @@ import math
 import statistics
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks._baselines import One, open_bare, open_httpx, open_json
-from benchmarks._common import FAST, KEY, WORKERS, Section, Server, cpu_seconds, log, run_async
+from benchmarks._common import (
+    FAST,
+    KEY,
+    WORKERS,
+    Section,
+    Server,
+    Tally,
+    cpu_seconds,
+    log,
+    run_async,
+)
 from tiktok_async import TikTokClient
 
 BARE, OURS, UNLIMITED, JSON, HTTPX = (
@@ -32,22 +41,6 @@ BARE, OURS, UNLIMITED, JSON, HTTPX = (
 HANDLES = [f"bench{i}.user" for i in range(200)]
 #: How long the default (adaptive) client runs before the rounds, to leave its slow start.
 SLOW_START_SECONDS = 6.0
-
-
-@dataclass
-class Tally:
-    """Summed wall and CPU seconds of one side's batches."""
-
-    requests: int = 0
-    wall: float = 0.0
-    cpu: float = 0.0
-    batches: list[float] = field(default_factory=list)  # CPU us/request per batch
-
-    def add(self, requests: int, wall: float, cpu: float) -> None:
-        self.requests += requests
-        self.wall += wall
-        self.cpu += cpu
-        self.batches.append(cpu / requests * 1e6)
 
 
 async def drive(count: int, one: One) -> None:
