@@ -213,11 +213,13 @@ class _Pool(Generic[T, R]):
         working = len(self._tasks) - len(self._space)
         return max(1, min(self._concurrency, self.limit(working)))
 
-    def _follow_limit(self) -> None:
-        """Add a worker while every worker is busy and the limit allows more."""
+    def _follow_limit(self, limit: int | None = None) -> None:
+        """Add a worker while every worker is busy and the limit (`limit`: one the caller
+        just asked for) allows more."""
         if self.limit is None or self._exhausted or self._stopping:
             return
-        limit = self._limit_now()
+        if limit is None:
+            limit = self._limit_now()
         if self._busy >= len(self._tasks) < limit:
             self._spawn()  # it takes an item, and adds the next worker while all are busy
 
@@ -228,7 +230,8 @@ class _Pool(Generic[T, R]):
                 if self._pending >= self._window:
                     await self._wait_for_space()
                     continue
-                if self.limit is not None and len(self._tasks) > self._limit_now():
+                allowed = None if self.limit is None else self._limit_now()
+                if allowed is not None and len(self._tasks) > allowed:
                     return  # the limit went down: this worker leaves
                 self._pending += 1  # reserve the slot before an async pull can yield
                 item = await self._pull() if self._async_it is not None else self._pull_sync()
@@ -240,7 +243,7 @@ class _Pool(Generic[T, R]):
                 seq = self._taken
                 self._taken = seq + 1
                 self._busy += 1
-                self._follow_limit()
+                self._follow_limit(allowed)  # asked once an item, not twice
                 try:
                     if self._key is None:
                         emit(seq, item, await worker(item))  # type: ignore[arg-type]

@@ -22,7 +22,6 @@ from .._exceptions import (
 )
 from .._limiter import Limiter
 from .._retry import RetryPolicy
-from .._rows import outcome
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -73,12 +72,6 @@ def usage_message(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.filename is not None:
         return f"cannot open {exc.filename!r}: {exc.strerror}"
     return str(exc)
-
-
-def error_kind(error: TikTokError) -> str:
-    """How an input's error is recorded: `invalid`, `not_found` or `failed` (one rule
-    with the library's `to_dict`: `_rows.outcome`)."""
-    return outcome(error)
 
 
 def abort_reason(exc: TikTokError, base_url: str | None = None) -> str:

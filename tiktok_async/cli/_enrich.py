@@ -25,7 +25,7 @@ from .._client import TikTokClient
 from .._exceptions import InvalidInputError, TikTokError
 from .._kinds import KINDS, Kind, Parsed
 from .._models import to_builtins
-from .._rows import error_message
+from .._rows import error_message, outcome
 from .._runstop import RunInterrupted, RunStop
 from .._shortlinks import DEFAULT_SHORT_LINK_RATE, ShortLinkResolver
 from ._common import (
@@ -39,7 +39,6 @@ from ._common import (
     abort_reason,
     add_client_arguments,
     client_from,
-    error_kind,
     positive_float,
     run_async,
     usage_message,
@@ -290,7 +289,7 @@ class EnrichRun:
         self._remember(line, result.key)
 
     def _record_error(self, line: InputLine, result: Result[Any], error: TikTokError) -> None:
-        kind = error_kind(error)
+        kind = outcome(error)
         self.files.write_error(line.text, result.key, kind, error.status, error_message(error),
                                result.attempts, line.line_no)
         if kind == "invalid":

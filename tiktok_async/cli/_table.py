@@ -42,8 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from .._bulk import Result
-from .._rows import error_message
-from ._common import error_kind
+from .._rows import error_message, outcome
 from ._expand import unwrap
 from ._files import Encoder, OutputFiles, csv_header, open_locked
 from ._inputfile import InputFormatError, InputLine
@@ -198,7 +197,7 @@ class TableRows:
         if self._gap or not self._next_in_order(line.line_no):
             return
         message = None if error is None else error_message(error)
-        status = "ok" if error is None else error_kind(error)
+        status = outcome(error)
         if error is not None and not self.files.has_error_record(line.line_no):
             self.files.write_error(line.text, result.key, status, error.status, message or "",
                                    result.attempts, line.line_no)

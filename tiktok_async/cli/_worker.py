@@ -29,7 +29,7 @@ from .._exceptions import TikTokError
 from .._kinds import Kind, Parsed
 from .._models import decode_json, to_builtins
 from .._redis_limiter import Redis, RedisConnectionError, RedisLimiter, connect
-from .._rows import error_message
+from .._rows import error_message, outcome
 from ._common import (
     EXIT_ABORTED,
     EXIT_OK,
@@ -38,7 +38,6 @@ from ._common import (
     add_client_arguments,
     api_key_from,
     client_from,
-    error_kind,
     positive_float,
     positive_int,
 )
@@ -225,7 +224,7 @@ class ScaleWorker:
             row = {"input": entry.text, "key": result.key, "line": entry.line,
                    "record": to_builtins(result.value)}
             return "ok", result.key, row
-        kind = error_kind(error)
+        kind = outcome(error)
         row = {"input": entry.text, "key": result.key, "status": error.status,
                "message": error_message(error), "attempts": result.attempts, "line": entry.line}
         field = result.key if result.key is not None else invalid_field(entry.text)
