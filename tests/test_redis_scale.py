@@ -201,3 +201,28 @@ def test_a_redis_restart_mid_run_loses_nothing(redis_server: RedisServer,
     out = tmp_path / "out.jsonl"
     assert cli("collect", "--redis", redis_server.url, "--job", "restart", "-o", str(out)) == 0
     assert collected_inputs(out) == Counter([*handles, "not a handle!"])
+
+
+SLOW = ("--upstream-latency-ms", "1500", "--upstream-jitter-ms", "0", "--missing-share", "0")
+SLOW_WORKER = ("--rate", "100", "--burst", "10", "--concurrency", "2", "--batch", "4",
+               "--claim-idle", "1")
+
+
+def test_slow_first_fetches_held_past_claim_idle_are_requested_once(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Each worker holds 4 entries and fetches 2 at a time, 1.5 s each: every entry is
+    held past --claim-idle 1, yet no live worker's entry is taken over and fetched again."""
+    handles = write_handles(tmp_path / "in.txt", 16)
+    assert cli("enqueue", str(tmp_path / "in.txt"), "--redis", redis_server.url,
+               "--job", "slow") == 0
+    with EmulatorProcess(*SLOW) as emu:
+        workers = start_workers(2, redis_server.url, "slow", emu.base_url, *SLOW_WORKER,
+                                tmp_path=tmp_path)
+        codes = wait_all(workers)
+        arrivals = emulator_arrivals(emu)
+    assert codes == [0, 0]
+    assert Counter(s for _, s in arrivals) == {200: len(handles)}  # one request an input
+    out = tmp_path / "out.jsonl"
+    assert cli("collect", "--redis", redis_server.url, "--job", "slow", "-o", str(out)) == 0
+    assert collected_inputs(out) == Counter(handles)

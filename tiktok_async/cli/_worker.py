@@ -1,27 +1,36 @@
 """`tiktok-async worker --redis URL --job NAME`: one consumer of a job's queue.
 
 Reads entries with `XREADGROUP` (after claiming, with `XAUTOCLAIM`, entries another
-consumer has held for longer than `--claim-idle`: a worker that died), fetches them with
+consumer has left idle for `--claim-idle`: a worker that died or hangs), fetches them with
 a `TikTokClient` under the shared `RedisLimiter`, and for each one writes the result,
 acknowledges and deletes the entry in one script. It exits when the queue is empty (no
 entry left, pending or not), or runs on with `--follow`. A bad key (403) or a used-up
 quota (429 Limit Exceeded) stops it with exit 3: the entries it had not answered stay
 pending for a later run. Every Redis command rides out a dropped connection (a restart)
 with backoff (`_redis_limiter.connect`), and so does the read loop.
+
+A live worker keeps what it holds: `_Keeper` renews its entries' idle time every third of
+`--claim-idle` (`XCLAIM ... JUSTID` to itself, a script call per 1,000 entries), so an
+entry waiting its turn, or a slow first fetch, is never taken over and fetched twice. A
+worker whose loop stops (killed, hung) stops renewing, and its entries go to the others
+after `--claim-idle`. An entry is handed to the client only while its hold is known to be
+renewed less than `--claim-idle` ago, so a worker that hung and came back does not fetch
+what another worker took over meanwhile (nor takes it back).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .._bulk import Result, run_bulk
 from .._client import TikTokClient
@@ -55,6 +64,10 @@ __all__ = ["ScaleWorker", "register"]
 
 #: The fewest entries read from the queue at once.
 MIN_BATCH = 16
+#: Entry ids renewed in one script call (one XCLAIM).
+KEEP_BATCH = 1000
+
+_T = TypeVar("_T")
 
 # KEYS: results, counts, queue, tick; ARGV: group, entry id, field, value, kind.
 _RECORD_LUA = """
@@ -75,6 +88,29 @@ redis.call('EXPIRE', KEYS[4], 120)
 redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[3], ARGV[2])
 return 1
+"""
+
+
+# KEYS: queue; ARGV: group, consumer, entry ids. The ids this consumer still holds get their
+# idle time reset (XCLAIM to itself, JUSTID: the delivery count stays); returns the ids
+# another consumer holds now. An id no longer pending (acked meanwhile) is left alone.
+_KEEP_LUA = """
+local mine, lost = {}, {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] then
+    if p[1][2] == ARGV[2] then
+      mine[#mine + 1] = ARGV[i]
+    else
+      lost[#lost + 1] = ARGV[i]
+    end
+  end
+end
+if #mine > 0 then
+  mine[#mine + 1] = 'JUSTID'
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(mine))
+end
+return lost
 """
 
 
@@ -116,6 +152,53 @@ class _Entry:
     line: int | None
 
 
+class _Keeper:
+    """The entries this worker holds (read, not yet answered), kept from the others.
+
+    `run()` renews them every `every` s (a third of `claim_idle`); `refresh()` renews
+    them now. An entry another consumer took over meanwhile (this worker hung, or Redis
+    was away) is dropped from `held` and counted in `lost`, never taken back.
+    """
+
+    def __init__(self, redis: Redis, job: JobKeys, consumer: str, claim_idle: float, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.job, self.consumer, self.claim_idle = job, consumer, claim_idle
+        self.every = claim_idle / 3
+        self.held: set[str] = set()
+        self.lost = 0
+        self._clock = clock
+        self._renewed_at = clock()  # when the last complete refresh started
+        self._keep = redis.register_script(_KEEP_LUA)
+
+    def hold(self, ids: Iterable[str]) -> None:
+        self.held.update(ids)
+
+    def release(self, entry_id: str) -> None:
+        self.held.discard(entry_id)
+
+    def fresh(self) -> bool:
+        """Every held entry was read or renewed less than `claim_idle` ago: none can
+        have been taken over."""
+        return self._clock() - self._renewed_at < self.claim_idle
+
+    async def refresh(self) -> None:
+        """Renew every held entry now: one script call per `KEEP_BATCH` ids."""
+        started = self._clock()
+        ids = list(self.held)
+        for i in range(0, len(ids), KEEP_BATCH):
+            lost = await self._keep(keys=[self.job.queue],
+                                    args=[GROUP, self.consumer, *ids[i:i + KEEP_BATCH]])
+            self.held.difference_update(lost)
+            self.lost += len(lost)
+        self._renewed_at = started
+
+    async def run(self) -> None:
+        """Renew on a timer until cancelled (the worker's end, or Ctrl-C)."""
+        while True:
+            await asyncio.sleep(self.every)
+            await _until_done(self.refresh)
+
+
 class ScaleWorker:
     """One consumer of a job: read, fetch, record, acknowledge, until the queue is empty."""
 
@@ -128,12 +211,21 @@ class ScaleWorker:
         self.follow = follow
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.answered = self.failed = 0
-        self._in_flight: set[str] = set()
+        self.keeper = _Keeper(redis, job, self.consumer, self.claim_idle_ms / 1000)
         self._record = redis.register_script(_RECORD_LUA)
 
     async def run(self) -> int:
         """Work until the queue is empty; the exit code."""
         await ensure_group(self.redis, self.job)
+        keeping = asyncio.create_task(self.keeper.run())
+        try:
+            return await self._work()
+        finally:  # no renewal once stopped (done, aborted, Ctrl-C): what is left goes idle
+            keeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeping
+
+    async def _work(self) -> int:
         try:
             async with self.client:
                 results = run_bulk(self.client, self.kind, self._parsed_entries(),
@@ -145,26 +237,30 @@ class ScaleWorker:
             print(f"tiktok-async worker: aborted: {abort_reason(exc, self.client.base_url)}",
                   file=sys.stderr)
             return EXIT_ABORTED
+        lost = self.keeper.lost
+        taken = f", {lost} taken over by other workers" if lost else ""
         print(f"tiktok-async worker {self.consumer}: {self.answered} answered, "
-              f"{self.failed} failed", file=sys.stderr)
+              f"{self.failed} failed{taken}", file=sys.stderr)
         return EXIT_SOME_FAILED if self.failed else EXIT_OK
 
     # -- reading ------------------------------------------------------------------------
 
     async def _entries(self) -> AsyncIterator[_Entry]:
-        backoff = 0.1
         while True:
-            try:
-                entries = await self._next_batch()
-                if not entries and not self.follow and await self._drained():
-                    return
-            except RedisConnectionError as exc:  # redis-py's own retries gave up: wait on
-                backoff = await _wait_for_redis(exc, backoff)
-                continue
-            backoff = 0.1
+            entries = await _until_done(self._next_batch)
+            if not entries and not self.follow and await _until_done(self._drained):
+                return
+            self.keeper.hold(entry.id for entry in entries)
             for entry in entries:
-                self._in_flight.add(entry.id)
-                yield entry
+                if await self._still_held(entry):
+                    yield entry
+
+    async def _still_held(self, entry: _Entry) -> bool:
+        """Whether `entry` is still this worker's to fetch (renewed first when the hold may
+        have lapsed: the loop was stalled, or Redis away, for `--claim-idle`)."""
+        if not self.keeper.fresh():
+            await _until_done(self.keeper.refresh)
+        return entry.id in self.keeper.held
 
     @property
     def batch(self) -> int:
@@ -175,7 +271,7 @@ class ScaleWorker:
     async def _next_batch(self) -> list[_Entry]:
         claimed = await self.redis.xautoclaim(self.job.queue, GROUP, self.consumer,
                                               self.claim_idle_ms, "0-0", count=self.batch)
-        entries = [e for e in _entries_of(claimed[1]) if e.id not in self._in_flight]
+        entries = [e for e in _entries_of(claimed[1]) if e.id not in self.keeper.held]
         if entries:
             return entries
         block = min(1000, self.claim_idle_ms)
@@ -207,14 +303,8 @@ class ScaleWorker:
         job = self.job
         keys = [job.results, job.counts, job.queue, job.tick(int(time.time()))]
         args = [GROUP, entry.id, field, result_value(kind, row), kind]
-        backoff = 0.1
-        while True:  # an answer paid for is kept: wait for Redis as long as it takes
-            try:
-                await self._record(keys=keys, args=args)
-                break
-            except RedisConnectionError as exc:
-                backoff = await _wait_for_redis(exc, backoff)
-        self._in_flight.discard(entry.id)
+        await _until_done(lambda: self._record(keys=keys, args=args))  # an answer paid for
+        self.keeper.release(entry.id)
 
     @staticmethod
     def _row(entry: _Entry, result: Result[Any]) -> tuple[str, str, dict[str, Any]]:
@@ -229,6 +319,16 @@ class ScaleWorker:
                "message": error_message(error), "attempts": result.attempts, "line": entry.line}
         field = result.key if result.key is not None else invalid_field(entry.text)
         return kind, field, row
+
+
+async def _until_done(call: Callable[[], Awaitable[_T]]) -> _T:
+    """`call()`, again after each dropped connection, for as long as Redis takes to return."""
+    backoff = 0.1
+    while True:
+        try:
+            return await call()
+        except RedisConnectionError as exc:
+            backoff = await _wait_for_redis(exc, backoff)
 
 
 async def _wait_for_redis(exc: Exception, backoff: float) -> float:
