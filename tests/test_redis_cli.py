@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis as syncredis
 from redis_server import RedisServer
 
+from tiktok_async import TikTokClient
+from tiktok_async._kinds import KINDS
+from tiktok_async._redis_limiter import connect
 from tiktok_async.cli import main
 from tiktok_async.cli._jobkeys import GROUP, JobKeys
+from tiktok_async.cli._worker import ScaleWorker, _Entry, _Keeper
 from tiktok_async.emulator import EmulatorProcess
 
 
@@ -110,3 +117,113 @@ def test_a_bad_key_stops_the_worker_and_leaves_its_entries_pending(
         assert r.xlen(keys.queue) == 20
         assert r.hlen(keys.results) == 0
         assert r.xpending(keys.queue, GROUP)["pending"] > 0
+
+
+# -- the keeper: a live worker keeps what it holds ------------------------------------
+
+
+def queue_of(r: syncredis.Redis, job: JobKeys, count: int, consumer: str = "me") -> list[str]:
+    """`count` entries queued for `job` and read by `consumer`: their ids."""
+    r.hset(job.meta, "kind", "users")
+    r.xgroup_create(job.queue, GROUP, id="0", mkstream=True)
+    with r.pipeline(transaction=False) as pipe:
+        for i in range(count):
+            pipe.xadd(job.queue, {"item": json.dumps({"input": f"user_{i}", "line": i})})
+        pipe.execute()
+    read: Any = r.xreadgroup(GROUP, consumer, {job.queue: ">"}, count=count)
+    return [entry_id for entry_id, _ in read[0][1]]
+
+
+def pending(r: syncredis.Redis, job: JobKeys) -> dict[str, dict[str, Any]]:
+    rows: list[dict[str, Any]] = r.xpending_range(job.queue, GROUP, "-", "+", 10_000)
+    return {row["message_id"]: row for row in rows}
+
+
+def xclaim_calls(r: syncredis.Redis) -> int:
+    stats: dict[str, Any] = r.info("commandstats")
+    return int(stats.get("cmdstat_xclaim", {}).get("calls", 0))
+
+
+async def test_the_keeper_renews_only_what_it_holds_one_xclaim_per_1000_entries(
+    redis_server: RedisServer,
+) -> None:
+    job = JobKeys("keep")
+    with syncredis.Redis.from_url(redis_server.url, decode_responses=True) as r:
+        ids = queue_of(r, job, 2505)
+        r.xclaim(job.queue, GROUP, "me", 0, ids, idle=100_000, justid=True)  # all idle 100 s
+        held, acked, taken, not_held = ids[:2502], ids[0], ids[1], ids[2502:]
+        r.xclaim(job.queue, GROUP, "other", 0, [taken], idle=100_000, justid=True)
+        r.xack(job.queue, GROUP, acked)  # answered, not yet released: the race with the ack
+        before = xclaim_calls(r)
+        redis = connect(redis_server.url)
+        keeper = _Keeper(redis, job, "me", 30.0)
+        keeper.hold(held)
+        await keeper.refresh()
+        await redis.aclose()
+        assert xclaim_calls(r) - before == 3  # 2,502 ids: 1,000 + 1,000 + 502
+        rows = pending(r, job)
+    assert acked not in rows  # not made pending again
+    assert (rows[taken]["consumer"], keeper.lost) == ("other", 1)  # not taken back
+    assert keeper.held == set(held) - {taken}
+    renewed = [rows[i] for i in held[2:]]
+    assert {(x["consumer"], x["times_delivered"]) for x in renewed} == {("me", 1)}
+    assert max(x["time_since_delivered"] for x in renewed) < 100_000
+    assert min(rows[i]["time_since_delivered"] for i in not_held) >= 100_000  # left to go idle
+
+
+async def test_a_worker_whose_hold_lapsed_renews_it_before_fetching_and_skips_what_was_taken(
+    redis_server: RedisServer,
+) -> None:
+    """A stalled loop (or Redis away) for --claim-idle: another worker may have taken an
+    entry meanwhile; it is not fetched here too."""
+    job = JobKeys("lapsed")
+    now = [0.0]
+    with syncredis.Redis.from_url(redis_server.url, decode_responses=True) as r:
+        ids = queue_of(r, job, 3)
+        redis = connect(redis_server.url)
+        client = TikTokClient("k", "http://127.0.0.1:9")  # never opened
+        worker = ScaleWorker(redis, job, KINDS["users"], client, claim_idle=1.0, consumer="me")
+        worker.keeper = _Keeper(redis, job, "me", 1.0, clock=lambda: now[0])
+        worker.keeper.hold(ids)
+        now[0] = 1.0  # nothing renewed for --claim-idle
+        r.xclaim(job.queue, GROUP, "other", 1, [ids[0]], justid=True)
+        kept = [await worker._still_held(_Entry(i, "user", None)) for i in ids]
+        await redis.aclose()
+        rows = pending(r, job)
+    assert kept == [False, True, True]
+    assert worker.keeper.fresh()
+    assert [rows[i]["consumer"] for i in ids] == ["other", "me", "me"]
+
+
+async def test_a_worker_stopped_by_ctrl_c_stops_renewing_its_entries(
+    redis_server: RedisServer,
+) -> None:
+    """Ctrl-C cancels the run: the keeper's task ends with it, the entries stay pending
+    (for another worker after --claim-idle) and are renewed no more."""
+    job = JobKeys("ctrlc")
+    with (syncredis.Redis.from_url(redis_server.url, decode_responses=True) as r,
+          EmulatorProcess("--upstream-latency-ms", "20000") as emu):
+        r.hset(job.meta, "kind", "users")
+        for i in range(4):
+            r.xadd(job.queue, {"item": json.dumps({"input": f"user_{i}", "line": i})})
+        redis = connect(redis_server.url)
+        client = TikTokClient("test-key", emu.base_url, rate=100, burst=10, concurrency=2)
+        worker = ScaleWorker(redis, job, KINDS["users"], client, claim_idle=0.3, consumer="me")
+        before = xclaim_calls(r)
+        run = asyncio.create_task(worker.run())
+        for _ in range(1000):  # until it holds entries and has renewed them twice
+            if xclaim_calls(r) >= before + 2:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail("the worker never renewed its entries")
+        run.cancel()  # what Ctrl-C does to asyncio.run's task
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+        stopped = xclaim_calls(r)
+        assert asyncio.all_tasks() == {asyncio.current_task()}  # no keeper left running
+        await asyncio.sleep(5 * worker.keeper.every)
+        await redis.aclose()
+        assert xclaim_calls(r) == stopped
+        assert {row["consumer"] for row in pending(r, job).values()} == {"me"}
+        assert r.xlen(job.queue) == 4

@@ -213,7 +213,7 @@ def test_slow_first_fetches_held_past_claim_idle_are_requested_once(
 ) -> None:
     """Each worker holds 4 entries and fetches 2 at a time, 1.5 s each: every entry is
     held past --claim-idle 1, yet no live worker's entry is taken over and fetched again."""
-    handles = write_handles(tmp_path / "in.txt", 16)
+    handles = write_handles(tmp_path / "in.txt", 12)
     assert cli("enqueue", str(tmp_path / "in.txt"), "--redis", redis_server.url,
                "--job", "slow") == 0
     with EmulatorProcess(*SLOW) as emu:
@@ -226,3 +226,31 @@ def test_slow_first_fetches_held_past_claim_idle_are_requested_once(
     out = tmp_path / "out.jsonl"
     assert cli("collect", "--redis", redis_server.url, "--job", "slow", "-o", str(out)) == 0
     assert collected_inputs(out) == Counter(handles)
+
+
+def test_a_killed_workers_slow_entries_are_taken_over_after_claim_idle(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The keeper renews only while its worker lives: SIGKILLed mid-fetch, its entries go
+    to the other worker, and only those can have been requested twice."""
+    handles = write_handles(tmp_path / "in.txt", 8)
+    assert cli("enqueue", str(tmp_path / "in.txt"), "--redis", redis_server.url,
+               "--job", "slowkill") == 0
+    with EmulatorProcess(*SLOW) as emu:
+        workers = start_workers(2, redis_server.url, "slowkill", emu.base_url, *SLOW_WORKER,
+                                tmp_path=tmp_path)
+        victim = workers[0]
+        name = f"{socket.gethostname()}-{victim.pid}"
+        held = freeze_while_holding(workers, redis_server.url, "slowkill", name)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        workers[1].send_signal(signal.SIGCONT)
+        codes = wait_all(workers)
+        arrivals = emulator_arrivals(emu)
+    assert held, "the victim held no entries when it was killed"
+    assert not wait_until_holding(redis_server.url, "slowkill", name, timeout=0)
+    assert codes == [-signal.SIGKILL, 0]
+    out = tmp_path / "out.jsonl"
+    assert cli("collect", "--redis", redis_server.url, "--job", "slowkill", "-o", str(out)) == 0
+    assert collected_inputs(out) == Counter(handles)
+    assert len(arrivals) <= len(handles) + len(held)
