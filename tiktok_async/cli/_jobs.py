@@ -14,9 +14,10 @@ A job is a handful of Redis keys under `tiktok_async:job:{NAME}:`:
 
 Delivery is at least once: a worker writes an item's result, then acknowledges and
 deletes the entry in the same script (results before acks, so an append-only file that
-loses its tail after a crash loses the ack, never a result). A worker that dies leaves
-its entries pending; the others claim them (`XAUTOCLAIM`) once idle for `--claim-idle`.
-The worker itself is in `_worker`.
+loses its tail after a crash loses the ack, never a result). A live worker renews its
+hold on the entries it has read (their idle time) every third of `--claim-idle`; one
+that dies or hangs stops renewing, and the others claim its entries (`XAUTOCLAIM`) once
+idle for `--claim-idle`. The worker itself is in `_worker`.
 """
 
 from __future__ import annotations

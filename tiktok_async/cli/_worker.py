@@ -120,7 +120,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_client_arguments(parser, rate_help="the key's requests per second, shared by all "
                                            "workers (default: adaptive)")
     add("--claim-idle", type=positive_float, default=30.0,
-        help="seconds before another worker's unanswered entries are taken over (default 30)")
+        help="seconds a worker that died or hangs keeps its entries before the others "
+             "take them over (default 30; a live worker renews its hold every third of it)")
     add("--batch", type=positive_int, default=None,
         help="entries read at once (default: twice the requests in flight now)")
     add("--follow", action="store_true", help="keep waiting for new entries")
