@@ -213,26 +213,26 @@ class _Pool(Generic[T, R]):
         working = len(self._tasks) - len(self._space)
         return max(1, min(self._concurrency, self.limit(working)))
 
-    def _follow_limit(self, limit: int | None = None) -> None:
-        """Add a worker while every worker is busy and the limit (`limit`: one the caller
-        just asked for) allows more."""
+    def _follow_limit(self) -> None:
+        """Add a worker while every worker is busy and the limit allows more (the
+        consumer's check while it waits; a worker does the same as it takes an item)."""
         if self.limit is None or self._exhausted or self._stopping:
             return
-        if limit is None:
-            limit = self._limit_now()
-        if self._busy >= len(self._tasks) < limit:
+        if self._busy >= len(self._tasks) < self._limit_now():
             self._spawn()  # it takes an item, and adds the next worker while all are busy
 
     async def _run_worker(self) -> None:
-        worker, emit = self._worker, self._emit
+        worker, emit, dynamic = self._worker, self._emit, self.limit is not None
+        allowed = 0
         try:
             while True:
                 if self._pending >= self._window:
                     await self._wait_for_space()
                     continue
-                allowed = None if self.limit is None else self._limit_now()
-                if allowed is not None and len(self._tasks) > allowed:
-                    return  # the limit went down: this worker leaves
+                if dynamic:
+                    allowed = self._limit_now()  # asked once an item, not twice
+                    if len(self._tasks) > allowed:
+                        return  # the limit went down: this worker leaves
                 self._pending += 1  # reserve the slot before an async pull can yield
                 item = await self._pull() if self._async_it is not None else self._pull_sync()
                 if item is _EXHAUSTED:
@@ -243,7 +243,9 @@ class _Pool(Generic[T, R]):
                 seq = self._taken
                 self._taken = seq + 1
                 self._busy += 1
-                self._follow_limit(allowed)  # asked once an item, not twice
+                if dynamic and self._busy >= len(self._tasks) < allowed and not (
+                        self._exhausted or self._stopping):
+                    self._spawn()  # every worker busy and the limit allows one more
                 try:
                     if self._key is None:
                         emit(seq, item, await worker(item))  # type: ignore[arg-type]
