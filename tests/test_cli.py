@@ -1,4 +1,5 @@
-"""The `tiktok-async users/videos/demo` commands as real subprocesses against the emulator."""
+"""The `tiktok-async users/videos` commands as real subprocesses against the emulator (the
+`demo` command: tests/test_cli_files.py)."""
 
 from __future__ import annotations
 
@@ -198,15 +199,6 @@ async def test_stdin_to_stdout(emulator: Emulator, tmp_path: Path) -> None:
     [invalid] = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert invalid["kind"] == "invalid"  # to stderr with -o -: no errors.jsonl grows
     assert not (tmp_path / "errors.jsonl").exists()
-
-
-async def test_demo_runs_the_bundled_job(emulator: Emulator, tmp_path: Path) -> None:
-    code, out, err = await run(emulator, "demo", "--out", str(tmp_path / "demo"),
-                               "--quota", "2000", "--latency", "fast", "-q")
-    assert code == 0, err
-    assert len(rows(tmp_path / "demo" / "users.jsonl")) > 1500
-    assert len(rows(tmp_path / "demo" / "videos.jsonl")) > 200
-    assert "emulator at http://127.0.0.1:" in out
 
 
 @pytest.mark.slow

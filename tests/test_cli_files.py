@@ -189,13 +189,17 @@ async def test_demo_in_an_unmarked_folder_of_demo_files_is_refused_with_a_hint(
     assert names(tmp_path / "demo-out") == ["users.jsonl"]
 
 
-async def test_demo_again_in_its_own_folder_starts_afresh_and_leaves_other_files(
+async def test_demo_runs_the_bundled_job_and_again_in_its_own_folder_starts_afresh(
     emulator: Emulator, tmp_path: Path
 ) -> None:
+    """The demo runs the bundled job; run again in its folder, it starts afresh and leaves
+    the other files there alone. (One test: a demo run takes 10 s.)"""
     folder = tmp_path / "demo"
-    code, _, err = await run(emulator, "demo", "--out", str(folder), "--quota", "2000",
-                             "--latency", "fast", "-q")
+    code, out, err = await run(emulator, "demo", "--out", str(folder), "--quota", "2000",
+                               "--latency", "fast", "-q")
     assert code == 0, err
+    assert "emulator at http://127.0.0.1:" in out
+    assert len(rows(folder / "videos.jsonl")) > 200
     first = len(rows(folder / "users.jsonl"))
     notes = folder / "notes.jsonl"
     notes.write_text('{"kept": true}\n')

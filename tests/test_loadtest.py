@@ -4,6 +4,7 @@ server does (latency profile, freezes, rate), a closed loop what it is asked; an
 The three long runs are what issue 16 asks to show: percentiles within 10% of a known
 latency profile; a 1 s freeze every 4 s at 40 requests/s for 12 s shows in p99 and not in
 p50; the achieved rate within 2% of the asked one when the server keeps up.
+They measure real time, so they are marked `realtime`: `make test` runs them alone.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def uniform_at(low: float, high: float, percentile: float) -> float:
 # -- what issue 16 asks to show ------------------------------------------------------------
 
 
+@pytest.mark.realtime  # real latency: run alone (Makefile)
 async def test_percentiles_match_a_known_latency_profile_within_10_percent(
     tiktok_emulator_factory: Factory,
 ) -> None:
@@ -69,6 +71,7 @@ async def test_percentiles_match_a_known_latency_profile_within_10_percent(
             assert abs(latency[key] - expected) <= 0.1 * expected, (group, key, latency)
 
 
+@pytest.mark.realtime  # real latency: run alone (Makefile)
 async def test_a_freeze_shows_in_p99_and_not_in_p50(tiktok_emulator_factory: Factory) -> None:
     """The server freezes 1 s every 4 s; 40 requests/s for 12 s meet three freezes."""
     emu = await tiktok_emulator_factory(faults=Faults(freeze_every=4, freeze_seconds=1))
@@ -81,6 +84,7 @@ async def test_a_freeze_shows_in_p99_and_not_in_p50(tiktok_emulator_factory: Fac
     assert summary["in_flight"]["cap_hits"] == 0
 
 
+@pytest.mark.realtime  # real latency: run alone (Makefile)
 async def test_achieved_rate_is_the_asked_rate_when_the_server_keeps_up(
     tiktok_emulator: Emulator,
 ) -> None:
