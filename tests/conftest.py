@@ -16,6 +16,17 @@ from aioresponses import aioresponses
 
 T = TypeVar("T")
 
+#: `make test` runs the tests marked `realtime` alone, from this file only (see Makefile).
+REALTIME_FILE = "test_loadtest.py"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse a `realtime` test outside REALTIME_FILE: `make test` would never run it."""
+    stray = [item.nodeid for item in items
+             if item.get_closest_marker("realtime") and item.path.name != REALTIME_FILE]
+    if stray:
+        raise pytest.UsageError(f"realtime tests outside tests/{REALTIME_FILE}: {stray}")
+
 
 # --- virtual time -----------------------------------------------------------------------
 #
