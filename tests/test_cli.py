@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import csv
+import io
 import json
 import signal
 import time
@@ -14,6 +16,9 @@ from pathlib import Path
 import pytest
 from cli_helpers import rows, run, start
 
+from tiktok_async.cli import build_parser
+from tiktok_async.cli._main import _REGISTRARS
+from tiktok_async.cli._progress import ProgressDisplay, RunCounts
 from tiktok_async.emulator import Emulator, Faults, existing_handle, is_missing, video_id_for
 
 Factory = Callable[..., Awaitable[Emulator]]
@@ -225,3 +230,31 @@ async def test_ten_thousand_inputs_with_faults_each_land_once(
     assert {r["kind"] for r in errors} == {"not_found"}
     assert len(errors) == sum(is_missing(h) for h in handles)
     assert emu.stats().count(status=500) > 0  # the faults did happen, and were retried
+
+
+def command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return {name: sub for action in parser._actions
+            if isinstance(action, argparse._SubParsersAction)
+            for name, sub in action.choices.items()}
+
+
+def test_a_command_built_alone_is_the_command_of_the_full_parser() -> None:
+    """`main` builds only the command it runs (only its module imported): the table of
+    commands lists every one, in order, and each alone has the options and help it has
+    among all the others."""
+    full = command_parsers(build_parser())
+    assert list(full) == list(_REGISTRARS)
+    for name, parser in full.items():
+        alone = command_parsers(build_parser(name))
+        assert len(alone) < len(full)
+        assert alone[name].format_help() == parser.format_help()
+    assert list(command_parsers(build_parser("usrs"))) == list(full)
+
+
+def test_progress_off_or_not_a_terminal_draws_no_bar_and_prints_the_summary() -> None:
+    for enabled in (False, True):
+        stream, counts = io.StringIO(), RunCounts(done=3)
+        with ProgressDisplay(counts, total=5, enabled=enabled, stream=stream) as display:
+            display.refresh()
+        display.print_summary("users")
+        assert stream.getvalue().startswith("users\n  done 3, not found 0,")

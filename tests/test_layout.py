@@ -154,13 +154,37 @@ def test_library_modules_import_nothing_from_the_application() -> None:
     assert {name: found for name, found in offenders.items() if found} == {}
 
 
-@pytest.mark.parametrize("module", ["argparse", "rich"])
+@pytest.mark.parametrize("module", ["argparse", "rich", "redis", "tiktok_async.emulator"])
 def test_importing_the_library_loads_no_application_module(module: str) -> None:
     code = ("import sys, tiktok_async; "
             f"print(any(m == {module!r} or m.startswith({module!r} + '.') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def modules_loaded_by(*args: str) -> set[str]:
+    """The modules `python -m tiktok_async ARGS` imports (from `-X importtime`)."""
+    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "tiktok_async", *args],
+                         capture_output=True, text=True, check=True)
+    return {line.rsplit("|", 1)[1].strip() for line in run.stderr.splitlines()
+            if line.startswith("import time:")}
+
+
+@pytest.mark.parametrize("command", ["users", "videos"])
+def test_a_bulk_command_loads_neither_redis_nor_the_emulator_nor_rich(command: str) -> None:
+    """Each command imports its own module only; `--help` and `--quiet` runs never draw
+    a bar, so rich waits for one."""
+    loaded = modules_loaded_by(command, "--help")
+    assert "tiktok_async.cli._enrich" in loaded
+    heavy = {"redis", "rich", "tiktok_async.emulator", "tiktok_async.cli._jobs",
+             "tiktok_async.cli._demo", "tiktok_async.cli._bench"}
+    assert sorted(loaded & heavy) == []
+
+
+def test_the_redis_commands_load_redis_and_the_demo_the_emulator() -> None:
+    assert {"redis", "tiktok_async.cli._jobs"} <= modules_loaded_by("worker", "--help")
+    assert "tiktok_async.emulator" in modules_loaded_by("demo", "--help")
 
 
 def test_functions_stay_small() -> None:

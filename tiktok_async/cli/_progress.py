@@ -10,18 +10,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 #: Seconds held back by concurrency before the summary says so.
 HELD_BACK_NOTE = 1.0
@@ -84,34 +76,29 @@ class ProgressDisplay:
                  stream: TextIO | None = None) -> None:
         self._counts = counts
         self._stream = stream if stream is not None else sys.stderr
-        self._console = Console(file=self._stream, stderr=stream is None)
-        self._live = enabled and self._console.is_terminal
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=self._console, transient=False, disable=not self._live,
-        )
-        self._task: TaskID = self._progress.add_task("enriching", total=total, detail="")
+        self._bar = _live_bar(self._stream, stream is None, total) if enabled else None
 
     def __enter__(self) -> ProgressDisplay:
-        self._progress.start()
+        if self._bar is not None:
+            self._bar[0].start()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.refresh()
-        self._progress.stop()
+        if self._bar is not None:
+            self._bar[0].stop()
 
     def refresh(self) -> None:
         """Redraw from the counts (cheap: rich throttles the actual drawing)."""
-        if not self._live:
+        if self._bar is None:
             return
         counts = self._counts
         detail = (f"ok {counts.done} · 404 {counts.not_found} · failed {counts.failed} · "
                   f"invalid {counts.invalid} · {counts.rate():.0f}/s · "
                   f"{counts.concurrency} in flight")
-        self._progress.update(self._task, completed=counts.answered + counts.skipped,
-                              detail=detail)
+        progress, task = self._bar
+        progress.update(task, completed=counts.answered + counts.skipped, detail=detail)
 
     def print_summary(self, title: str) -> None:
         """Print the end-of-run summary, whatever the terminal."""
@@ -119,3 +106,27 @@ class ProgressDisplay:
         for line in self._counts.summary_lines():
             print("  " + line, file=self._stream)
         self._stream.flush()
+
+
+def _live_bar(stream: TextIO, stderr: bool, total: int | None) -> tuple[Progress, TaskID] | None:
+    """The bar and its task if rich takes `stream` for a terminal, else None (rich is
+    imported here, on the first bar: `--quiet` runs and `--help` never load it)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(file=stream, stderr=stderr)
+    if not console.is_terminal:
+        return None
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, transient=False,
+    )
+    return progress, progress.add_task("enriching", total=total, detail="")
