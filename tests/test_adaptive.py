@@ -57,18 +57,23 @@ def test_never_exceeds_max_rate() -> None:
     assert result.ok == pytest.approx(120 * 30, rel=0.05)  # less the climb from 10/s
 
 
-def answer_steadily(control: AdaptiveRate, start: float, end: float, per_s: int) -> float:
-    """200s at `per_s` a second from `start` to `end`; returns the last rate."""
+def answer_steadily(control: AdaptiveRate, start: float, end: float, per_s: int,
+                    answered: bool = True) -> float:
+    """Requests at `per_s` a second from `start` to `end`, each answered 200 at once
+    (unless not `answered`: slow first fetches, nothing back yet); the last rate."""
     for i in range(1, round((end - start) * per_s) + 1):
-        control.on_success(start + i / per_s)
+        control.on_sent(start + i / per_s)
+        if answered:
+            control.on_success(start + i / per_s)
     return control.rate
 
 
-def test_slow_start_doubles_every_half_second() -> None:
+def test_slow_start_doubles_every_half_second_on_the_requests_clock() -> None:
+    """With answers seconds away (first fetches), the requests sent drive slow start."""
     control = AdaptiveRate(10)
-    control.on_success(0.0)
-    assert answer_steadily(control, 0.0, 0.5, 100) == pytest.approx(20)
-    assert answer_steadily(control, 0.5, 1.5, 100) == pytest.approx(80)
+    control.on_sent(0.0)
+    assert answer_steadily(control, 0.0, 0.5, 100, answered=False) == pytest.approx(20)
+    assert answer_steadily(control, 0.5, 1.5, 100, answered=False) == pytest.approx(80)
     assert control.slow_start
 
 
@@ -91,12 +96,38 @@ def test_measures_the_quota_while_still_throttled() -> None:
     control = AdaptiveRate(400)
     control.on_throttled(0.0)  # cut to 100/s, still above a quota of 40/s
     t = 0.0
-    for _ in range(20):  # 200s at exactly 40/s, 429s in between
+    for _ in range(80):  # 80 requests a second: 200s at exactly 40/s, 429s in between
         t += 0.025
-        control.on_success(t)
+        control.on_answers(t, 1, 0, 2)
         control.on_throttled(t + 0.01)
     assert control.estimate == pytest.approx(40, rel=0.05)
     assert control.rate == pytest.approx(0.95 * 40, rel=0.05)
+
+
+def test_measures_the_quota_while_first_fetches_take_seconds() -> None:
+    """200s seconds away, 429s at once: the quota is the requests sent less the 429s."""
+    control = AdaptiveRate(400)
+    control.on_throttled(0.0)  # cut to 100/s, still above a quota of 40/s
+    t = 0.0
+    for _ in range(40):  # 80 requests a second, 40 of them 429 at once, no 200 back yet
+        t += 0.025
+        control.on_answers(t, 0, 1, 2)
+    assert control.estimate == pytest.approx(40, rel=0.05)
+
+
+def test_429s_a_round_trip_late_do_not_count_against_the_quota() -> None:
+    """The 429s of the requests sent before the cut (at 400/s) come back after `settle`:
+    the measurement starts again once the requests sent outnumber them."""
+    control = AdaptiveRate(400)
+    control.on_throttled(0.0)
+    t = 0.2
+    for _ in range(30):  # 0.2-0.35 s: 429s of the old requests, 200 a second
+        t += 0.005
+        control.on_answers(t, 0, 1, 0)
+    for _ in range(40):  # then 80 requests a second: 40 pass, 40 get 429 at once
+        t += 0.025
+        control.on_answers(t, 1, 1, 2)
+    assert control.estimate == pytest.approx(40, rel=0.1)
 
 
 def guessed(initial: float) -> tuple[AdaptiveRate, float]:
@@ -121,9 +152,9 @@ def test_after_a_measured_episode_the_rate_holds_ten_seconds_then_probes() -> No
     control = AdaptiveRate(400)
     control.on_throttled(0.0)  # cut to 100/s, still above a quota of 40/s
     t = 0.0
-    for _ in range(20):  # 200s at exactly 40/s, 429s in between
+    for _ in range(20):  # 80 requests a second: 200s at exactly 40/s, 429s in between
         t += 0.025
-        control.on_success(t)
+        control.on_answers(t, 1, 0, 2)
         control.on_throttled(t + 0.01)
     for _ in range(8):  # a clean batch ends the episode
         t += 0.025
@@ -152,7 +183,7 @@ def test_rejects_bad_limits(kwargs: dict[str, Any], match: str) -> None:
 def test_rate_moves_in_steps_not_on_every_answer() -> None:
     """At 10,000 answers a second the limiter is retuned a few hundred times, not 10,000."""
     control = AdaptiveRate(10_000)
-    rates = {control.on_success(i / 10_000) for i in range(10_000)}
+    rates = {control.on_answers(i / 10_000, 1, 0, 1) for i in range(10_000)}
     assert control.rate == pytest.approx(40_000, rel=0.01)
     assert len(rates) < 300
 
@@ -162,7 +193,7 @@ def test_rate_never_runs_far_ahead_of_the_answers_it_gets() -> None:
     the rate stops growing near 4x what is used, instead of doubling without end."""
     controller = AdaptiveRate(initial=10.0)
     now = 0.0
-    for _ in range(100 * 60):  # a minute of answers, 100 a second
+    for _ in range(100 * 60):  # a minute of requests and answers, 100 a second
         now += 0.01
-        controller.on_success(now)
+        controller.on_answers(now, 1, 0, 1)
     assert controller.rate <= 4 * 100 * 1.05

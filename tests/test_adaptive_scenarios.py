@@ -25,7 +25,7 @@ import pytest
 from redis_server import RedisServer
 from virtual_clock import CountingRedis, run_virtual
 
-from tiktok_async._adaptive import STATE_FIELDS, AdaptiveRate
+from tiktok_async._adaptive import STATE_FIELDS, TUNING, AdaptiveRate
 from tiktok_async._limiter import RateLimiter
 from tiktok_async._redis_limiter import RedisLimiter, bucket_key
 from tiktok_async.emulator import busiest_window
@@ -43,22 +43,27 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 # -- 1. the Lua takes the Python's decisions ----------------------------------------------
 
 
-def answer_sequence(seed: int, count: int) -> list[tuple[float, int, int]]:
-    """(time, 200s, 429s) in random phases: calm (200s only), throttled (some 429s),
-    sparse (long gaps: the rate is not used), at uneven intervals."""
+def answer_sequence(seed: int, count: int) -> list[tuple[float, int, int, int]]:
+    """(time, 200s, 429s, requests sent) in random phases: calm (200s only, as many as
+    are sent), throttled (some 429s), sparse (long gaps: the rate is not used), slow
+    (requests go out, few answers come back), late (429s only: of requests sent
+    earlier), at uneven intervals."""
     rng = random.Random(seed)
-    now, events = 100.0, list[tuple[float, int, int]]()
+    now, events = 100.0, list[tuple[float, int, int, int]]()
     while len(events) < count:
-        gap, share = rng.choice([(0.02, 0.0), (0.01, 0.3), (0.1, 0.0), (2.0, 0.0), (0.05, 0.1)])
+        gap, share, kind = rng.choice([(0.02, 0.0, ""), (0.01, 0.3, ""), (0.1, 0.0, ""),
+                                       (2.0, 0.0, ""), (0.05, 0.1, ""), (0.01, 0.0, "slow"),
+                                       (0.005, 1.0, "late")])
         for _ in range(rng.randint(5, 60)):
             now += gap * 2 * rng.random()
             throttled = rng.choice([1, 1, 2]) if rng.random() < share else 0
-            ok = rng.choice([1, 1, 2, 5]) if not throttled or rng.random() < 0.5 else 0
-            events.append((now, ok, throttled))
+            ok = rng.choice([1, 1, 2]) if not throttled or rng.random() < 0.5 else 0
+            sent = {"slow": rng.choice([1, 2]), "late": 0}.get(kind, min(2, ok + throttled))
+            events.append((now, 0 if kind and rng.random() < 0.8 else ok, throttled, sent))
     return events[:count]
 
 
-SEQUENCES = [(1, None), (2, None), (3, 15.0), (4, None)]
+SEQUENCES = [(3, None), (9, None), (11, 15.0), (12, None)]
 
 
 @pytest.mark.parametrize(("seed", "max_rate"), SEQUENCES)
@@ -68,20 +73,27 @@ def test_the_lua_takes_the_pythons_decisions(redis_url: str, seed: int,
     local = AdaptiveRate(10.0, max_rate=max_rate)
 
     async def main() -> list[tuple[int, dict[str, float], dict[str, float]]]:
-        clock = [0.0]
+        loop = asyncio.get_running_loop()
         redis = CountingRedis.from_url(redis_url, decode_responses=True)
-        shared = RedisLimiter(redis, f"{KEY}-{seed}", max_rate=max_rate,
-                              clock=lambda: clock[0])
+        shared = RedisLimiter(redis, f"{KEY}-{seed}", max_rate=max_rate, clock=loop.time)
         await shared.reset()
         different = []
-        for i, (now, ok, throttled) in enumerate(events):
-            local.on_answers(now, ok, throttled)
-            clock[0] = now
+        for i, (at, ok, throttled, sent) in enumerate(events):
+            # A booking waits for its slot, so the loop's clock may be past `at`; both
+            # runners read the same time (no turn of the loop between the two calls).
+            await asyncio.sleep(max(0.0, at - loop.time()))
             for _ in range(ok):
                 shared.on_success()
             for _ in range(throttled):
                 shared.on_rate_limited()
-            await shared.report()
+            if ok + throttled:  # the next run of the script carries them
+                local.on_answers(loop.time(), ok, throttled)
+            if not sent:
+                await shared.report()
+            for _ in range(sent):  # book a slot, wait for it, then report the request
+                await shared.acquire()
+                local.on_answers(loop.time(), 0, 0, 1)
+                await shared.report()
             stored = await redis.hgetall(bucket_key(f"{KEY}-{seed}"))
             theirs = {name: float(stored[name]) for name in STATE_FIELDS}
             ours = {name: float(value) for name, value in asdict(local.state).items()}
@@ -97,20 +109,24 @@ def test_the_lua_takes_the_pythons_decisions(redis_url: str, seed: int,
 @pytest.mark.parametrize(("seed", "max_rate"), SEQUENCES)
 def test_the_sequences_exercise_every_rule(seed: int, max_rate: float | None) -> None:
     """Each sequence above moves every field and reaches every state: slow start, cuts,
-    measured and guessed episodes, a rate not in use (and the cap, when there is one)."""
+    measured and guessed episodes, a rate not in use, 429s a round trip late (and the
+    cap, when there is one)."""
     local = AdaptiveRate(10.0, max_rate=max_rate)
     moved: set[str] = set()
     reached: set[str] = set()
-    for now, ok, throttled in answer_sequence(seed, 600):
+    for now, ok, throttled, sent in answer_sequence(seed, 600):
         before = asdict(local.state)
-        local.on_answers(now, ok, throttled)
+        local.on_answers(now, ok, throttled, sent)
         moved |= {name for name, value in asdict(local.state).items() if before[name] != value}
         state = local.state
+        late = state.began > state.cut_at + TUNING.settle  # 429s a round trip late
         reached |= {name for name, on in [("fast", state.fast), ("measured", state.measured),
                                           ("unused", not state.in_use),
+                                          ("late", late),
                                           ("capped", state.rate == max_rate)] if on}
     assert moved == set(STATE_FIELDS)
-    assert reached >= {"fast", "measured", "unused"} | ({"capped"} if max_rate else set())
+    assert reached >= ({"fast", "measured", "unused", "late"}
+                       | ({"capped"} if max_rate else set()))
 
 
 # -- 2. one table of scenarios, both runners -----------------------------------------------
@@ -133,7 +149,12 @@ class Scenario:
 
 SCENARIOS = [
     Scenario("Q=50, burst 10 (the scale-out run)", 50, 10, seconds=30),
-    Scenario("Q=5, burst 10", 5, 10, seconds=40, tasks=8),
+    # One request over Q + B while slow start's first 429 comes back: the bucket (two
+    # seconds of quota) hides a 5x overshoot. 6 of 8 seeds did so before requests were
+    # counted as sent too (5ee66f5); now every seed does, with the same 429s. A minute, as
+    # `make bench` judges Q = 5: slow start's exit costs a handful of 429s, whatever the
+    # length, and 4 workers paid 7 of 213 requests (3.3%) in 40 s.
+    Scenario("Q=5, burst 10", 5, 10, seconds=60, tasks=8, max_window=16),
     # A bucket as deep as a second of quota hides slow start's overshoot until it is 4x.
     Scenario("Q=50, burst 50", 50, 50, seconds=30, max_window=110),
     # 429s come back 150 ms late, while slow start still doubles.

@@ -10,22 +10,33 @@ bucket through one table of scenarios.
 
 The server (API Gateway) meters each key with a token bucket: Q requests a second and a
 burst B, neither told to the client. The controller is pure: no clock, no I/O; each call
-says when answers came back (`now`, seconds on any monotonic clock: the loop's in
-process, Redis's `TIME` when shared) and how many: `on_answers(now, ok, throttled)`.
-The fact it rests on: while the bucket is empty, the server answers 200 exactly Q times
-a second, however fast we send. The rules (the constants are `Tuning`'s):
+says what happened by `now` (seconds on any monotonic clock: the loop's in process,
+Redis's `TIME` when shared): `on_answers(now, ok, throttled, sent)`, with the requests
+sent (a token taken and used) counted as well as the answers. Both matter because the
+service answers an unseen user only after fetching it from TikTok (seconds), while a 429
+comes from the gateway at once: answers of 200 lag the requests by a round trip of up to
+seconds, so only the requests sent say how much of the rate is used now, and the
+server let through exactly the requests sent less the 429s. The fact it rests on: while
+the bucket is empty, the server lets exactly Q requests a second through, however fast
+we send. The rules (the constants are `Tuning`'s):
 
 1. **Slow start.** From `initial`, the rate doubles every `double_every` s (0.5) until
-   the first 429. A full bucket hides the overshoot (about 4x with B = Q), so the first
-   cut is deep: x `exit_cut` (0.25).
+   the first 429, on the requests' clock (it need not wait for answers seconds away).
+   A full bucket hides the overshoot (about 4x with B = Q), so the first cut is deep:
+   x `exit_cut` (0.25).
 2. **Episode.** The first 429 of an overshoot opens an episode; the bucket is empty at
    that moment. The rate is cut once; 429s in the next `settle` s (0.2: answers to
-   requests sent before the cut) change nothing. Then answers are reviewed in batches of
-   `batch` (8):
+   requests sent before the cut) change nothing, and the measuring starts after them
+   (`began`). Then answers are reviewed in batches of `batch` (8):
    - a batch with a 429: we are still above Q, so the bucket has stayed empty since the
-     episode began, and Q = 200s since then / time since then (measured). The rate goes
-     to `hold_at` (0.95) x Q, and the next batch is awaited;
+     episode began, and Q = (requests sent less 429s since `began`) / the time since
+     (measured over at least 2 x `settle`). The rate goes to `hold_at` (0.95) x Q, and
+     the next batch is awaited;
    - a clean batch ends the episode.
+   If the 429s since `began` outnumber the requests sent since, they answer requests
+   sent before the cut (a round trip longer than `settle`): the measuring starts again
+   then, lasts at least as long as that wait, and counts the 200s instead when those
+   are more (late 429s of the faster requests before the cut would count against Q).
 3. **After a measured episode** the rate holds `probe_after` s (10), then creeps up by
    `probe_step` (1%) a second, the step doubling every `probe_doubling` s (5), so a
    quota that grew is found without a storm.
@@ -34,24 +45,28 @@ a second, however fast we send. The rules (the constants are `Tuning`'s):
    from (with a small burst the slow start overshoots far less than 4x, and a cut of
    x0.25 lands well under Q), then probes after `fast_after` s (1) with the step
    doubling every `fast_doubling` s (2).
-5. **Later episodes.** Between the last episode and this one the bucket went from empty
-   to empty, so q = 200s / time in between is a lower bound of Q (less what overflowed
-   while we ran below it). The cut goes to `hold_at` x q when q is at least `trust`
-   (0.7) x the rate, or after a guess; otherwise (mostly overflow) to x `beta` (0.85).
-   The cut counts as measured when q is at least `sure` (0.9) x the rate.
+5. **Later episodes.** Between the last episode's `began` and this one the bucket went
+   from empty to empty, so q = requests let through / time in between is a lower bound
+   of Q (less what overflowed while we ran below it). The cut goes to `hold_at` x q when
+   q is at least `trust` (0.7) x the rate, or after a guess; otherwise (mostly overflow)
+   to x `beta` (0.85). The cut counts as measured when q is at least `sure` (0.9) x the
+   rate.
 
-The rate always stays within [`min_rate`, `max_rate`]. It is not raised while answers
-come back at under `use_floor` (0.5) of it over the last `tally` s (0.5: the caller
-sends less than it may, and raising an unused rate would only store up a burst), nor
-past `use_headroom` (4) x the rate of answers over that window. It grows in steps of at
+The rate always stays within [`min_rate`, `max_rate`]. It is not raised while requests
+go out at under `use_floor` (0.5) of it over the last `tally` s (0.5: the caller sends
+less than it may, and raising an unused rate would only store up a burst), nor past
+`use_headroom` (4) x the rate of requests over that window. It grows in steps of at
 least `min_step` (0.5%), so a limiter is retuned a few hundred times a second at most.
 
-Simulated against one bucket (tests/test_adaptive_scenarios.py, 24-60 s from 10/s), in
-process and shared by 4 workers alike: Q = 50, B = 10: 90-92% of Q in 200s, 0.5% 429s,
-at most 58 requests in any second; Q = 5, 50, 500 with B = Q: 100%, 100%, 98% of Q with
-3%, 0.5%, 0.4% 429s. Where it is weaker: Q = 5 (each 429 of the slow start's overshoot
-is a percent of a minute's requests); a burst of 0.02 x Q (the first cut lands at a
-quarter of Q and the climb back takes seconds: 67% of Q over the first 24 s).
+Simulated (benchmarks/tools/adaptive_sim.py, 60 s from 10/s, B = Q): Q = 5, 50, 500 at
+98-100% of Q with 2.0%, 0.2%, 0.1% 429s at a 20 ms round trip; 100%, 99%, 97% with
+3.2%, 1.1%, 1.2% at 200 ms. New handles whose first fetch takes 1 or 3 s (the goodput
+grid in benchmarks/bench_goodput.py) no longer hold slow start back a round trip
+a step. Where it is weaker: Q = 5 (each 429 of the slow start's overshoot is a percent
+of a minute's requests; 3-4% at round trips of 200-300 ms); a burst of 0.02 x Q (the
+first cut lands at a quarter of Q and the climb back takes seconds). A faster slow start
+(doubling every 0.2 s while answers keep up) was tried and left out: at Q = 500, B = 100
+it lost up to 14% of Q and broke the busiest-second bound in 6 of 8 seeds.
 """
 
 from __future__ import annotations
@@ -94,28 +109,28 @@ class AdaptiveState:
     fields live in a Redis hash for the shared rate."""
 
     rate: float
-    started: int = 0  # 1 once an answer came: `last` and `tally_since` are set
+    started: int = 0  # 1 once slow start's clock runs: `last` and `tally_since` are set
     emptied: int = 0  # 1 after the first 429 (0: slow start)
-    last_empty: float = 0.0  # when the last episode began (the bucket was empty)
-    ok_since_empty: int = 0
     estimate: float = 0.0  # the quota as last measured; 0: none yet
     episode: int = 0  # 1 while an episode is open
-    began: float = 0.0
+    began: float = 0.0  # the last episode's first 429 + `settle`: its measuring starts
+    admitted: int = 0  # requests sent less 429s since `began`
+    passed: int = 0  # good answers since `began`
+    cut_at: float = 0.0  # the last episode's first 429
     settled: float = 0.0  # answers before this belong to the overshoot already cut for
     measured: int = 0  # did this episode measure the quota?
     cut_from: float = 0.0  # the rate before this episode's cut
-    ok_since_began: int = 0
     ep_ok: int = 0  # answers since `settled`
     ep_throttled: int = 0
     held_since: float = 0.0  # when the last episode ended
     fast: int = 0  # 1 after a guess: regrow, then probe sooner
     ceiling: float = 0.0  # where regrowing after a guess stops
     last: float = 0.0  # when the rate last grew (or was held)
-    answers: int = 0  # since `tally_since`
+    sent: int = 0  # requests sent since `tally_since`
     tally_since: float = 0.0
     tally_rate: float = 0.0
     in_use: int = 1
-    used_rate: float = 0.0  # answers a second over the last tally
+    used_rate: float = 0.0  # requests sent a second over the last tally
     used_known: int = 0
 
 
@@ -148,6 +163,10 @@ class AdaptiveRate:
         """True until the first 429."""
         return not self.state.emptied
 
+    def on_sent(self, now: float, count: int = 1) -> float:
+        """`count` requests were sent (took a token) at `now`."""
+        return self.on_answers(now, 0, 0, count)
+
     def on_success(self, now: float) -> float:
         """A 200 (or any answer that was not throttled) came back at `now`."""
         return self.on_answers(now, 1, 0)
@@ -156,21 +175,27 @@ class AdaptiveRate:
         """A 429 `Too Many Requests` came back at `now`."""
         return self.on_answers(now, 0, 1)
 
-    def on_answers(self, now: float, ok: int, throttled: int) -> float:
-        """`ok` good answers and `throttled` 429s came back by `now`; the new rate."""
+    def on_answers(self, now: float, ok: int, throttled: int, sent: int = 0) -> float:
+        """By `now`, `sent` more requests went out, and `ok` good answers and `throttled`
+        429s came back; the new rate."""
         s = self.state
         if not s.started:
             s.started, s.last, s.tally_since, s.tally_rate = 1, now, now, s.rate
-        s.ok_since_empty += ok
-        s.answers += ok + throttled
+        if now >= s.began:
+            s.admitted += sent - throttled
+            s.passed += ok
+            if s.episode and s.admitted <= 0 < throttled:
+                # More 429s than requests since `began`: answers to requests sent before
+                # it (a round trip longer than `settle`) are still coming; start again.
+                s.began, s.admitted, s.passed = now, 0, 0
+        s.sent += sent
         if s.episode:
-            s.ok_since_began += ok
             if now >= s.settled:
                 s.ep_ok += ok
                 s.ep_throttled += throttled
                 self._review(now)
             return s.rate
-        if ok:
+        if ok or sent:
             self._grow(now)
         if throttled:
             self._begin_episode(now)
@@ -183,16 +208,17 @@ class AdaptiveRate:
         s.measured, s.cut_from = 0, s.rate
         rate = self._cut_on_quota(now) if s.emptied else s.rate * t.exit_cut
         s.rate = self._clamp(rate)
-        s.emptied, s.last_empty, s.ok_since_empty = 1, now, 0
-        s.episode, s.began, s.settled = 1, now, now + t.settle
-        s.ok_since_began = s.ep_ok = s.ep_throttled = 0
+        s.emptied, s.episode, s.admitted, s.passed, s.cut_at = 1, 1, 0, 0, now
+        s.began = s.settled = now + t.settle
+        s.ep_ok = s.ep_throttled = 0
 
     def _cut_on_quota(self, now: float) -> float:
         """A later episode's cut: to the quota seen since the last one, when trusted."""
         s, t = self.state, self._t
         quota = 0.0
-        if s.ok_since_empty >= t.batch:
-            quota = s.ok_since_empty / max(now - s.last_empty, 1e-9)
+        passed = self._passed()
+        if passed >= t.batch and now > s.began:
+            quota = passed / (now - s.began)
         if quota > 0 and (s.fast or quota >= t.trust * s.rate):
             # After a guess, a small overshoot means we ran below Q most of the time: the
             # bucket may have overflowed, so q is a lower bound only (probe again soon).
@@ -201,13 +227,24 @@ class AdaptiveRate:
             return min(s.rate, t.hold_at * quota)
         return s.rate * t.beta
 
+    def _passed(self) -> int:
+        """Requests the server let through since `began`: those sent less the 429s, or,
+        when the 429s came back a round trip late (`began` was pushed back), the 200s if
+        more: late 429s of requests sent faster before the cut would count against it."""
+        s = self.state
+        if s.began > s.cut_at + self._t.settle:
+            return max(s.admitted, s.passed)
+        return s.admitted
+
     def _review(self, now: float) -> None:
         """After each batch of answers: still throttled? cut to the measured quota."""
         s, t = self.state, self._t
         if s.ep_ok + s.ep_throttled < t.batch:
             return
         if s.ep_throttled:
-            s.estimate = s.ok_since_began / max(now - s.began, 1e-9)
+            if now - s.began < max(2 * t.settle, s.began - s.cut_at):
+                return  # too short a time to measure the quota in: wait for more
+            s.estimate = self._passed() / (now - s.began)
             s.rate = self._clamp(min(s.rate, t.hold_at * s.estimate))
             s.settled, s.ep_ok, s.ep_throttled, s.measured = now + t.settle, 0, 0, 1
             return
@@ -253,9 +290,9 @@ class AdaptiveRate:
         s, t = self.state, self._t
         if now - s.tally_since >= t.tally:
             expected = s.tally_rate * (now - s.tally_since)
-            s.in_use = 1 if s.answers >= t.use_floor * expected else 0
-            s.used_rate, s.used_known = s.answers / (now - s.tally_since), 1
-            s.tally_since, s.tally_rate, s.answers = now, s.rate, 0
+            s.in_use = 1 if s.sent >= t.use_floor * expected else 0
+            s.used_rate, s.used_known = s.sent / (now - s.tally_since), 1
+            s.tally_since, s.tally_rate, s.sent = now, s.rate, 0
         return bool(s.in_use)
 
     def _clamp(self, rate: float) -> float:
@@ -273,10 +310,14 @@ local function clamp(r)
   if r < min_rate then r = min_rate end
   return r
 end
+local function passed(s)
+  if s.began > s.cut_at + T.settle then return math.max(s.admitted, s.passed) end
+  return s.admitted
+end
 local function cut_on_quota(s, now)
   local quota = 0
-  if s.ok_since_empty >= T.batch then
-    quota = s.ok_since_empty / math.max(now - s.last_empty, 1e-9)
+  if passed(s) >= T.batch and now > s.began then
+    quota = passed(s) / (now - s.began)
   end
   if quota > 0 and (s.fast == 1 or quota >= T.trust * s.rate) then
     local unsure = s.fast == 1 and T.trust * s.rate <= quota and quota < T.sure * s.rate
@@ -292,14 +333,15 @@ local function begin_episode(s, now)
   local rate
   if s.emptied == 0 then rate = s.rate * T.exit_cut else rate = cut_on_quota(s, now) end
   s.rate = clamp(rate)
-  s.emptied = 1; s.last_empty = now; s.ok_since_empty = 0
-  s.episode = 1; s.began = now; s.settled = now + T.settle
-  s.ok_since_began = 0; s.ep_ok = 0; s.ep_throttled = 0
+  s.emptied = 1; s.episode = 1; s.admitted = 0; s.passed = 0; s.cut_at = now
+  s.began = now + T.settle; s.settled = now + T.settle
+  s.ep_ok = 0; s.ep_throttled = 0
 end
 local function review(s, now)
   if s.ep_ok + s.ep_throttled < T.batch then return end
   if s.ep_throttled > 0 then
-    s.estimate = s.ok_since_began / math.max(now - s.began, 1e-9)
+    if now - s.began < math.max(2 * T.settle, s.began - s.cut_at) then return end
+    s.estimate = passed(s) / (now - s.began)
     s.rate = clamp(math.min(s.rate, T.hold_at * s.estimate))
     s.settled = now + T.settle; s.ep_ok = 0; s.ep_throttled = 0; s.measured = 1
     return
@@ -313,9 +355,9 @@ end
 local function in_use(s, now)
   if now - s.tally_since >= T.tally then
     local expected = s.tally_rate * (now - s.tally_since)
-    if s.answers >= T.use_floor * expected then s.in_use = 1 else s.in_use = 0 end
-    s.used_rate = s.answers / (now - s.tally_since); s.used_known = 1
-    s.tally_since = now; s.tally_rate = s.rate; s.answers = 0
+    if s.sent >= T.use_floor * expected then s.in_use = 1 else s.in_use = 0 end
+    s.used_rate = s.sent / (now - s.tally_since); s.used_known = 1
+    s.tally_since = now; s.tally_rate = s.rate; s.sent = 0
   end
   return s.in_use == 1
 end
@@ -339,21 +381,26 @@ local function grow(s, now)
     s.rate = g; s.last = now
   end
 end
-local function on_answers(s, now, ok, throttled)
+local function on_answers(s, now, ok, throttled, sent)
   if s.started == 0 then
     s.started = 1; s.last = now; s.tally_since = now; s.tally_rate = s.rate
   end
-  s.ok_since_empty = s.ok_since_empty + ok
-  s.answers = s.answers + ok + throttled
+  if now >= s.began then
+    s.admitted = s.admitted + sent - throttled
+    s.passed = s.passed + ok
+    if s.episode == 1 and s.admitted <= 0 and throttled > 0 then
+      s.began = now; s.admitted = 0; s.passed = 0
+    end
+  end
+  s.sent = s.sent + sent
   if s.episode == 1 then
-    s.ok_since_began = s.ok_since_began + ok
     if now >= s.settled then
       s.ep_ok = s.ep_ok + ok; s.ep_throttled = s.ep_throttled + throttled
       review(s, now)
     end
     return
   end
-  if ok > 0 then grow(s, now) end
+  if ok + sent > 0 then grow(s, now) end
   if throttled > 0 then begin_episode(s, now) end
 end
 """
@@ -364,7 +411,7 @@ STATE_FIELDS = tuple(f.name for f in fields(AdaptiveState))
 
 def lua_rules(tuning: Tuning = TUNING) -> str:
     """The rules above in Lua, with `tuning`'s constants: defines `clamp(r)` and
-    `on_answers(s, now, ok, throttled)` on a table `s` of `AdaptiveState`'s fields. The
+    `on_answers(s, now, ok, throttled, sent)` on a table `s` of `AdaptiveState`'s fields. The
     script that runs them must define the locals `min_rate` and `max_rate` (0: none)."""
     constants = ", ".join(f"{name} = {value!r}" for name, value in asdict(tuning).items())
     return _LUA_RULES.replace("{tuning}", "{" + constants + "}")

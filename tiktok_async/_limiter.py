@@ -181,6 +181,7 @@ class RateLimiter:
             while bucket is not None:
                 await bucket.acquire()
                 if bucket is self._bucket:
+                    self._sent()
                     return
                 bucket = self._bucket  # swapped by set_rate() while this task waited
         finally:
@@ -232,6 +233,11 @@ class RateLimiter:
         adaptive = self._adaptive
         if adaptive is not None:
             self._follow(adaptive.on_success(asyncio.get_running_loop().time()))
+
+    def _sent(self) -> None:
+        adaptive = self._adaptive
+        if adaptive is not None:
+            self._follow(adaptive.on_sent(asyncio.get_running_loop().time()))
 
     def on_rate_limited(self) -> None:
         """An attempt got 429 `Too Many Requests` (not a quota's `Limit Exceeded`):

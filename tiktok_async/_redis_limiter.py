@@ -94,7 +94,8 @@ _REFRESH_BOUNDS = (0.02, 0.25)
 
 
 # ARGV: burst, fixed rate (0: adaptive), pause, ok, throttled, initial, max rate (0: none),
-# min rate, TTL ms, book (1) or report only (0), now ('': Redis's TIME; tests pass one).
+# min rate, TTL ms, book (1) or report only (0), now ('': Redis's TIME; tests pass one),
+# requests sent (their slots came) since the last run.
 _SCRIPT = """
 local key = KEYS[1]
 local burst, fixed, pause = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -113,9 +114,11 @@ local hold = tonumber(g[5]) or 0
 local rate, s = fixed, nil
 if fixed <= 0 then
   s = {}
-  for i, name in ipairs(FIELDS) do s[name] = tonumber(g[5 + i]) end
-  if s.rate == nil then s = FRESH; s.rate = clamp(initial) end
-  if ok + throttled > 0 then on_answers(s, now, ok, throttled) end
+  local fresh = FRESH
+  for i, name in ipairs(FIELDS) do s[name] = tonumber(g[5 + i]) or fresh[name] end
+  if g[6] == false then s = fresh; s.rate = clamp(initial) end
+  local sent = tonumber(ARGV[12])
+  if ok + throttled + sent > 0 then on_answers(s, now, ok, throttled, sent) end
   rate = s.rate
 end
 local at, av, ar = tonumber(g[2]) or now, tonumber(g[3]) or 0, tonumber(g[4]) or rate
@@ -214,7 +217,7 @@ class RedisLimiter:
         self._rate = rate if rate is not None else min(initial, max_rate or initial)
         self._script = self._redis.register_script(_script())
         self._pause = 0.0  # a 429 cool-down to publish with the next acquire
-        self._ok = self._throttled = 0  # answers not reported yet (adaptive mode)
+        self._ok = self._throttled = self._sent = 0  # not reported yet (adaptive mode)
         self._slots = Slots()
         self._keeper: _Keeper | None = None
         #: Always False: every acquire books its slot in Redis.
@@ -259,32 +262,38 @@ class RedisLimiter:
         if not slots.due(due):
             self._keeper_now().soon(self._refresh_after())
             await slots.wait_for(due)
+        if self._fixed is None:  # a request goes out: the shared rate counts it
+            self._sent += 1
+            self._keeper_now().soon(_REPORT_AFTER)
 
     async def _run(self, *, book: bool) -> float:
         """One run of the script: publish the pause and the answers, book a slot or not;
         the slot's token (or the token due now)."""
-        pause, ok, throttled = self._pause, self._ok, self._throttled
-        self._pause, self._ok, self._throttled = 0.0, 0, 0
+        pause, counts = self._pause, (self._ok, self._throttled, self._sent)
+        self._pause, self._ok, self._throttled, self._sent = 0.0, 0, 0, 0
         now = None if self._clock is None else self._clock()
-        args = self._args(pause, ok, throttled, book, now)
+        args = self._args(pause, counts, book, now)
         try:
             reply = await self._script(keys=[self._key], args=args)
         except BaseException:
             self._pause = max(self._pause, pause)
+            ok, throttled, sent = counts
             self._ok, self._throttled = self._ok + ok, self._throttled + throttled
+            self._sent += sent
             raise
         due, at, av, ar, server_now = _numbers(reply)
         self._rate = ar
         self._slots.follow(at, av, ar, server_now)
         return due
 
-    def _args(self, pause: float, ok: int, throttled: int, book: bool, now: float | None
-              ) -> list[Any]:
+    def _args(self, pause: float, counts: tuple[int, int, int], book: bool,
+              now: float | None) -> list[Any]:
         initial, max_rate, min_rate = self._limits
         fixed = self._fixed or 0.0
+        ok, throttled, sent = counts
         return [self._burst, repr(fixed), repr(pause), ok, throttled, repr(initial),
                 repr(max_rate), repr(min_rate), _IDLE_TTL_MS, int(book),
-                "" if now is None else repr(now)]
+                "" if now is None else repr(now), sent]
 
     def on_success(self) -> None:
         """An answer that was not a 429: counted for the shared adaptive rate."""
@@ -320,7 +329,7 @@ class RedisLimiter:
         """Send the answers not reported yet, and fetch the anchor if tasks wait and
         nothing was heard lately (no booking). The keeper calls it."""
         stale = self._slots.stale(self._refresh_after() / 2)
-        if self._ok or self._throttled or stale:
+        if self._ok or self._throttled or self._sent or stale:
             await self._run(book=False)
         if self._slots.waiting():
             self._keeper_now().soon(self._refresh_after())

@@ -2,8 +2,9 @@
 
 The server holds a token bucket of rate Q and burst Q (full at the start) that the
 client is not told. The client sends evenly spaced requests at the controller's rate;
-each answer comes back one round trip later (with some jitter) and is fed to the
-controller. Deterministic: a seeded RNG, no real time. `tests/test_adaptive.py` loads
+each request is told to the controller as it goes, and its answer comes back one round
+trip later (with some jitter) and is fed to the controller. Deterministic: a seeded RNG,
+no real time. `tests/test_adaptive.py` loads
 this file by its path and checks the controller with `simulate`, so it imports nothing
 of `benchmarks`.
 
@@ -83,6 +84,7 @@ def simulate(
         while answers and answers[0][0] <= t:
             arrived, good = heapq.heappop(answers)
             (control.on_success if good else control.on_throttled)(arrived)
+        control.on_sent(t)
         trip = rtt * (1 + jitter * (rng.random() - 0.5))
         good = bucket.take(t + trip / 2)
         heapq.heappush(answers, (t + trip, good))
