@@ -114,6 +114,40 @@ def test_rate_caps_growth_at_what_it_can_use() -> None:
     assert flow.limit == 20
 
 
+def served(flow: AdaptiveConcurrency, seconds: float, capacity: float, floor_s: float
+           ) -> int:
+    """Every worker busy for `seconds` against a server that answers `capacity` a
+    second at most (its CPU, or ours) and never faster than `floor_s`: each tick brings
+    min(limit / floor_s, capacity) answers, with latency from Little's law; the most
+    the limit reached."""
+    now, most = 0.0, flow.limit
+    flow.tick(now, flow.limit)
+    while now < seconds:
+        per_s = min(flow.limit / floor_s, capacity)
+        for _ in range(int(per_s * TICK)):
+            flow.on_answer(now, flow.limit / per_s, 200)
+        now += TICK
+        flow.tick(now, flow.limit)
+        most = max(most, flow.limit)
+    return most
+
+
+def test_growth_that_brings_no_more_answers_is_undone() -> None:
+    """A cached server on the same cores: 4,000 answers a second at most, whatever is in
+    flight (10 ms each at 40 in flight). Growth stops near 40, not in the hundreds."""
+    flow = AdaptiveConcurrency(4096)
+    most = served(flow, 20.0, capacity=4000, floor_s=0.01)
+    assert most <= 2 * 64  # one growth beyond the plateau at a time, each undone
+    assert 32 <= flow.limit <= 64
+
+
+def test_growth_that_brings_answers_goes_on() -> None:
+    """Answers in 10 ms however many are in flight: every growth shows, none is undone."""
+    flow = AdaptiveConcurrency(4096)
+    served(flow, 2.0, capacity=1e9, floor_s=0.01)
+    assert flow.limit == 4096
+
+
 def test_never_below_the_floor() -> None:
     flow = AdaptiveConcurrency(4096, start=5)
     for second in range(30):

@@ -15,7 +15,10 @@ happened. The rules (the constants are the module's):
    worker is busy (`busy >= limit`) and no task is queued for a rate token (the limiter
    has tokens to spare). Slow start: x2 a tick until the first
    cut, then x1.25 a tick (found again in seconds after a cut, not in round trips: a
-   round trip can be 3 s long).
+   round trip can be 3 s long). When answers come back within a tick, a growth must
+   show: if the next tick brings fewer than `PLATEAU_GAIN` x the answers a second of the
+   tick before it, the server (or this process's CPU) is the limit and more in flight
+   would only queue: the growth is undone and growth waits `PLATEAU_HOLD` s.
 2. **Shrink when latency climbs with the number in flight** (queueing at the server, as
    TCP Vegas and Netflix's gradient limiter read it): the mean latency of the last
    answers (`SHORT` of them) above `QUEUE_FACTOR` x the base, the lowest long-run mean
@@ -54,6 +57,8 @@ PROBE_DROP = 0.9
 OVERLOAD_CUT = 0.9
 OVERLOAD_EVERY = 1.0
 LITTLE_HEADROOM = 2.0
+PLATEAU_GAIN = 1.1
+PLATEAU_HOLD = 2.0
 # Answers before the latency means are trusted for the queueing rule.
 WARM_UP = LONG
 
@@ -61,8 +66,9 @@ WARM_UP = LONG
 class AdaptiveConcurrency:
     """The limit on inputs in flight; see the module docstring for the rules."""
 
-    __slots__ = ("_answers", "_base", "_cut_at", "_last_tick", "_long", "_overload_at",
-                 "_probe", "_short", "_slow_start", "ceiling", "floor", "held_back", "limit")
+    __slots__ = ("_answers", "_answers_then", "_base", "_cut_at", "_grown", "_hold_until",
+                 "_last_tick", "_long", "_overload_at", "_probe", "_short", "_slow_start",
+                 "ceiling", "floor", "held_back", "limit")
 
     def __init__(self, ceiling: int, *, start: int = START, floor: int = FLOOR) -> None:
         if ceiling < 1:
@@ -78,6 +84,9 @@ class AdaptiveConcurrency:
         self._answers = 0
         self._cut_at = self._overload_at = -math.inf
         self._probe: tuple[int, float] | None = None  # (limit before, short mean) at a cut
+        self._answers_then = 0  # `_answers` at the last tick
+        self._grown: tuple[int, float] | None = None  # (limit, answers/s) before a growth
+        self._hold_until = -math.inf
 
     def on_answer(self, now: float, seconds: float, status: int) -> None:
         """An attempt got an answer with `status` after `seconds`."""
@@ -103,9 +112,27 @@ class AdaptiveConcurrency:
             self._last_tick = now
         elif now - last >= TICK:
             self._last_tick = now
-            if busy >= self.limit and not queued:
+            answered = self._answered_per_second(now - last)
+            if self._growth_paid(now, answered) and busy >= self.limit and not queued:
+                before = self.limit
                 self._grow(now - last, self._little_cap(rate))
+                self._grown = (before, answered) if self.limit > before else None
         return self.limit
+
+    def _answered_per_second(self, elapsed: float) -> float:
+        count, self._answers_then = self._answers - self._answers_then, self._answers
+        return count / elapsed
+
+    def _growth_paid(self, now: float, answered: float) -> bool:
+        """Undo the last growth if it brought no more answers a second (when answers come
+        back within a tick, so that it would show); False while growth waits after that."""
+        grown, self._grown = self._grown, None
+        if grown is not None and self._long < TICK:
+            limit_before, answered_before = grown
+            if answered < PLATEAU_GAIN * answered_before:
+                self.limit = max(self.floor, min(self.limit, limit_before))
+                self._hold_until = now + PLATEAU_HOLD
+        return now >= self._hold_until
 
     def _little_cap(self, rate: float | None) -> int:
         """The most in flight `rate` can use (Little's law, with headroom)."""
