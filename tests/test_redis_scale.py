@@ -208,17 +208,27 @@ SLOW_WORKER = ("--rate", "100", "--burst", "10", "--concurrency", "2", "--batch"
                "--claim-idle", "1")
 
 
+def enqueue_handles(redis_url: str, tmp_path: Path, job: str, count: int) -> list[str]:
+    """`count` handles written to in.txt and enqueued as `job`; the handles."""
+    handles = write_handles(tmp_path / "in.txt", count)
+    assert cli("enqueue", str(tmp_path / "in.txt"), "--redis", redis_url, "--job", job) == 0
+    return handles
+
+
+def start_slow_workers(redis_url: str, job: str, emu: EmulatorProcess, tmp_path: Path
+                       ) -> list[subprocess.Popen[bytes]]:
+    """Two workers on `job`, each holding 4 entries and fetching 2 at a time."""
+    return start_workers(2, redis_url, job, emu.base_url, *SLOW_WORKER, tmp_path=tmp_path)
+
+
 def test_slow_first_fetches_held_past_claim_idle_are_requested_once(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     """Each worker holds 4 entries and fetches 2 at a time, 1.5 s each: every entry is
     held past --claim-idle 1, yet no live worker's entry is taken over and fetched again."""
-    handles = write_handles(tmp_path / "in.txt", 12)
-    assert cli("enqueue", str(tmp_path / "in.txt"), "--redis", redis_server.url,
-               "--job", "slow") == 0
+    handles = enqueue_handles(redis_server.url, tmp_path, "slow", 12)
     with EmulatorProcess(*SLOW) as emu:
-        workers = start_workers(2, redis_server.url, "slow", emu.base_url, *SLOW_WORKER,
-                                tmp_path=tmp_path)
+        workers = start_slow_workers(redis_server.url, "slow", emu, tmp_path)
         codes = wait_all(workers)
         arrivals = emulator_arrivals(emu)
     assert codes == [0, 0]
@@ -233,12 +243,9 @@ def test_a_killed_workers_slow_entries_are_taken_over_after_claim_idle(
 ) -> None:
     """The keeper renews only while its worker lives: SIGKILLed mid-fetch, its entries go
     to the other worker, and only those can have been requested twice."""
-    handles = write_handles(tmp_path / "in.txt", 8)
-    assert cli("enqueue", str(tmp_path / "in.txt"), "--redis", redis_server.url,
-               "--job", "slowkill") == 0
+    handles = enqueue_handles(redis_server.url, tmp_path, "slowkill", 8)
     with EmulatorProcess(*SLOW) as emu:
-        workers = start_workers(2, redis_server.url, "slowkill", emu.base_url, *SLOW_WORKER,
-                                tmp_path=tmp_path)
+        workers = start_slow_workers(redis_server.url, "slowkill", emu, tmp_path)
         victim = workers[0]
         name = f"{socket.gethostname()}-{victim.pid}"
         held = freeze_while_holding(workers, redis_server.url, "slowkill", name)
