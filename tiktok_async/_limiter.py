@@ -140,7 +140,7 @@ class RateLimiter:
         self._resume_at = 0.0  # loop time until which the 429 cool-down runs; 0 = none
         # One task at a time waits in the bucket (so a swap moves one); the rest line up.
         self._busy = False
-        self._line: deque[asyncio.Future[None]] = deque()
+        self._line: deque[asyncio.Future[bool]] = deque()
         #: True while `acquire()` would return at once with nothing to do (no rate, no
         #: cool-down): the hot path reads it to skip the call.
         self.free = self._bucket is None
@@ -172,8 +172,10 @@ class RateLimiter:
         bucket = self._bucket
         if bucket is None:
             return
-        if self._busy:
-            await self._line_up()  # another task waits in the bucket: line up behind it
+        if self._busy:  # another task waits in the bucket: line up behind it
+            if await self._line_up():
+                self._sent()  # the task before us took a token for us
+                return
             bucket = self._bucket
         else:
             self._busy = True
@@ -259,24 +261,32 @@ class RateLimiter:
         if rate != self._rate:
             self.set_rate(rate, _adaptive_burst(rate, self._base_burst))
 
-    async def _line_up(self) -> None:
-        """Wait (FIFO) until the task in the bucket hands this one its turn."""
-        waiter = asyncio.get_running_loop().create_future()
+    async def _line_up(self) -> bool:
+        """Wait (FIFO) until the task in the bucket hands this one its turn (False) or a
+        token it took for it (True)."""
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._line.append(waiter)
         try:
-            await waiter
+            return await waiter
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
+            if waiter.done() and not waiter.cancelled() and not waiter.result():
                 self._pass_turn()  # the turn came as we were cancelled: pass it on
             raise
 
     def _pass_turn(self) -> None:
-        line = self._line
+        """Hand the tokens free now to the first in line at once, then the turn to wait
+        in the bucket to the next: a grant need not wait a turn of a busy loop each."""
+        line, bucket = self._line, self._bucket
         while line:
             waiter = line.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+            if waiter.done():
+                continue
+            if bucket is not None and bucket.has_capacity():
+                _at_once(bucket.acquire())
+                waiter.set_result(True)
+                continue
+            waiter.set_result(False)
+            return
         self._busy = False
 
     async def _wait_cooldown(self) -> None:
