@@ -363,6 +363,42 @@ def test_a_bucket_exactly_one_deep_loses_rate_to_late_timers() -> None:
 # --- the concurrency gate -----------------------------------------------------------------
 
 
+def test_tokens_free_at_once_go_to_the_line_in_one_turn_of_the_loop(
+    run_virtual: Runner,
+) -> None:
+    """When several tokens are free at once (a late wake-up; here a deeper bucket), the
+    task leaving the bucket hands them to the tasks in line at once, in order, instead
+    of one a turn of the loop (a loop busy with thousands of connections turns slowly)."""
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        loop = asyncio.get_running_loop()
+        limiter = RateLimiter(rate=10, burst=4)
+        for _ in range(4):
+            await limiter.acquire()  # the bucket is empty: the next token in 0.1 s
+        turns, returned = [0], list[tuple[int, int]]()
+
+        def count_turns() -> None:
+            turns[0] += 1
+            if turns[0] < 50:
+                loop.call_soon(count_turns)
+
+        async def task(n: int) -> None:
+            await limiter.acquire()
+            returned.append((n, turns[0]))
+
+        waiting = [loop.create_task(task(n)) for n in range(4)]
+        await asyncio.sleep(0)  # all four in line, the first waiting in the bucket
+        count_turns()
+        limiter.set_rate(10, burst=8)  # 4 more tokens, free now
+        await asyncio.gather(*waiting)
+        return [n for n, _ in returned], [turn for _, turn in returned]
+
+    order, turns = run_virtual(scenario())
+    assert order == [0, 1, 2, 3]
+    assert turns[1] == turns[2] == turns[3]  # the three behind the first: one turn
+    assert turns[1] - turns[0] <= 1
+
+
 def test_gate_holds_at_most_limit_and_serves_in_order(run_virtual: Runner) -> None:
     async def scenario() -> tuple[int, list[int]]:
         gate = ConcurrencyGate(3)
