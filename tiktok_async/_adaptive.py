@@ -315,9 +315,9 @@ local function passed(s)
   return s.admitted
 end
 local function cut_on_quota(s, now)
-  local quota = 0
-  if passed(s) >= T.batch and now > s.began then
-    quota = passed(s) / (now - s.began)
+  local quota, let_through = 0, passed(s)
+  if let_through >= T.batch and now > s.began then
+    quota = let_through / (now - s.began)
   end
   if quota > 0 and (s.fast == 1 or quota >= T.trust * s.rate) then
     local unsure = s.fast == 1 and T.trust * s.rate <= quota and quota < T.sure * s.rate

@@ -213,12 +213,14 @@ class _Pool(Generic[T, R]):
         working = len(self._tasks) - len(self._space)
         return max(1, min(self._concurrency, self.limit(working)))
 
-    def _follow_limit(self) -> None:
-        """Add a worker while every worker is busy and the limit allows more (the
-        consumer's check while it waits; a worker does the same as it takes an item)."""
+    def _follow_limit(self, limit: int | None = None) -> None:
+        """Add a worker while every worker is busy and the limit (`limit`: one the caller
+        just asked for) allows more."""
         if self.limit is None or self._exhausted or self._stopping:
             return
-        if self._busy >= len(self._tasks) < self._limit_now():
+        if limit is None:
+            limit = self._limit_now()
+        if self._busy >= len(self._tasks) < limit:
             self._spawn()  # it takes an item, and adds the next worker while all are busy
 
     async def _run_worker(self) -> None:
@@ -243,9 +245,8 @@ class _Pool(Generic[T, R]):
                 seq = self._taken
                 self._taken = seq + 1
                 self._busy += 1
-                if dynamic and self._busy >= len(self._tasks) < allowed and not (
-                        self._exhausted or self._stopping):
-                    self._spawn()  # every worker busy and the limit allows one more
+                if dynamic:
+                    self._follow_limit(allowed)  # the limit asked above, not again
                 try:
                     if self._key is None:
                         emit(seq, item, await worker(item))  # type: ignore[arg-type]
