@@ -26,11 +26,11 @@ typecheck: $(STAMP)
 	$(PY) -m mypy tiktok_async tests/typing_examples
 
 # Most tests wait on sockets, subprocesses and timers: 3 workers on 2 cores (pytest-xdist).
-# Tests marked realtime (all in test_loadtest.py) measure real latency and rate: they run
-# alone, afterwards.
+# Tests marked realtime (in test_loadtest.py and test_bench_command.py) measure real
+# latency and rate: they run alone, afterwards.
 pytest: $(STAMP)
 	PYTHONASYNCIODEBUG=1 $(PY) -m pytest -W error -q -n 3 --dist worksteal -m 'not realtime'
-	PYTHONASYNCIODEBUG=1 $(PY) -m pytest -W error -q -p no:xdist -m realtime tests/test_loadtest.py
+	PYTHONASYNCIODEBUG=1 $(PY) -m pytest -W error -q -p no:xdist -m realtime tests/test_loadtest.py tests/test_bench_command.py
 
 docs: $(STAMP)
 	$(PY) -m mkdocs build --strict -d site

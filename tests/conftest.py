@@ -16,16 +16,16 @@ from aioresponses import aioresponses
 
 T = TypeVar("T")
 
-#: `make test` runs the tests marked `realtime` alone, from this file only (see Makefile).
-REALTIME_FILE = "test_loadtest.py"
+#: `make test` runs the tests marked `realtime` alone, from these files only (Makefile).
+REALTIME_FILES = ("test_loadtest.py", "test_bench_command.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Refuse a `realtime` test outside REALTIME_FILE: `make test` would never run it."""
+    """Refuse a `realtime` test outside REALTIME_FILES: `make test` would never run it."""
     stray = [item.nodeid for item in items
-             if item.get_closest_marker("realtime") and item.path.name != REALTIME_FILE]
+             if item.get_closest_marker("realtime") and item.path.name not in REALTIME_FILES]
     if stray:
-        raise pytest.UsageError(f"realtime tests outside tests/{REALTIME_FILE}: {stray}")
+        raise pytest.UsageError(f"realtime tests outside {REALTIME_FILES}: {stray}")
 
 
 # --- virtual time -----------------------------------------------------------------------

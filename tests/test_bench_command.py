@@ -8,6 +8,7 @@ import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
 from cli_helpers import run
 
 from tiktok_async import RetryPolicy, TikTokClient
@@ -55,6 +56,7 @@ async def test_bench_closed_loop_reads_a_file_and_skips_invalid_lines(
     assert "the fresh inputs ran out" in out
 
 
+@pytest.mark.realtime  # 50 a second against a bucket of 10 a second, burst 1: real time
 async def test_bench_reports_429s_and_does_not_retry_them(
     tiktok_emulator_factory: Factory, tmp_path: Path
 ) -> None:
