@@ -2,11 +2,13 @@
 against the emulator: two runs on one output, a full disk, the demo in a folder of the
 user's, outputs that differ in their suffix, `-o -`, input files that are not text, an
 empty input, an output suffix it does not write. Each test checks the exit code, the
-message and what the output and errors files hold afterwards."""
+message and what the output and errors files hold afterwards. Then the cheap write path
+(issue 13) in-process: lines gathered a turn of the loop, `write_model`, `KeySet.add`."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import json
 import os
@@ -22,6 +24,10 @@ from pathlib import Path
 import pytest
 from cli_helpers import rows, run, start
 
+from tiktok_async._kinds import KINDS
+from tiktok_async._models import encode_json, to_builtins
+from tiktok_async.cli._files import OutputFiles, OutputWriteError
+from tiktok_async.cli._resume import KeySet, OutputFormat
 from tiktok_async.emulator import Emulator, is_missing
 
 Factory = Callable[..., Awaitable[Emulator]]
@@ -316,3 +322,110 @@ async def test_an_output_suffix_it_does_not_write_is_refused(
             "(.parquet), not .xlsx: name the output out.jsonl, out.csv or out.parquet") in err
     assert names(tmp_path) == ["in.txt"]
     assert emulator.stats().total == 0
+
+
+# -- the cheap write path (issue 13) -------------------------------------------------------
+
+SAMPLES = Path(__file__).parent / "samples"
+
+
+class Writes:
+    """os.write, recorded; fails with ENOSPC (after half of the first failing call) once
+    `full` is set."""
+
+    def __init__(self) -> None:
+        self.calls: list[bytes] = []
+        self.full = False
+        self.real = os.write
+
+    def __call__(self, fd: int, data: bytes | memoryview) -> int:
+        if self.full:
+            self.full = False
+            self.real(fd, bytes(data[: len(data) // 2]))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.calls.append(bytes(data))
+        return self.real(fd, data)
+
+
+async def test_lines_of_one_turn_of_the_loop_go_out_in_one_write_at_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, writes = tmp_path / "o.jsonl", Writes()
+    with OutputFiles.open(out) as files:
+        monkeypatch.setattr(os, "write", writes)  # after the lock file is written
+        for key in ("ann", "bob", "cat"):
+            files.write_ok(key, key, {"n": 1})
+        assert writes.calls == []
+        assert out.read_bytes() == b""
+        await asyncio.sleep(0)
+        assert len(writes.calls) == 1
+        assert [row["key"] for row in rows(out)] == ["ann", "bob", "cat"]
+        files.write_ok("dan", "dan", {"n": 2})
+    assert [row["key"] for row in rows(out)] == ["ann", "bob", "cat", "dan"]  # close wrote it
+
+
+async def test_a_gathered_write_that_fails_is_cut_back_and_raised_by_the_next_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, writes = tmp_path / "o.jsonl", Writes()
+    files = OutputFiles.open(out)
+    monkeypatch.setattr(os, "write", writes)
+    files.write_ok("ann", "ann", {"n": 1})
+    await asyncio.sleep(0)
+    before = out.read_bytes()
+    writes.full = True
+    files.write_ok("bob", "bob", {"n": 2, "pad": "x" * 100})
+    files.write_ok("cat", "cat", {"n": 3})
+    await asyncio.sleep(0)  # the turn's write fails: nothing is raised into the loop
+    assert out.read_bytes() == before
+    with pytest.raises(OutputWriteError, match="No space left on device"):
+        files.write_ok("dan", "dan", {"n": 4})
+    with pytest.raises(OutputWriteError):
+        files.close()
+    assert [row["key"] for row in rows(out)] == ["ann"]
+
+
+@pytest.mark.parametrize(("kind", "sample", "fmt"), [
+    ("users", "user_200", "jsonl"), ("videos", "video_200", "jsonl"),
+    ("users", "user_sparse_big_counts_200", "jsonl"), ("users", "user_200", "csv"),
+])
+def test_write_model_writes_what_write_ok_writes_of_its_builtins(
+    tmp_path: Path, kind: str, sample: str, fmt: OutputFormat
+) -> None:
+    """The model encoded once and spliced after the input and key: the same bytes."""
+    model = KINDS[kind].decode((SAMPLES / sample / "body").read_bytes())
+    written = []
+    for name, write in (("a", OutputFiles.write_ok), ("b", OutputFiles.write_model)):
+        path = tmp_path / f"{name}.{fmt}"
+        with OutputFiles.open(path, fmt=fmt, columns=KINDS[kind].columns,
+                              encode=encode_json) as files:
+            for text in ("@Ann", 'a"b\\c \u00e9\u2028\t'):
+                write(files, text, "ann", model if name == "b" else to_builtins(model))
+        written.append(path.read_bytes())
+    assert written[0] == written[1]
+    assert written[0].startswith(b'{"input":"@Ann","key":"ann","' if fmt == "jsonl"
+                                 else b"input,key,user.id,")
+
+
+def test_write_model_with_an_encoder_that_does_not_take_models_writes_its_builtins(
+    tmp_path: Path
+) -> None:
+    model = KINDS["users"].decode((SAMPLES / "user_200" / "body").read_bytes())
+    with OutputFiles.open(tmp_path / "o.jsonl") as files:  # the stdlib's json encoder
+        files.write_model("@Ann", "ann", model)
+    assert rows(tmp_path / "o.jsonl") == [{"input": "@Ann", "key": "ann",
+                                           **to_builtins(model)}]
+
+
+def test_keyset_finds_keys_added_between_lookups_and_after_a_load() -> None:
+    keys = KeySet(f"loaded{i}" for i in range(5_000))
+    for i in range(5_000):
+        assert f"added{i}" not in keys
+        keys.add(f"added{i}")
+        assert f"added{i}" in keys
+        assert f"loaded{i}" in keys
+    keys.load("late")
+    keys.add("later")
+    assert all(key in keys for key in ("late", "later", "added0", "loaded4999"))
+    assert "added5000" not in keys
+    assert len(keys) == 10_002

@@ -24,7 +24,6 @@ from .._bulk import Result, run_bulk
 from .._client import TikTokClient
 from .._exceptions import InvalidInputError, TikTokError
 from .._kinds import KINDS, Kind, Parsed
-from .._models import to_builtins
 from .._rows import error_message, outcome
 from .._runstop import RunInterrupted, RunStop
 from .._shortlinks import DEFAULT_SHORT_LINK_RATE, ShortLinkResolver
@@ -175,7 +174,8 @@ class EnrichRun:
         self._stopping = False
         self._interrupted = False
         self._stop = RunStop()
-        self._answered_this_run = KeySet()  # to tell a duplicate from a resumed input
+        # keys (and invalid inputs' texts) recorded this run: a duplicate, not a resumed input
+        self._answered_this_run = (KeySet(), KeySet())
         if table is not None:
             self.counts.skipped = table.files.table.rows
 
@@ -235,7 +235,9 @@ class EnrichRun:
 
     def _pending(self, inputs: Iterator[InputLine]) -> Iterator[Parsed[Any]]:
         """Parsed inputs not answered by an earlier run; stops taking input on Ctrl-C."""
-        for line in self._lines(inputs):
+        for line in inputs:
+            if self._stopping:
+                return
             parsed = self._parse_line(line)
             if self._admit(line, parsed):
                 yield parsed
@@ -261,7 +263,9 @@ class EnrichRun:
             return self.table.admit(line)
         if not self.files.is_done(line.text, parsed.key):
             return True
-        if _identity_of(line.text, parsed.key) in self._answered_this_run:
+        keys, texts = self._answered_this_run
+        this_run = line.text in texts if parsed.key is None else parsed.key in keys
+        if this_run:
             self.counts.duplicates += 1
         else:
             self.counts.skipped += 1
@@ -282,7 +286,7 @@ class EnrichRun:
             self.counts.duplicates += 1  # its key was answered by an earlier input
             return
         if error is None:
-            self.files.write_ok(line.text, _key(result), to_builtins(result.value))
+            self.files.write_model(line.text, _key(result), result.value)
             self.counts.done += 1
         else:
             self._record_error(line, result, error)
@@ -300,10 +304,12 @@ class EnrichRun:
             self.counts.failed += 1
 
     def _remember(self, line: InputLine, key: str | None) -> None:
-        self._answered_this_run.add(_identity_of(line.text, key))
+        keys, texts = self._answered_this_run
         if key is None:
+            texts.add(line.text)
             self.files.invalid_inputs.add(line.text)
         else:
+            keys.add(key)
             self.files.done_keys.add(key)
 
     def _count_client_stats(self) -> None:
@@ -327,10 +333,6 @@ class EnrichRun:
         words = {EXIT_OK: "finished", EXIT_SOME_FAILED: "finished, some inputs failed",
                  EXIT_ABORTED: "aborted", EXIT_INTERRUPTED: "interrupted (re-run to resume)"}
         return f"tiktok-async {self.kind.name}: {words.get(code, 'stopped')}"
-
-
-def _identity_of(text: str, key: str | None) -> str:
-    return "key:" + key if key is not None else "text:" + text
 
 
 def _key(result: Result[Any]) -> str:

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, Literal, TypeVar
 
+from .._models import to_builtins
 from ._lock import FileLocks
 from ._resume import OutputFormat, Resume, drop_failed
 from ._writers import (
@@ -316,6 +317,21 @@ class OutputFiles:
             row["input"], row["key"] = input_text, key  # first, and never overridden
             line = self._encode(row) + b"\n"
         self._out.write(line)
+        self.counts["ok"] += 1
+
+    def write_model(self, input_text: str, key: str, model: object) -> None:
+        """`write_ok` for an answer as the library gives it (a model, whose fields are never
+        named `input` or `key`): a JSON line encodes the model once and splices it after the
+        input and key, with no dict made on the way (the same bytes as `write_ok` of its
+        `to_builtins`); CSV flattens its `to_builtins`. The files' encoder must take models
+        (`encode_json` does); one that does not is given the builtins instead."""
+        body = b"" if self._fmt == "csv" else self._encode(model)
+        if body[:1] != b"{":
+            self.write_ok(input_text, key, to_builtins(model))
+            return
+        encode = self._encode
+        self._out.write(b'{"input":%b,"key":%b%b%b\n' % (
+            encode(input_text), encode(key), b"," if len(body) > 2 else b"", body[1:]))
         self.counts["ok"] += 1
 
     def write_error(

@@ -1,4 +1,5 @@
-"""The command line's input files, streamed, never read whole (stdlib only).
+"""The command line's input files, streamed, never read whole (the standard library, and
+the package's `Record` for a line).
 
 Input (`read_table`, `read_inputs`), streamed, never read whole:
 
@@ -46,12 +47,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
 
+from .._models import Record
 from ._lines import (
     BOM,
     SAMPLE_BYTES,
     Line,
     decode,
     physical_lines,
+    skip_rest_of_line,
     what_file_is,
     what_stream_is,
 )
@@ -74,10 +77,10 @@ class InputFormatError(ValueError):
     """The input cannot be read as asked (a missing CSV column, an empty CSV)."""
 
 
-@dataclass(frozen=True, slots=True)
-class InputLine:
+class InputLine(Record, frozen=True, gc=False):
     """One input: its physical line number, its text, why it is unusable if it is, and
-    (a table's row) the values of its columns."""
+    (a table's row) the values of its columns. A `Record` (made in a tenth of the time of
+    a frozen dataclass: one an input)."""
 
     line_no: int
     text: str
@@ -138,7 +141,7 @@ def read_table(
         limit = max_line_bytes or (MAX_LINE_BYTES if shape == "text" else MAX_TABLE_LINE_BYTES)
         lines = physical_lines(stream, limit)
         if shape == "text":
-            table = Table(_text_inputs(lines, limit))
+            table = Table(_text_inputs(stream, limit))
         elif shape == "csv":
             table = _csv_table(lines, _Choice(column, guesses), limit, _suffix(source))
         else:
@@ -198,12 +201,23 @@ def _closing_when_done(
             stream.close()
 
 
-def _text_inputs(lines: Iterator[Line], limit: int) -> Iterator[InputLine]:
-    for line in lines:
-        text, problem = decode(line, limit)
-        text = text.strip()
-        if text and not text.startswith("#"):
-            yield InputLine(line.no, text, problem)
+def _text_inputs(stream: IO[bytes], limit: int) -> Iterator[InputLine]:
+    """A text file's inputs: `physical_lines`, `decode` and the skipping of blanks and
+    comments in one loop (the one read of each input: half the cost of the three)."""
+    readline, no = stream.readline, 0
+    while data := readline(limit):
+        no += 1
+        too_long = len(data) >= limit and not data.endswith(b"\n")
+        if too_long:
+            skip_rest_of_line(stream, limit)
+        if no == 1 and data.startswith(BOM):
+            data = data[len(BOM):]
+        try:
+            text, problem = data.decode("utf-8").strip(), None
+        except UnicodeDecodeError:
+            text, problem = data.decode("utf-8", errors="replace").strip(), "not valid UTF-8"
+        if text and text[0] != "#":
+            yield InputLine(no, text, f"line longer than {limit} bytes" if too_long else problem)
 
 
 # -- tables: which column ---------------------------------------------------------------

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-__all__ = ["BOM", "SAMPLE_BYTES", "Line", "decode", "physical_lines", "what_file_is",
-           "what_stream_is"]
+__all__ = ["BOM", "SAMPLE_BYTES", "Line", "decode", "physical_lines", "skip_rest_of_line",
+           "what_file_is", "what_stream_is"]
 
 BOM = b"\xef\xbb\xbf"
 
@@ -117,13 +117,13 @@ def physical_lines(stream: IO[bytes], limit: int) -> Iterator[Line]:
         no += 1
         too_long = not data.endswith(b"\n") and len(data) >= limit
         if too_long:
-            _skip_rest_of_line(stream, limit)
+            skip_rest_of_line(stream, limit)
         if no == 1 and data.startswith(BOM):
             data = data[len(BOM):]
         yield Line(no, data.rstrip(b"\n").rstrip(b"\r"), too_long)
 
 
-def _skip_rest_of_line(stream: IO[bytes], limit: int) -> None:
+def skip_rest_of_line(stream: IO[bytes], limit: int) -> None:
     while True:
         chunk = stream.readline(limit)
         if not chunk or chunk.endswith(b"\n"):

@@ -47,9 +47,12 @@ __all__ = ["KeySet", "OutputFormat", "Resume", "ResumeInfo", "TableScan", "drop_
 class KeySet:
     """A set of strings for membership tests, in about 8 bytes a string.
 
-    Holds each string's 64-bit hash, not the string, in 1,024 buckets (by the hash's
-    low bits) that are sorted when first searched after a change, then bisected.
-    Python's string hash is salted per process: a `KeySet` is only good within one.
+    Holds each string's 64-bit hash, not the string, in 1,024 sorted buckets (by the
+    hash's low bits), bisected. `add` inserts in place (a run adds a key per answer and
+    looks one up per input: a bucket sorted again after every add cost more than both);
+    `load` appends for a bulk load (a resume scan), and a bucket so loaded is sorted when
+    first searched, or by `compact`. Python's string hash is salted per process: a
+    `KeySet` is only good within one.
     """
 
     _MASK = (1 << 10) - 1
@@ -59,10 +62,20 @@ class KeySet:
         self._unsorted = bytearray(self._MASK + 1)
         self._added = 0
         for key in keys:
-            self.add(key)
+            self.load(key)
 
     def add(self, key: str) -> None:
         """Remember `key`."""
+        h = hash(key)
+        index = h & self._MASK
+        if self._unsorted[index]:
+            self._buckets[index].append(h)
+        else:
+            bisect.insort(self._buckets[index], h)
+        self._added += 1
+
+    def load(self, key: str) -> None:
+        """Remember `key`, cheaply for many in a row: its bucket is sorted on its next search."""
         h = hash(key)
         self._buckets[h & self._MASK].append(h)
         self._unsorted[h & self._MASK] = 1
@@ -280,9 +293,9 @@ class Resume:
         if row.kind == "failed":
             self.info.failed += 1
         if row.kind == "invalid" or row.key is None:
-            self.invalid_inputs.add(row.input)
+            self.invalid_inputs.load(row.input)
         else:
-            self.done_keys.add(row.key)
+            self.done_keys.load(row.key)
 
 
 def drop_failed(path: Path) -> None:
