@@ -30,6 +30,7 @@ from collections.abc import (
     Iterator,
 )
 from contextlib import aclosing
+from functools import partial
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from ._exceptions import (
@@ -142,26 +143,37 @@ def _dedupe_key(parsed: Parsed[InputT]) -> object:
 
 
 async def _answer(
-    parsed: Parsed[InputT], client: Fetcher, kind: Kind[InputT, T], stop: RunStop
-) -> Result[T] | None:
-    """The input's result; None when the run was stopped before it got an answer."""
+    client: Fetcher, kind: Kind[InputT, T], stop: RunStop, parsed: Parsed[InputT]
+) -> tuple[Parsed[InputT], Result[T] | None]:
+    """`parsed` and its result; None when the run was stopped before it got an answer.
+    Runs in a worker task of the run: the client and the retries see `stop` there."""
     if parsed.invalid is not None or parsed.target is None:
-        return Result(parsed.raw, None, None, error=parsed.invalid)
+        return parsed, Result(parsed.raw, None, None, error=parsed.invalid)
     if stop.error is not None:
-        return None
+        return parsed, None
+    if CURRENT_RUN.get() is not stop:
+        CURRENT_RUN.set(stop)  # the task's own context, kept for its next items
     started = time.monotonic()
     try:
         value, attempts = await client._fetch(kind.path(parsed.target), kind.decode)
     except TikTokError as exc:
-        if _stops_the_run(exc, client):
-            stop.set(exc)  # the first such error is raised at the end; none is recorded
-            return None
-        if _unanswered(exc, stop):
-            return None  # a later run asks again
-        return Result(parsed.raw, parsed.key, parsed.handle, error=exc, attempts=exc.attempts,
-                      elapsed=time.monotonic() - started)
-    return Result(parsed.raw, parsed.key, parsed.handle, value=value, attempts=attempts,
-                  elapsed=time.monotonic() - started)
+        return parsed, _failed(parsed, exc, client, stop, time.monotonic() - started)
+    return parsed, Result(parsed.raw, parsed.key, parsed.handle, value=value,
+                          attempts=attempts, elapsed=time.monotonic() - started)
+
+
+def _failed(parsed: Parsed[InputT], error: TikTokError, client: Fetcher, stop: RunStop,
+            elapsed: float) -> Result[T] | None:
+    """The result of an input whose fetch raised `error`, or None when it stops the run
+    (the first such error is raised at the end; none is recorded) or the stop cut it
+    short (a later run asks again)."""
+    if _stops_the_run(error, client):
+        stop.set(error)
+        return None
+    if _unanswered(error, stop):
+        return None
+    return Result(parsed.raw, parsed.key, parsed.handle, error=error, attempts=error.attempts,
+                  elapsed=elapsed)
 
 
 def _stops_the_run(error: TikTokError, client: Fetcher) -> bool:
@@ -201,12 +213,7 @@ async def run_bulk(
     way (the command line's Ctrl-C sets it with `RunInterrupted`).
     """
     stop = stop or RunStop()
-
-    async def work(item: Parsed[InputT]) -> tuple[Parsed[InputT], Result[T] | None]:
-        CURRENT_RUN.set(stop)  # this task's own context: the client and retries see it
-        return item, await _answer(item, client, kind, stop)
-
-    results = bounded_map(_until_stopped(parsed, stop), work,
+    results = bounded_map(_until_stopped(parsed, stop), partial(_answer, client, kind, stop),
                           concurrency=client.max_concurrency, ordered=ordered,
                           key=_dedupe_key if dedupe else None, limit=client._worker_limit())
     async with aclosing(results):

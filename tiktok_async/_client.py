@@ -2,7 +2,7 @@
 
 One request is one call of `_fetch(path, decode)`:
 
-    parse input  ->  retrier.call(attempt)          (first attempt direct, tenacity after)
+    parse input  ->  attempt, then retrier.after_first(attempt)   (tenacity after a failure)
                        attempt = semaphore slot -> rate token -> GET -> release
                                  -> stats -> decipher_response -> decode
 
@@ -277,7 +277,13 @@ class TikTokClient:
         """
         if self._state != _OPEN:
             raise self._state_error()
-        return await self._retrier.call(partial(self._attempt, path, decode), path)
+        started = asyncio.get_running_loop().time()
+        try:  # the first attempt directly, as `Retrier.call` would: one coroutine fewer
+            return await self._attempt(path, decode), 1
+        except TikTokError as exc:
+            first = exc
+        return await self._retrier.after_first(partial(self._attempt, path, decode), first,
+                                               started, path)
 
     async def _attempt(self, path: str, decode: Callable[[bytes], T]) -> T:
         limiter, slots, stats, hooks = self._limiter, self._slots, self._stats, self._hooks
@@ -288,7 +294,7 @@ class TikTokClient:
         if not slots.try_enter():
             await (slots.enter() if run is None else run.wait(slots.enter()))
         try:
-            if not limiter.free:
+            if not (limiter.free or self._try_token()):
                 await (limiter.acquire() if run is None else run.wait(limiter.acquire()))
             if run is not None and run.error is not None:
                 raise NotSentError("not sent: the run stopped")  # it stopped while we waited
@@ -323,6 +329,12 @@ class TikTokClient:
         except RateLimitedError:
             limiter.on_rate_limited()
             raise
+
+    def _try_token(self) -> bool:
+        """Take a rate token without a coroutine when our own limiter has one free now
+        (a limiter given to the client is always awaited)."""
+        limiter = self._limiter
+        return isinstance(limiter, RateLimiter) and limiter.try_acquire()
 
     def _on_error(self, path: str, error: TikTokError) -> None:
         self._stats.failed(retry_cause(error) or "other")

@@ -98,6 +98,8 @@ def parse_handle(text: str) -> str:
     `text` is a handle with or without '@' (spaces around are ignored), a profile URL
     on a TikTok host, or share text holding one.
     """
+    if isinstance(text, str) and _HANDLE.fullmatch(text):
+        return text  # a bare handle, the usual input: nothing to strip or look for
     stripped = _strip(text)
     link = _link_in_share_text(stripped, text)
     if link is not None:

@@ -250,8 +250,10 @@ class _Pool(Generic[T, R]):
                 try:
                     if self._key is None:
                         emit(seq, item, await worker(item))  # type: ignore[arg-type]
-                    else:
-                        await self._process_keyed(seq, item)  # type: ignore[arg-type]
+                    else:  # inline, not a coroutine of its own: this runs once an item
+                        k = self._key(item)  # type: ignore[arg-type]
+                        if not self._shared(seq, item, k):  # type: ignore[arg-type]
+                            self._finish(seq, item, k, await worker(item))  # type: ignore[arg-type]
                 finally:
                     self._busy -= 1
         except asyncio.CancelledError as exc:
@@ -285,19 +287,23 @@ class _Pool(Generic[T, R]):
                 return _EXHAUSTED
             return item
 
-    async def _process_keyed(self, seq: int, item: T) -> None:
-        assert self._key is not None
-        k = self._key(item)
-        if k in self._finished:
-            self._finished.move_to_end(k)
-            self._emit(seq, item, self._finished[k])
-            return
+    def _shared(self, seq: int, item: T, k: Hashable) -> bool:
+        """Give a duplicate the answer of its key's finished or running call (True); False
+        for a new key, now marked as running."""
+        finished = self._finished
+        if k in finished:
+            finished.move_to_end(k)
+            self._emit(seq, item, finished[k])
+            return True
         waiting = self._inflight.get(k)
         if waiting is not None:
             waiting.append((seq, item))
-            return
+            return True
         self._inflight[k] = []
-        result = await self._worker(item)
+        return False
+
+    def _finish(self, seq: int, item: T, k: Hashable, result: R) -> None:
+        """The call for key `k` returned `result`: for its item and every duplicate."""
         self._emit(seq, item, result)
         for dup_seq, dup in self._inflight.pop(k):
             self._emit(dup_seq, dup, result)

@@ -130,9 +130,18 @@ class Retrier:
         try:
             return await attempt(), 1
         except TikTokError as exc:
-            if not self.should_retry(exc, 1):
-                raise
             first = exc
+        return await self.after_first(attempt, first, started, label)
+
+    async def after_first(
+        self, attempt: Callable[[], Awaitable[T]], first: TikTokError, started: float,
+        label: str = "",
+    ) -> tuple[T, int]:
+        """What `call` does after its first attempt (begun at loop time `started`) raised
+        `first`: raise it when it earns no retry, else retry. A caller that runs the first
+        attempt itself (the client's hot path: one coroutine fewer a request) goes on here."""
+        if not self.should_retry(first, 1):
+            raise first
         return await self._after_failure(attempt, first, started, label)
 
     def should_retry(self, exc: BaseException, attempt_number: int) -> bool:
