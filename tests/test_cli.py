@@ -18,7 +18,7 @@ from cli_helpers import rows, run, start
 
 from tiktok_async.cli import build_parser
 from tiktok_async.cli._main import _REGISTRARS
-from tiktok_async.cli._progress import ProgressDisplay, RunCounts
+from tiktok_async.cli._progress import REFRESH_EVERY, ProgressDisplay, RunCounts
 from tiktok_async.emulator import Emulator, Faults, existing_handle, is_missing, video_id_for
 
 Factory = Callable[..., Awaitable[Emulator]]
@@ -258,3 +258,23 @@ def test_progress_off_or_not_a_terminal_draws_no_bar_and_prints_the_summary() ->
             display.refresh()
         display.print_summary("users")
         assert stream.getvalue().startswith("users\n  done 3, not found 0,")
+
+
+class Terminal(io.StringIO):
+    """A stream rich takes for a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_bar_is_updated_from_the_counts_at_most_every_refresh_interval() -> None:
+    """`due()`, asked after every answer: yes once per REFRESH_EVERY, never without a bar."""
+    now = [100.0]
+    quiet = ProgressDisplay(RunCounts(), total=3, enabled=False, stream=Terminal())
+    shown = ProgressDisplay(RunCounts(), total=3, enabled=True, stream=Terminal(),
+                            clock=lambda: now[0])
+    assert [quiet.due(), shown.due(), shown.due()] == [False, True, False]
+    now[0] += REFRESH_EVERY * 0.9
+    assert not shown.due()
+    now[0] += REFRESH_EVERY * 0.1
+    assert shown.due()

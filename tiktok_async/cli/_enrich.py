@@ -223,8 +223,9 @@ class EnrichRun:
             async with aclosing(results):
                 async for result in results:
                     self._record(result)
-                    self.counts.concurrency = self.client.concurrency
-                    display.refresh()
+                    if display.due():
+                        self.counts.concurrency = self.client.concurrency
+                        display.refresh()
 
     def _feed(self, inputs: Iterator[InputLine]
               ) -> Iterator[Parsed[Any]] | AsyncIterator[Parsed[Any]]:

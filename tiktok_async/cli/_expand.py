@@ -46,6 +46,8 @@ class Unresolved:
 def unwrap(result: Result[Any]) -> tuple[InputLine, TikTokError | None]:
     """The input line of a result and its error (the resolver's, for an `Unresolved`)."""
     raw = result.input
+    if isinstance(raw, InputLine):  # the one check of an answer's usual path
+        return raw, result.error
     if isinstance(raw, Unresolved):
         return raw.line, raw.error
     return line_of(raw), result.error

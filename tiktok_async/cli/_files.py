@@ -61,6 +61,7 @@ from ._writers import (
     csv_line,
     flatten,
     json_line_encoder,
+    json_string,
     open_append,
     stdout_writer,
 )
@@ -329,9 +330,8 @@ class OutputFiles:
         if body[:1] != b"{":
             self.write_ok(input_text, key, to_builtins(model))
             return
-        encode = self._encode
         self._out.write(b'{"input":%b,"key":%b%b%b\n' % (
-            encode(input_text), encode(key), b"," if len(body) > 2 else b"", body[1:]))
+            json_string(input_text), json_string(key), b"," if len(body) > 2 else b"", body[1:]))
         self.counts["ok"] += 1
 
     def write_error(
