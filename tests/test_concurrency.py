@@ -29,6 +29,16 @@ def test_slow_start_doubles_every_tick_while_saturated_with_tokens_to_spare() ->
     assert flow.limit == START * 16
 
 
+def test_due_says_when_tick_would_judge_again() -> None:
+    flow = AdaptiveConcurrency(1000)
+    seen = [flow.due(5.0)]
+    flow.tick(5.0, flow.limit)
+    seen += [flow.due(5.0 + TICK / 2), flow.due(5.0 + TICK)]
+    flow.tick(5.0 + TICK, flow.limit)
+    seen.append(flow.due(5.0 + TICK * 1.5))
+    assert seen == [True, False, True, False]
+
+
 def test_no_growth_when_the_rate_is_binding() -> None:
     flow = AdaptiveConcurrency(4096)
     flow.tick(0.0, flow.limit)

@@ -16,6 +16,7 @@ from aiolimiter import AsyncLimiter
 from virtual_clock import VirtualClockLoop
 
 from tiktok_async import _limiter
+from tiktok_async._adaptive import AdaptiveRate
 from tiktok_async._limiter import ConcurrencyGate, RateLimiter
 from tiktok_async.emulator import busiest_window
 
@@ -481,6 +482,66 @@ def test_free_flag_follows_rate_and_cooldown(run_virtual: Runner) -> None:
         return seen
 
     assert run_virtual(scenario()) == [True, False, True, False, True]
+
+
+def test_try_acquire_takes_only_what_acquire_would_give_at_once(run_virtual: Runner) -> None:
+    async def scenario() -> list[object]:
+        limiter = RateLimiter(10, burst=2)
+        seen: list[object] = [limiter.try_acquire(), limiter.try_acquire(), limiter.try_acquire()]
+        waiter = asyncio.ensure_future(limiter.acquire())  # waits in the bucket
+        await asyncio.sleep(0.1)  # a token is free again, but the waiter is first
+        seen.append(limiter.try_acquire())
+        await waiter
+        seen.append(asyncio.get_running_loop().time())
+        limiter.on_throttled(1.0)
+        await asyncio.sleep(0.5)  # tokens are free, but the cool-down runs
+        seen.append(limiter.try_acquire())
+        return seen
+
+    assert run_virtual(scenario()) == [True, True, False, False, pytest.approx(0.1), False]
+
+
+def test_try_acquire_is_false_with_no_bucket_so_the_client_reads_free_first(
+    run_virtual: Runner,
+) -> None:
+    async def scenario() -> tuple[bool, bool]:
+        limiter = RateLimiter(None)
+        return limiter.free, limiter.try_acquire()
+
+    assert run_virtual(scenario()) == (True, False)
+
+
+class CountingRate(AdaptiveRate):
+    """An adaptive controller that records what it is told: (time, ok, throttled, sent)."""
+
+    def __init__(self) -> None:
+        super().__init__(1000.0)
+        self.told: list[tuple[float, int, int, int]] = []
+
+    def on_answers(self, now: float, ok: int, throttled: int, sent: int = 0) -> float:
+        self.told.append((now, ok, throttled, sent))
+        return super().on_answers(now, ok, throttled, sent)
+
+
+def test_adaptive_counts_reach_the_controller_once_a_millisecond_and_at_once_on_a_429(
+    run_virtual: Runner,
+) -> None:
+    async def scenario() -> list[tuple[float, int, int, int]]:
+        adaptive = CountingRate()
+        limiter = RateLimiter(adaptive=adaptive)
+        limiter.on_success()  # the first report goes at once
+        for _ in range(3):
+            assert limiter.try_acquire()
+            limiter.on_success()
+        await asyncio.sleep(0.002)
+        limiter.on_success()  # a millisecond on: the three sends and four answers
+        limiter.on_success()
+        limiter.on_rate_limited()  # at once, with the one answer not yet told
+        return adaptive.told
+
+    told = run_virtual(scenario())
+    assert [entry[1:] for entry in told] == [(1, 0, 0), (4, 0, 3), (1, 1, 0)]
+    assert told[1][0] == pytest.approx(0.002, abs=1e-6)
 
 
 # --- what the limiter relies on in aiolimiter (public API only) ---------------------------

@@ -378,10 +378,11 @@ class TikTokClient:
         clock = time.perf_counter
 
         def limit(busy: int) -> int:
+            now = clock()
             limiter = self._limiter
-            if limiter is None:
-                return flow.tick(clock(), busy)
-            return flow.tick(clock(), busy, limiter.rate, queued=limiter.queued)
+            if limiter is None or not flow.due(now):  # asked once an input: keep it cheap
+                return flow.tick(now, busy)
+            return flow.tick(now, busy, limiter.rate, queued=limiter.queued)
 
         return limit
 

@@ -103,6 +103,12 @@ class AdaptiveConcurrency:
             self._base = min(self._base, self._long)
             self._check_queueing(now)
 
+    def due(self, now: float) -> bool:
+        """Whether `tick(now, ...)` would judge the limit again (else it returns it as is):
+        a caller can skip gathering `tick`'s arguments."""
+        last = self._last_tick
+        return last is None or now - last >= TICK
+
     def tick(self, now: float, busy: int, rate: float | None = None, *,
              queued: bool = False) -> int:
         """The limit now, given `busy` workers, the client-side `rate` (None or inf: no
