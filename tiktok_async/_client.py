@@ -318,7 +318,8 @@ class TikTokClient:
         stats.answered(status, seconds)
         if flow is not None:
             flow.on_answer(answered, seconds, status)
-        _log.debug("GET %s -> %d in %.1f ms", path, status, seconds * 1e3)
+        if _log.isEnabledFor(logging.DEBUG):  # one call a request, not two
+            _log.debug("GET %s -> %d in %.1f ms", path, status, seconds * 1e3)
         if hooks is not None and hooks.on_response is not None:
             hooks.on_response(path, status, seconds)
         if status != 429:

@@ -307,14 +307,11 @@ class _Pool(Generic[T, R]):
         self._emit(seq, item, result)
         for dup_seq, dup in self._inflight.pop(k):
             self._emit(dup_seq, dup, result)
-        self._remember(k, result)
-
-    def _remember(self, k: Hashable, result: R) -> None:
-        if self._memory == 0:
-            return
-        self._finished[k] = result
-        if len(self._finished) > self._memory:
-            self._finished.popitem(last=False)
+        if self._memory:  # remembered for later duplicates, the oldest forgotten first
+            finished = self._finished
+            finished[k] = result
+            if len(finished) > self._memory:
+                finished.popitem(last=False)
 
     def _emit(self, seq: int, item: T, result: R) -> None:
         if self._ordered:
