@@ -266,6 +266,38 @@ def test_a_turn_handed_to_a_task_cancelled_at_that_moment_is_passed_on(
     assert last_served_at == pytest.approx(1.5)  # the token after 0.5: nobody took it between
 
 
+def test_many_in_line_cancelled_at_once_leave_the_rest_served_in_order_at_the_rate(
+    run_virtual: Runner,
+) -> None:
+    """Ctrl-C in a big run: half of 200 tasks waiting in line (and the one in the bucket)
+    are cancelled together, some just as tokens came free for them. The rest are served
+    in their order, no faster than the bucket allows, and none is left waiting."""
+
+    async def scenario() -> tuple[list[int], list[float], int]:
+        limiter = RateLimiter(rate=100, burst=10)
+        loop = asyncio.get_running_loop()
+        served: list[tuple[int, float]] = []
+
+        async def one(number: int) -> None:
+            await limiter.acquire()
+            served.append((number, loop.time()))
+
+        tasks = [asyncio.ensure_future(one(n)) for n in range(200)]
+        await asyncio.sleep(0.5)  # 10 at once, then one every 10 ms: about 60 served
+        for task in tasks[::2]:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        cancelled = sum(task.cancelled() for task in tasks)
+        return [n for n, _ in served], [t for _, t in served], cancelled
+
+    order, times, cancelled = run_virtual(scenario())
+    assert len(order) + cancelled == 200
+    assert order == sorted(order)  # first come, first served, cancels or not
+    assert cancelled >= 60  # the even numbers not yet served when cancelled
+    assert most_in_a_second(times) <= bound(100, 10)
+    assert times[-1] == pytest.approx((len(order) - 10) / 100, abs=0.011)  # no lost turn
+
+
 def test_throttle_holds_every_acquire_for_the_pause(run_virtual: Runner) -> None:
     async def scenario() -> list[float]:
         limiter = RateLimiter(None)
