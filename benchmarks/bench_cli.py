@@ -15,8 +15,9 @@ in alternating order (reversed every other round), against one emulator process:
 Inputs per second: N over the process's wall time (start to exit: interpreter start,
 imports, the run, the file closed); CPU: the process's user + system time from its
 resource usage (`os.wait4`), so each side's CPU is measured in its own process. Both
-are summed over the rounds. A start-up run per side (an empty input for the command
-line, one input for the loop) gives the fixed cost, reported beside the totals.
+are summed over the rounds. A start-up run per side on one input gives the fixed cost,
+reported beside the totals (the command line's on an empty input would stop before its
+loop, client and files, and understate it).
 """
 
 from __future__ import annotations
@@ -102,11 +103,11 @@ def _rounds(base_url: str, handles: list[str], rounds: int, folder: Path
 
 
 def _startup(base_url: str, handles: list[str], folder: Path) -> dict[str, tuple[float, float]]:
-    """(wall, CPU) of each side on (almost) nothing: the fixed cost of a process."""
+    """(wall, CPU) of each side on one input: the fixed cost of a process."""
     costs = {}
+    source = folder / "start.txt"
+    source.write_text(f"{handles[0]}\n")
     for side in SIDES:
-        source = folder / "start.txt"
-        source.write_text("" if side != BARE else f"{handles[0]}\n")
         target = folder / f"start-{SIDES.index(side)}.jsonl"
         costs[side] = one_process(_command(side, source, target, base_url))
         target.unlink(missing_ok=True)
@@ -148,7 +149,7 @@ def run(rounds: int, count: int) -> Section:
         f"{rounds} rounds, a fresh process per side per round, the order reversed every "
         f"other round; {count:,} cached users a run; inputs/s and CPU summed over the "
         "rounds, per process from start to exit (start-up included: the start-up column "
-        "is a run on an empty input, one input for the loop). The bare loop writes the "
+        "is a run on one input). The bare loop writes the "
         "answer's fields under the API's camelCase names, the command line snake_case: "
         "the same decode, encode and write. The command line's default run includes its "
         "ramp: the adaptive rate starts at 10/s.")
