@@ -429,3 +429,17 @@ def test_keyset_finds_keys_added_between_lookups_and_after_a_load() -> None:
     assert all(key in keys for key in ("late", "later", "added0", "loaded4999"))
     assert "added5000" not in keys
     assert len(keys) == 10_002
+    assert [keys.add_new("late"), keys.add_new("added7"), keys.add_new("new")] == [
+        False, False, True]
+    assert not keys.add_new("new")
+    assert "new" in keys
+    assert len(keys) == 10_003
+
+
+def test_keyset_add_new_on_a_loaded_bucket_and_an_empty_set() -> None:
+    keys = KeySet()
+    assert "a" not in keys
+    keys.load("a")
+    assert not keys.add_new("a")  # the loaded bucket is sorted first, then searched
+    assert keys.add_new("b")
+    assert {"a", "b"} == {key for key in ("a", "b", "c") if key in keys}

@@ -174,7 +174,8 @@ class EnrichRun:
         self._stopping = False
         self._interrupted = False
         self._stop = RunStop()
-        # keys (and invalid inputs' texts) recorded this run: a duplicate, not a resumed input
+        # keys (and invalid inputs' texts) recorded this run; the files' sets hold the earlier
+        # runs' (apart: an answer costs one KeySet.add_new, not a lookup and two adds)
         self._answered_this_run = (KeySet(), KeySet())
         if table is not None:
             self.counts.skipped = table.files.table.rows
@@ -262,15 +263,13 @@ class EnrichRun:
         """Is the input to be fetched (not answered by an earlier run)? Counts the rest."""
         if self.table is not None:
             return self.table.admit(line)
-        if not self.files.is_done(line.text, parsed.key):
-            return True
-        keys, texts = self._answered_this_run
-        this_run = line.text in texts if parsed.key is None else parsed.key in keys
-        if this_run:
-            self.counts.duplicates += 1
-        else:
+        if self.files.is_done(line.text, parsed.key):
             self.counts.skipped += 1
-        return False
+            return False
+        if self._answered(line.text, parsed.key):
+            self.counts.duplicates += 1  # answered for an earlier input of this run
+            return False
+        return True
 
     def _parse_line(self, line: InputLine) -> Parsed[Any]:
         if line.problem is not None:
@@ -283,15 +282,14 @@ class EnrichRun:
             self.table.record(result, self.counts)
             return
         line, error = unwrap(result)
-        if self.files.is_done(line.text, result.key):
-            self.counts.duplicates += 1  # its key was answered by an earlier input
+        if not self._first_answer(line.text, result.key):
+            self.counts.duplicates += 1  # its key was answered for an earlier input
             return
         if error is None:
             self.files.write_model(line.text, _key(result), result.value)
             self.counts.done += 1
         else:
             self._record_error(line, result, error)
-        self._remember(line, result.key)
 
     def _record_error(self, line: InputLine, result: Result[Any], error: TikTokError) -> None:
         kind = outcome(error)
@@ -304,14 +302,15 @@ class EnrichRun:
         else:
             self.counts.failed += 1
 
-    def _remember(self, line: InputLine, key: str | None) -> None:
+    def _answered(self, text: str, key: str | None) -> bool:
         keys, texts = self._answered_this_run
-        if key is None:
-            texts.add(line.text)
-            self.files.invalid_inputs.add(line.text)
-        else:
-            keys.add(key)
-            self.files.done_keys.add(key)
+        return key in keys if key is not None else text in texts
+
+    def _first_answer(self, text: str, key: str | None) -> bool:
+        """Remember an input answered this run: False when its key (an invalid one's text)
+        was already."""
+        keys, texts = self._answered_this_run
+        return keys.add_new(key) if key is not None else texts.add_new(text)
 
     def _count_client_stats(self) -> None:
         stats, counts = self.client.stats, self.counts

@@ -49,7 +49,8 @@ class KeySet:
 
     Holds each string's 64-bit hash, not the string, in 1,024 sorted buckets (by the
     hash's low bits), bisected. `add` inserts in place (a run adds a key per answer and
-    looks one up per input: a bucket sorted again after every add cost more than both);
+    looks one up per input: a bucket sorted again after every add cost more than both),
+    `add_new` too, and says whether the key is new;
     `load` appends for a bulk load (a resume scan), and a bucket so loaded is sorted when
     first searched, or by `compact`. Python's string hash is salted per process: a
     `KeySet` is only good within one.
@@ -74,6 +75,17 @@ class KeySet:
             bisect.insort(self._buckets[index], h)
         self._added += 1
 
+    def add_new(self, key: str) -> bool:
+        """Remember `key`; False when it was there already (one search, not two)."""
+        h = hash(key)
+        bucket = self._sorted_bucket(h & self._MASK)
+        i = bisect.bisect_left(bucket, h)
+        if i < len(bucket) and bucket[i] == h:
+            return False
+        bucket.insert(i, h)
+        self._added += 1
+        return True
+
     def load(self, key: str) -> None:
         """Remember `key`, cheaply for many in a row: its bucket is sorted on its next search."""
         h = hash(key)
@@ -82,7 +94,7 @@ class KeySet:
         self._added += 1
 
     def __contains__(self, key: object) -> bool:
-        if not isinstance(key, str):
+        if not self._added or not isinstance(key, str):  # empty: a fresh run's
             return False
         h = hash(key)
         bucket = self._sorted_bucket(h & self._MASK)
