@@ -136,6 +136,7 @@ class _Pool(Generic[T, R]):
         self._space: deque[asyncio.Future[None]] = deque()
         self.limit: Limit | None = None
         self._busy = 0  # workers holding an item (a dynamic limit grows only when all do)
+        self._ticker: asyncio.TimerHandle | None = None  # `_tick`'s timer
 
     # -- the consumer -------------------------------------------------------------
 
@@ -174,15 +175,17 @@ class _Pool(Generic[T, R]):
         return pair
 
     async def _wait_for_result(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._consumer = loop.create_future()
-        tick = None if self.limit is None else loop.call_later(LIMIT_TICK, self._wake_consumer)
+        self._consumer = asyncio.get_running_loop().create_future()
         try:
             await self._consumer
         finally:
             self._consumer = None
-            if tick is not None:
-                tick.cancel()
+
+    def _tick(self) -> None:
+        """Every `LIMIT_TICK` s while a dynamic limit runs: wake the consumer, so that it
+        asks the limit again even while no result comes (one timer a run, not a wait)."""
+        self._wake_consumer()
+        self._ticker = asyncio.get_running_loop().call_later(LIMIT_TICK, self._tick)
 
     def _wake_consumer(self) -> None:
         fut = self._consumer
@@ -198,6 +201,8 @@ class _Pool(Generic[T, R]):
         else:
             self._sync_it = iter(self._items)
         start = self._concurrency if self.limit is None else self._limit_now()
+        if self.limit is not None:
+            self._ticker = asyncio.get_running_loop().call_later(LIMIT_TICK, self._tick)
         for _ in range(start):
             self._spawn()
 
@@ -354,6 +359,8 @@ class _Pool(Generic[T, R]):
                 task.cancel()
 
     async def _stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
         self._cancel_workers()
         running = [task for task in list(self._tasks) if not task.done()]
         cancelled = False
