@@ -63,18 +63,19 @@ async def test_users_answers_every_line_in_one_place(emulator: Emulator, tmp_pat
 async def test_a_rerun_counts_what_earlier_runs_answered_apart_from_this_runs_duplicates(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    """Skipped: every input whose key an earlier run answered, repeats included;
-    duplicates: repeats of what this run answered (an invalid line by its text)."""
+    """Skipped: every input whose key an earlier run answered, repeats included (more lines
+    than a FEED_BATCH of them); duplicates: repeats of what this run answered (an invalid
+    line by its text)."""
     source, out = tmp_path / "in.txt", tmp_path / "users.jsonl"
-    source.write_text("\n".join(HANDLES[:10]) + "\n")
+    source.write_text("\n".join(HANDLES[:300]) + "\n")
     code, _, err = await run(emulator, "users", str(source), "-o", str(out), "-q")
     assert code == 0, err
-    again = HANDLES[:10] + HANDLES[:3] + HANDLES[10:20] + HANDLES[10:13] + ["bad!", "bad!"]
+    again = HANDLES[:300] + HANDLES[:3] + HANDLES[300:310] + HANDLES[300:303] + ["bad!"] * 2
     source.write_text("\n".join(again) + "\n")
     code, _, err = await run(emulator, "users", str(source), "-o", str(out), "-q")
     assert code == 0, err
-    assert "invalid 1, duplicates 4, skipped (already done) 13" in err
-    assert_every_input_once(HANDLES[:20], out)
+    assert "invalid 1, duplicates 4, skipped (already done) 303" in err
+    assert_every_input_once(HANDLES[:310], out)
 
 async def test_sigkill_mid_run_then_resume_completes_without_duplicates(
     emulator: Emulator, tmp_path: Path
