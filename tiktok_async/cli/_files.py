@@ -1,7 +1,8 @@
 """The command line's output files: append-only, whole lines, resumable, one run at a time.
 
-Output (`OutputFiles`), append-only, one writer, each line written whole by a single
-unbuffered write (flushed as it comes), `fsync` on close:
+Output (`OutputFiles`), append-only, one writer, each line written whole: in a running
+loop, the lines recorded in one turn of the loop with one write at the end of that turn
+(`_writers.LineWriter`), outside a loop one write a line; `fsync` on close:
 
 - JSON lines (`.jsonl`, the default): one object a line, `{"input": ..., "key": ...,
   <record>}` where the record is the answer as builtins (`to_builtins`), e.g. `user`, `stats`.
