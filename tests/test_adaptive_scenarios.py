@@ -185,13 +185,11 @@ class Outcome:
 async def client_task(limiter: Any, bucket: TokenBucket, arrivals: list[tuple[float, bool]],
                       rng: random.Random, rtt: float) -> None:
     """What `TikTokClient` does around one request after another, forever: acquire, one
-    round trip (the server decides halfway), report (a 429 with its send time to the
-    in-process limiter); after a 429, back off and retry."""
+    round trip (the server decides halfway), report; after a 429, back off and retry."""
     loop = asyncio.get_running_loop()
     attempt = 0
     while True:
         await limiter.acquire()
-        sent_at = loop.time()
         trip = rtt * (0.75 + 0.5 * rng.random())
         await asyncio.sleep(trip / 2)
         admitted = bucket.try_acquire()
@@ -201,10 +199,7 @@ async def client_task(limiter: Any, bucket: TokenBucket, arrivals: list[tuple[fl
             limiter.on_success()
             attempt = 0
             continue
-        if isinstance(limiter, RateLimiter):
-            limiter.on_rate_limited(sent_at)
-        else:
-            limiter.on_rate_limited()
+        limiter.on_rate_limited()
         wait = min(10.0, 0.5 * 2**attempt) + 0.5 * rng.random()
         limiter.on_throttled(wait)
         attempt += 1

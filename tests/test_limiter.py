@@ -576,29 +576,6 @@ def test_adaptive_counts_reach_the_controller_once_a_millisecond_and_at_once_on_
     assert told[1][0] == pytest.approx(0.002, abs=1e-6)
 
 
-def test_a_429_for_a_request_sent_before_the_measuring_began_is_not_told(
-    run_virtual: Runner,
-) -> None:
-    """Late 429s of slow start's overshoot would count against the requests sent since the
-    cut, and measure the quota low: the limiter drops those sent before `began`."""
-
-    async def scenario() -> tuple[list[tuple[float, int, int, int]], float]:
-        adaptive = CountingRate()
-        limiter = RateLimiter(adaptive=adaptive)
-        await asyncio.sleep(1.0)
-        limiter.on_rate_limited(sent_at=0.9)  # the first 429: the cut; measuring from 1.2
-        began = adaptive.state.began
-        await asyncio.sleep(0.5)
-        limiter.on_rate_limited(sent_at=1.1)  # sent in the settle time: old news
-        limiter.on_rate_limited(sent_at=1.3)  # sent after the measuring began: told
-        return adaptive.told, began
-
-    told, began = run_virtual(scenario())
-    assert began == pytest.approx(1.2)
-    assert [entry[1:] for entry in told] == [(0, 1, 0), (0, 1, 0)]
-    assert told[1][0] == pytest.approx(1.5)
-
-
 # --- what the limiter relies on in aiolimiter (public API only) ---------------------------
 #
 # `set_rate()` swaps the aiolimiter bucket (aiolimiter cannot retune a live one); the tests

@@ -328,10 +328,7 @@ class TikTokClient:
         try:
             return decipher_response(status, answer.headers, answer.body, decode)
         except RateLimitedError:
-            if isinstance(limiter, RateLimiter):  # ours takes the send time (loop time)
-                limiter.on_rate_limited(asyncio.get_running_loop().time() - seconds)
-            else:
-                limiter.on_rate_limited()
+            limiter.on_rate_limited()
             raise
 
     def _try_token(self) -> bool:

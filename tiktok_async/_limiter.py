@@ -257,20 +257,11 @@ class RateLimiter:
             self._unreported_sent += 1
             self._report()
 
-    def on_rate_limited(self, sent_at: float | None = None) -> None:
+    def on_rate_limited(self) -> None:
         """An attempt got 429 `Too Many Requests` (not a quota's `Limit Exceeded`):
-        the adaptive rate comes down (at once, with the counts not yet told).
-
-        `sent_at`: when that attempt was sent (loop time), if known. A 429 for a request
-        sent before the controller's measuring began (its last cut plus the settle time)
-        is old news, and is not told: the request is not among those it counts as sent
-        since, so its 429 would measure the quota low. Such late 429s come when answers
-        are slow or the loop is busy: the overshoot's 429s of slow start, at a thousand
-        requests a second, came back up to a second late and put the quota at 0.83 Q."""
-        adaptive = self._adaptive
-        if adaptive is None or (sent_at is not None and sent_at < adaptive.state.began):
-            return
-        self._report(throttled=1)
+        the adaptive rate comes down (at once, with the counts not yet told)."""
+        if self._adaptive is not None:
+            self._report(throttled=1)
 
     def _report(self, throttled: int = 0) -> None:
         """Tell the controller the sends and answers counted since the last report, at
