@@ -170,11 +170,25 @@ def api_key_from(args: argparse.Namespace) -> str:
     if key_file is not None:
         args.api_key, args.api_key_file = _first_line(key_file), None
     elif args.api_key == "-":
-        args.api_key = sys.stdin.buffer.readline().decode("utf-8", "replace").strip()
+        args.api_key = _stdin_first_line()
     api_key: str | None = args.api_key or os.environ.get(API_KEY_ENV)
     if not api_key:
         raise UsageError(f"no API key: pass --api-key-file, --api-key or set {API_KEY_ENV}")
     return api_key
+
+
+def _stdin_first_line() -> str:
+    """Standard input's first line, read a byte at a time from descriptor 0: the rest is
+    left unread there for the inputs (`-`), which are read through a descriptor of their
+    own (a buffered read here would take them too)."""
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # no descriptor: a stream in memory
+        return sys.stdin.buffer.readline().decode("utf-8", "replace").strip()
+    line = bytearray()
+    while (byte := os.read(fd, 1)) and byte != b"\n":
+        line += byte
+    return line.decode("utf-8", "replace").strip()
 
 
 def _first_line(path: str) -> str:

@@ -14,7 +14,9 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import os
 import signal
+import stat
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import aclosing
@@ -47,6 +49,7 @@ from ._files import OutputFiles, OutputWriteError
 from ._inputfile import InputFormatError, InputLine, describe_empty
 from ._lock import FileInUseError
 from ._outputs import Outputs, choose_output, open_outputs, read_source, short_link_resolver
+from ._pipe import ThreadedLines
 from ._progress import ProgressDisplay, RunCounts
 from ._resume import KeySet
 from ._table import TableRows
@@ -114,6 +117,7 @@ def run_command(kind: Kind[Any, Any], args: argparse.Namespace) -> int:
             total = None if args.quiet or outputs.table else count_inputs(args.input)
             run = EnrichRun(kind, client, files, quiet=args.quiet, total=total,
                             resolver=resolver, table=outputs.table)
+            run.piped = is_stream(args.input)
             code = run_async(run.main(outputs.inputs))
     except OutputWriteError as exc:  # a full disk: the files hold whole lines, re-run resumes
         print(f"tiktok-async {kind.name}: {exc}", file=sys.stderr)
@@ -146,6 +150,16 @@ def _prepare(kind: Kind[Any, Any], args: argparse.Namespace
     return client, outputs, short_link_resolver(args)
 
 
+def is_stream(source: str) -> bool:
+    """Whether `source` (a path, or `-` for stdin) is a pipe, a terminal or a socket,
+    whose lines come when the writer sends them, rather than a file read at disk speed."""
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode if source == "-" else os.stat(source).st_mode
+    except (OSError, ValueError):  # no stdin at all, or one without a descriptor
+        return False
+    return not stat.S_ISREG(mode)
+
+
 def count_inputs(source: str) -> int | None:
     """How many inputs a text file holds, for the progress bar's ETA; None when it is not
     worth a pass over the file (stdin, CSV, stderr not a terminal)."""
@@ -175,6 +189,8 @@ class EnrichRun:
         self.files = files
         self.counts = RunCounts()
         self.quiet = quiet
+        self.piped = False  # the input comes from a pipe or a terminal (`is_stream`)
+        self._piped_lines: ThreadedLines[InputLine] | None = None
         self._stopping = False
         self._interrupted = False
         self._stop = RunStop()
@@ -235,9 +251,23 @@ class EnrichRun:
     def _feed(self, inputs: Iterator[InputLine]
               ) -> Iterator[Parsed[Any]] | AsyncIterator[Parsed[Any]]:
         """The parsed inputs to fetch: short links expanded first when asked to."""
-        if self.resolver is None:
-            return self._pending(inputs)
-        return self._pending_expanded(inputs, self.resolver)
+        if self.resolver is not None:
+            return self._pending_expanded(inputs, self.resolver)
+        return self._pending_piped(inputs) if self.piped else self._pending(inputs)
+
+    async def _pending_piped(self, inputs: Iterator[InputLine]) -> AsyncIterator[Parsed[Any]]:
+        """`_pending` for an input whose lines come when their writer sends them (a pipe,
+        a terminal): a thread waits for them, and each line is taken as it comes, so the
+        loop goes on answering, writing and hearing Ctrl-C while the writer is slow."""
+        lines = self._piped_lines = ThreadedLines(inputs, ahead=4 * FEED_BATCH)
+        try:
+            while batch := [] if self._stopping else await lines.batch(FEED_BATCH):
+                for parsed in self._admitted(batch):
+                    if self._stopping:
+                        return
+                    yield parsed
+        finally:
+            lines.close()
 
     def _pending(self, inputs: Iterator[InputLine]) -> Iterator[Parsed[Any]]:
         """Parsed inputs not answered by an earlier run, `FEED_BATCH` lines read at a time;
@@ -337,6 +367,8 @@ class EnrichRun:
             return True
         self._stopping = self._interrupted = True
         self._stop.set(RunInterrupted("interrupted"))
+        if self._piped_lines is not None:
+            self._piped_lines.close()  # a wait for the next piped line ends now
         print(f"\nstopping: nothing new is sent; waiting up to {INTERRUPT_GRACE:g} s for the "
               "requests on the wire (Ctrl-C again to abandon them)", file=sys.stderr)
         return False

@@ -134,7 +134,7 @@ def read_table(
     closes the file when done. `warn` hears about dropped JSON keys (stdin only).
     """
     is_stdin = str(source) == "-"
-    stream: IO[bytes] = sys.stdin.buffer if is_stdin else open(source, "rb")  # noqa: SIM115
+    stream: IO[bytes] = _stdin() if is_stdin else open(source, "rb")  # noqa: SIM115
     try:
         _refuse_if_not_text(stream, source)
         shape = _shape(stream, source, column)
@@ -153,6 +153,16 @@ def read_table(
         raise
     table.rows = _closing_when_done(table.rows, None if is_stdin else stream)
     return table
+
+
+def _stdin() -> IO[bytes]:
+    """Standard input as a reader of its own (a duplicate of descriptor 0): a pipe is read
+    in a daemon thread (`_pipe`), and a thread blocked in `sys.stdin.buffer` at exit would
+    hold the lock the interpreter takes to close it (a fatal error at shutdown)."""
+    try:
+        return os.fdopen(os.dup(sys.stdin.fileno()), "rb")
+    except (AttributeError, OSError, ValueError):  # no usable descriptor 0
+        return sys.stdin.buffer
 
 
 def _suffix(source: str | os.PathLike[str]) -> str:
