@@ -179,16 +179,24 @@ async def test_summary_is_quiet_about_concurrency_when_the_rate_binds(
     assert "held the run back" not in err
 
 
-async def test_a_slow_pipe_is_answered_line_by_line(emulator: Emulator, tmp_path: Path) -> None:
-    """`producer | tiktok-async users -`: a line is answered and written while the producer
-    has not sent the next one (its reads wait in a thread, not in the event loop)."""
-    out = tmp_path / "out.jsonl"
+async def piped_alice(emulator: Emulator, out: Path) -> asyncio.subprocess.Process:
+    """`users -` with a pipe on stdin: one line sent, and its row written while the pipe
+    stays open (the test decides what comes next)."""
     proc = await start(emulator, "users", "-", "-o", str(out), "-q", stdin=b"")
     assert proc.stdin is not None
     proc.stdin.write(b"alice.pipe\n")
     await proc.stdin.drain()
     await wait_until(lambda: len(rows(out)) == 1)
+    return proc
+
+
+async def test_a_slow_pipe_is_answered_line_by_line(emulator: Emulator, tmp_path: Path) -> None:
+    """`producer | tiktok-async users -`: a line is answered and written while the producer
+    has not sent the next one (its reads wait in a thread, not in the event loop)."""
+    out = tmp_path / "out.jsonl"
+    proc = await piped_alice(emulator, out)
     assert proc.returncode is None  # still reading: the pipe is open
+    assert proc.stdin is not None
     proc.stdin.write(b"bob.pipe\n")
     proc.stdin.close()
     _, err = await asyncio.wait_for(proc.communicate(), 30)
@@ -200,11 +208,7 @@ async def test_ctrl_c_while_a_pipe_is_silent_stops_at_once_and_cleanly(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     out = tmp_path / "out.jsonl"
-    proc = await start(emulator, "users", "-", "-o", str(out), "-q", stdin=b"")
-    assert proc.stdin is not None
-    proc.stdin.write(b"alice.pipe\n")
-    await proc.stdin.drain()
-    await wait_until(lambda: len(rows(out)) == 1)
+    proc = await piped_alice(emulator, out)
     proc.send_signal(signal.SIGINT)  # the producer says nothing more, and keeps the pipe open
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 130, err.decode()
