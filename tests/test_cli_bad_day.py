@@ -179,10 +179,11 @@ async def test_summary_is_quiet_about_concurrency_when_the_rate_binds(
     assert "held the run back" not in err
 
 
-async def piped_alice(emulator: Emulator, out: Path) -> asyncio.subprocess.Process:
+async def piped_alice(emulator: Emulator, out: Path, *args: str
+                      ) -> asyncio.subprocess.Process:
     """`users -` with a pipe on stdin: one line sent, and its row written while the pipe
     stays open (the test decides what comes next)."""
-    proc = await start(emulator, "users", "-", "-o", str(out), "-q", stdin=b"")
+    proc = await start(emulator, "users", "-", "-o", str(out), "-q", *args, stdin=b"")
     assert proc.stdin is not None
     proc.stdin.write(b"alice.pipe\n")
     await proc.stdin.drain()
@@ -190,11 +191,16 @@ async def piped_alice(emulator: Emulator, out: Path) -> asyncio.subprocess.Proce
     return proc
 
 
-async def test_a_slow_pipe_is_answered_line_by_line(emulator: Emulator, tmp_path: Path) -> None:
+@pytest.mark.parametrize("expand", [False, True], ids=["plain", "resolve-short-links"])
+async def test_a_slow_pipe_is_answered_line_by_line(
+    emulator: Emulator, tmp_path: Path, expand: bool
+) -> None:
     """`producer | tiktok-async users -`: a line is answered and written while the producer
-    has not sent the next one (its reads wait in a thread, not in the event loop)."""
+    has not sent the next one (its reads wait in a thread, not in the event loop), also
+    when short links are resolved first."""
     out = tmp_path / "out.jsonl"
-    proc = await piped_alice(emulator, out)
+    args = ["--resolve-short-links", "--short-link-base", emulator.short_link_base]
+    proc = await piped_alice(emulator, out, *(args if expand else []))
     assert proc.returncode is None  # still reading: the pipe is open
     assert proc.stdin is not None
     proc.stdin.write(b"bob.pipe\n")

@@ -18,7 +18,7 @@ import os
 import signal
 import stat
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import aclosing
 from typing import Any
 
@@ -256,16 +256,31 @@ class EnrichRun:
         return self._pending_piped(inputs) if self.piped else self._pending(inputs)
 
     async def _pending_piped(self, inputs: Iterator[InputLine]) -> AsyncIterator[Parsed[Any]]:
-        """`_pending` for an input whose lines come when their writer sends them (a pipe,
-        a terminal): a thread waits for them, and each line is taken as it comes, so the
-        loop goes on answering, writing and hearing Ctrl-C while the writer is slow."""
-        lines = self._piped_lines = ThreadedLines(inputs, ahead=4 * FEED_BATCH)
-        try:
-            while batch := [] if self._stopping else await lines.batch(FEED_BATCH):
+        """`_pending` for an input whose lines come when their writer sends them."""
+        async with aclosing(self._piped_batches(inputs)) as batches:
+            async for batch in batches:
                 for parsed in self._admitted(batch):
                     if self._stopping:
                         return
                     yield parsed
+
+    async def _piped_lines_each(self, inputs: Iterator[InputLine]) -> AsyncIterator[InputLine]:
+        """`_lines` for an input whose lines come when their writer sends them."""
+        async with aclosing(self._piped_batches(inputs)) as batches:
+            async for batch in batches:
+                for line in batch:
+                    if self._stopping:
+                        return
+                    yield line
+
+    async def _piped_batches(self, inputs: Iterator[InputLine]
+                             ) -> AsyncGenerator[list[InputLine], None]:
+        """The lines of a pipe or a terminal, as they come: a thread waits for them, so the
+        loop goes on answering, writing and hearing Ctrl-C while the writer is slow."""
+        lines = self._piped_lines = ThreadedLines(inputs, ahead=4 * FEED_BATCH)
+        try:
+            while batch := [] if self._stopping else await lines.batch(FEED_BATCH):
+                yield batch
         finally:
             lines.close()
 
@@ -288,8 +303,8 @@ class EnrichRun:
 
     async def _pending_expanded(self, inputs: Iterator[InputLine], resolver: ShortLinkResolver
                                 ) -> AsyncIterator[Parsed[Any]]:
-        expanded = expand_each(self._lines(inputs), resolver, self._parse_line, self.kind,
-                               ordered=self.ordered)
+        lines = self._piped_lines_each(inputs) if self.piped else self._lines(inputs)
+        expanded = expand_each(lines, resolver, self._parse_line, self.kind, ordered=self.ordered)
         async with aclosing(expanded):
             async for parsed in expanded:
                 if self._admit(line_of(parsed.raw), parsed):

@@ -16,7 +16,7 @@ of TikTok's web host, no answer) makes it failed: the input is wrapped in `Unres
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +61,7 @@ def line_of(raw: object) -> InputLine:
 
 
 def expand_each(
-    lines: Iterable[InputLine],
+    lines: Iterable[InputLine] | AsyncIterable[InputLine],
     resolver: ShortLinkResolver,
     parse_line: Callable[[InputLine], Parsed[Any]],
     kind: Kind[Any, Any],
