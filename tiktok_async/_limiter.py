@@ -174,10 +174,8 @@ class RateLimiter:
         """Take a token now if `acquire()` would return at once with one (a token free, no
         cool-down, nobody waiting): the client's hot path, without a coroutine. False:
         nothing was taken, await `acquire()`."""
-        bucket = self._bucket
-        if self._resume_at or self._busy or bucket is None or not bucket.has_capacity():
+        if self._resume_at or self._busy or not _take_free(self._bucket):
             return False
-        _at_once(bucket.acquire())
         self._sent()
         return True
 
@@ -311,8 +309,7 @@ class RateLimiter:
             waiter = line.popleft()
             if waiter.done():
                 continue
-            if bucket is not None and bucket.has_capacity():
-                _at_once(bucket.acquire())
+            if _take_free(bucket):
                 waiter.set_result(True)
                 continue
             waiter.set_result(False)
@@ -446,6 +443,14 @@ def _release(bucket: AsyncLimiter) -> None:
     and an acquire of nothing wakes the first waiter, which wakes the next, and so on."""
     bucket.max_rate = math.inf
     _at_once(bucket.acquire(0))
+
+
+def _take_free(bucket: AsyncLimiter | None) -> bool:
+    """Take a token from `bucket` if one is free now (True); never waits."""
+    if bucket is None or not bucket.has_capacity():
+        return False
+    _at_once(bucket.acquire())
+    return True
 
 
 def _at_once(acquire: Coroutine[Any, Any, None]) -> None:
