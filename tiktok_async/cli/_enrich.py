@@ -20,7 +20,7 @@ import stat
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import aclosing
-from typing import Any
+from typing import Any, TypeVar
 
 from .._bulk import Result, run_bulk
 from .._client import TikTokClient
@@ -60,6 +60,8 @@ INTERRUPT_GRACE = 3.0
 #: time between two requests' worth of aiohttp, that code ran from cold CPU caches: about
 #: 10 us an input in a real run, 3 in batches (8-12 us less CPU an input end to end).
 FEED_BATCH = 256
+#: What `EnrichRun._piped_each` yields: parsed inputs or input lines.
+ItemT = TypeVar("ItemT")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -255,23 +257,25 @@ class EnrichRun:
             return self._pending_expanded(inputs, self.resolver)
         return self._pending_piped(inputs) if self.piped else self._pending(inputs)
 
-    async def _pending_piped(self, inputs: Iterator[InputLine]) -> AsyncIterator[Parsed[Any]]:
+    def _pending_piped(self, inputs: Iterator[InputLine]) -> AsyncIterator[Parsed[Any]]:
         """`_pending` for an input whose lines come when their writer sends them."""
-        async with aclosing(self._piped_batches(inputs)) as batches:
-            async for batch in batches:
-                for parsed in self._admitted(batch):
-                    if self._stopping:
-                        return
-                    yield parsed
+        return self._piped_each(inputs, self._admitted)
 
-    async def _piped_lines_each(self, inputs: Iterator[InputLine]) -> AsyncIterator[InputLine]:
+    def _piped_lines_each(self, inputs: Iterator[InputLine]) -> AsyncIterator[InputLine]:
         """`_lines` for an input whose lines come when their writer sends them."""
+        return self._piped_each(inputs, list)
+
+    async def _piped_each(self, inputs: Iterator[InputLine],
+                          each: Callable[[list[InputLine]], list[ItemT]]
+                          ) -> AsyncIterator[ItemT]:
+        """`each(batch)` for every batch of a piped input, one item at a time, until it
+        ends or Ctrl-C."""
         async with aclosing(self._piped_batches(inputs)) as batches:
             async for batch in batches:
-                for line in batch:
+                for item in each(batch):
                     if self._stopping:
                         return
-                    yield line
+                    yield item
 
     async def _piped_batches(self, inputs: Iterator[InputLine]
                              ) -> AsyncGenerator[list[InputLine], None]:
