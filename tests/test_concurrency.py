@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pytest
 
 from tiktok_async._concurrency import FLOOR, START, TICK, AdaptiveConcurrency
-from tiktok_async._pool import bounded_map
+from tiktok_async._pool import LIMIT_TICK, bounded_map
+
+Runner = Callable[[Coroutine[Any, Any, Any]], Any]
 
 
 def run_ticks(flow: AdaptiveConcurrency, ticks: int, *, busy: int | None = None,
@@ -195,6 +199,37 @@ async def test_pool_grows_and_shrinks_with_a_dynamic_limit() -> None:
     assert 10 < peaks[1] <= 20
     assert peaks[2] <= 20  # workers leave as they finish an item
     assert running == 0
+
+
+def test_pool_never_stalls_when_the_limit_drops_while_many_workers_finish_at_once(
+        run_virtual: Runner) -> None:
+    """All 16 workers finish an item in the same turn of the loop as the limit falls to 8:
+    exactly 8 leave. Counting the workers by their tasks (a finished one is dropped a turn
+    later) let all 16 leave, and the run stood still until the consumer's next tick."""
+    allowed = 16
+    running: list[int] = []
+
+    async def work(item: int) -> int:
+        running.append(item)
+        await asyncio.sleep(0.001)  # on the virtual clock every worker wakes in one turn
+        running.remove(item)
+        return item
+
+    async def main() -> list[float]:
+        nonlocal allowed
+        loop, gaps, last = asyncio.get_running_loop(), [], 0.0
+        async for item, _ in bounded_map(range(2000), work, concurrency=64,
+                                         limit=lambda busy: allowed):
+            gaps.append(loop.time() - last)
+            last = loop.time()
+            if item == 500:
+                allowed = 8
+        return gaps
+
+    gaps = run_virtual(main())
+    assert len(gaps) == 2000
+    assert max(gaps) < LIMIT_TICK / 10, f"stood still {max(gaps):.3f} s"
+    assert running == []
 
 
 async def test_pool_asks_the_limit_while_the_consumer_waits() -> None:

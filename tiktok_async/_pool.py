@@ -132,6 +132,9 @@ class _Pool(Generic[T, R]):
         self._error: BaseException | None = None
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
+        # Workers that have not left: counted at once, while a finished task stays in
+        # `_tasks` until its done callback runs, a turn of the loop later.
+        self._alive = 0
         self._consumer: asyncio.Future[None] | None = None
         self._space: deque[asyncio.Future[None]] = deque()
         self.limit: Limit | None = None
@@ -208,6 +211,7 @@ class _Pool(Generic[T, R]):
 
     def _spawn(self) -> None:
         task = asyncio.get_running_loop().create_task(self._run_worker())
+        self._alive += 1
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -215,7 +219,7 @@ class _Pool(Generic[T, R]):
         """The dynamic limit, told how many workers are at work: alive and not held back
         by the window (a worker between two items counts: it is about to take one)."""
         assert self.limit is not None
-        working = len(self._tasks) - len(self._space)
+        working = self._alive - len(self._space)
         return max(1, min(self._concurrency, self.limit(working)))
 
     def _follow_limit(self, limit: int | None = None) -> None:
@@ -225,7 +229,7 @@ class _Pool(Generic[T, R]):
             return
         if limit is None:
             limit = self._limit_now()
-        if self._busy >= len(self._tasks) < limit:
+        if self._busy >= self._alive < limit:
             self._spawn()  # it takes an item, and adds the next worker while all are busy
 
     async def _run_worker(self) -> None:
@@ -238,7 +242,7 @@ class _Pool(Generic[T, R]):
                     continue
                 if dynamic:
                     allowed = self._limit_now()  # asked once an item, not twice
-                    if len(self._tasks) > allowed:
+                    if self._alive > allowed:
                         return  # the limit went down: this worker leaves
                 self._pending += 1  # reserve the slot before an async pull can yield
                 item = await self._pull() if self._async_it is not None else self._pull_sync()
@@ -267,6 +271,8 @@ class _Pool(Generic[T, R]):
             raise
         except BaseException as exc:  # any exception from worker, key or input aborts the map
             self._fail(exc)
+        finally:
+            self._alive -= 1
 
     def _pull_sync(self) -> object:
         assert self._sync_it is not None
