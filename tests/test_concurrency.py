@@ -206,7 +206,7 @@ def test_pool_never_stalls_when_the_limit_drops_while_many_workers_finish_at_onc
     """All 16 workers finish an item in the same turn of the loop as the limit falls to 8:
     exactly 8 leave. Counting the workers by their tasks (a finished one is dropped a turn
     later) let all 16 leave, and the run stood still until the consumer's next tick."""
-    allowed = 16
+    allowed = [16]
     running: list[int] = []
 
     async def work(item: int) -> int:
@@ -216,14 +216,13 @@ def test_pool_never_stalls_when_the_limit_drops_while_many_workers_finish_at_onc
         return item
 
     async def main() -> list[float]:
-        nonlocal allowed
         loop, gaps, last = asyncio.get_running_loop(), [], 0.0
         async for item, _ in bounded_map(range(2000), work, concurrency=64,
-                                         limit=lambda busy: allowed):
+                                         limit=lambda busy: allowed[0]):
             gaps.append(loop.time() - last)
             last = loop.time()
             if item == 500:
-                allowed = 8
+                allowed[0] = 8
         return gaps
 
     gaps = run_virtual(main())
