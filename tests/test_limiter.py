@@ -16,7 +16,7 @@ from aiolimiter import AsyncLimiter
 from virtual_clock import VirtualClockLoop
 
 from tiktok_async import _limiter
-from tiktok_async._adaptive import AdaptiveRate
+from tiktok_async._adaptive import TUNING, AdaptiveRate
 from tiktok_async._limiter import ConcurrencyGate, RateLimiter
 from tiktok_async.emulator import busiest_window
 
@@ -574,6 +574,31 @@ def test_adaptive_counts_reach_the_controller_once_a_millisecond_and_at_once_on_
     told = run_virtual(scenario())
     assert [entry[1:] for entry in told] == [(1, 0, 0), (4, 0, 3), (1, 1, 0)]
     assert told[1][0] == pytest.approx(0.002, abs=1e-6)
+
+
+def test_a_429_of_a_request_sent_before_the_cut_is_not_told(run_virtual: Runner) -> None:
+    """The overshoot's 429s that come back late (a server behind on its queue) say nothing
+    of the rate after the cut they caused: counted, they measured the quota 10-25% low."""
+
+    async def scenario() -> tuple[list[tuple[float, int, int, int]], float, float]:
+        loop = asyncio.get_running_loop()
+        adaptive = CountingRate()
+        limiter = RateLimiter(adaptive=adaptive)
+        sent_before = loop.time()
+        await asyncio.sleep(0.01)
+        limiter.on_rate_limited(sent_at=sent_before)  # the first 429: the cut
+        cut_rate = adaptive.rate
+        await asyncio.sleep(0.5)
+        limiter.on_rate_limited(sent_at=sent_before)  # late, of a request before the cut
+        sent_after = loop.time()
+        await asyncio.sleep(0.01)
+        limiter.on_rate_limited(sent_at=sent_after)  # of a request after it: told
+        return adaptive.told, cut_rate, adaptive.state.cut_at
+
+    told, cut_rate, cut_at = run_virtual(scenario())
+    assert cut_rate == pytest.approx(1000.0 * TUNING.exit_cut)
+    assert [entry[2] for entry in told] == [1, 1]
+    assert told[1][0] == pytest.approx(cut_at + 0.51, abs=1e-3)
 
 
 # --- what the limiter relies on in aiolimiter (public API only) ---------------------------

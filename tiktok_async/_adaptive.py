@@ -37,6 +37,11 @@ we send. The rules (the constants are `Tuning`'s):
    sent before the cut (a round trip longer than `settle`): the measuring starts again
    then, lasts at least as long as that wait, and counts the 200s instead when those
    are more (late 429s of the faster requests before the cut would count against Q).
+   In process the client knows when each request went out, and a 429 of a request sent
+   before the last cut is not told at all (`sent_before_cut`): a server that fell behind
+   the overshoot answered some 429s a second late, and counted against the requests
+   sent after the cut they measured the quota 10-25% low. The shared limiter has no
+   send times and relies on `settle` and the rule above alone.
 3. **After a measured episode** the rate holds `probe_after` s (10), then creeps up by
    `probe_step` (1%) a second, the step doubling every `probe_doubling` s (5), so a
    quota that grew is found without a storm.
@@ -163,6 +168,13 @@ class AdaptiveRate:
         """True until the first 429."""
         return not self.state.emptied
 
+    def sent_before_cut(self, sent_at: float) -> bool:
+        """Whether a request sent at `sent_at` went out before the last cut: its 429 belongs
+        to the overshoot that cut answered and says nothing of the rate now (the in-process
+        limiter does not tell it; see the module docstring)."""
+        s = self.state
+        return bool(s.emptied) and sent_at < s.cut_at
+
     def on_sent(self, now: float, count: int = 1) -> float:
         """`count` requests were sent (took a token) at `now`."""
         return self.on_answers(now, 0, 0, count)
@@ -218,6 +230,8 @@ class AdaptiveRate:
         quota = 0.0
         passed = self._passed()
         if passed >= t.batch and now > s.began:
+            if now - s.began < 2 * t.settle and s.rate <= s.estimate:
+                return s.rate  # too short to measure in, at a measured rate: the episode will
             quota = passed / (now - s.began)
         if quota > 0 and (s.fast or quota >= t.trust * s.rate):
             # After a guess, a small overshoot means we ran below Q most of the time: the
@@ -317,6 +331,7 @@ end
 local function cut_on_quota(s, now)
   local quota, let_through = 0, passed(s)
   if let_through >= T.batch and now > s.began then
+    if now - s.began < 2 * T.settle and s.rate <= s.estimate then return s.rate end
     quota = let_through / (now - s.began)
   end
   if quota > 0 and (s.fast == 1 or quota >= T.trust * s.rate) then

@@ -328,8 +328,17 @@ class TikTokClient:
         try:
             return decipher_response(status, answer.headers, answer.body, decode)
         except RateLimitedError:
-            limiter.on_rate_limited()
+            self._tell_rate_limited(limiter, seconds)
             raise
+
+    @staticmethod
+    def _tell_rate_limited(limiter: Limiter, seconds: float) -> None:
+        """A 429 came `seconds` after its attempt went out: our own limiter is told when it
+        went out (the overshoot's late 429s say nothing of the rate after a cut)."""
+        if isinstance(limiter, RateLimiter):
+            limiter.on_rate_limited(sent_at=asyncio.get_running_loop().time() - seconds)
+        else:
+            limiter.on_rate_limited()
 
     def _try_token(self) -> bool:
         """Take a rate token without a coroutine when our own limiter has one free now

@@ -255,11 +255,15 @@ class RateLimiter:
             self._unreported_sent += 1
             self._report()
 
-    def on_rate_limited(self) -> None:
+    def on_rate_limited(self, sent_at: float | None = None) -> None:
         """An attempt got 429 `Too Many Requests` (not a quota's `Limit Exceeded`):
-        the adaptive rate comes down (at once, with the counts not yet told)."""
-        if self._adaptive is not None:
-            self._report(throttled=1)
+        the adaptive rate comes down (at once, with the counts not yet told). `sent_at`:
+        when the attempt went out (the loop's clock); a 429 of an attempt sent before the
+        adaptive rate's last cut is the overshoot that cut answered, and is not told."""
+        adaptive = self._adaptive
+        if adaptive is None or (sent_at is not None and adaptive.sent_before_cut(sent_at)):
+            return
+        self._report(throttled=1)
 
     def _report(self, throttled: int = 0) -> None:
         """Tell the controller the sends and answers counted since the last report, at
