@@ -197,3 +197,21 @@ def test_rate_never_runs_far_ahead_of_the_answers_it_gets() -> None:
         now += 0.01
         controller.on_answers(now, 1, 0, 1)
     assert controller.rate <= 4 * 100 * 1.05
+
+
+@pytest.mark.parametrize(("after_began", "admitted", "expected"),
+                         [(0.063, 60, 950.0), (0.5, 480, 0.95 * 479 / 0.5)])
+def test_a_later_episode_cuts_on_a_quota_counted_over_2_settles_at_least(
+        after_began: float, admitted: int, expected: float) -> None:
+    """At a rate already measured, a 429 that comes 63 ms after the last measuring began
+    does not cut to the quota counted over those 63 ms (0.94 Q here, held 10 s): the
+    episode it opens measures. Half a second is long enough to count over."""
+    rate = AdaptiveRate(10.0)
+    s = rate.state
+    s.started = s.emptied = 1
+    s.rate, s.estimate, s.began, s.cut_at = 950.0, 1000.0, 10.0, 9.8
+    s.admitted = admitted
+    s.last = s.held_since = s.tally_since = 10.0
+    rate.on_answers(10.0 + after_began, 0, 1)
+    assert rate.state.episode == 1
+    assert rate.rate == pytest.approx(expected)
