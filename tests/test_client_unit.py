@@ -7,6 +7,7 @@ import logging
 import math
 import time
 import traceback
+from typing import Any
 
 import aiohttp
 import pytest
@@ -250,6 +251,24 @@ async def test_max_rate_bounds_a_return_to_the_adaptive_mode() -> None:
         assert client.rate == 100
         client.set_rate(None)
         assert (client.adaptive, client.rate) == (True, 4)
+
+
+async def test_initial_rate_is_where_the_adaptive_rate_starts_below_max_rate() -> None:
+    async with TikTokClient(KEY, BASE, initial_rate=800) as client:
+        assert (client.adaptive, client.rate) == (True, 800)
+    async with TikTokClient(KEY, BASE, initial_rate=800, max_rate=300) as capped:
+        assert capped.rate == 300
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"initial_rate": 0}, "initial_rate must be a positive"),
+    ({"initial_rate": math.inf}, "initial_rate must be a positive"),
+    ({"initial_rate": True}, "initial_rate must be a positive"),
+    ({"initial_rate": 50, "rate": 20}, "give it without a rate"),
+])
+def test_a_bad_initial_rate_is_refused(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        TikTokClient(KEY, BASE, **kwargs)
 
 
 # --- stats recorder ------------------------------------------------------------------------

@@ -101,7 +101,8 @@ class TikTokClient:
       second and bucket size (docs: limits and retries). `rate=None` (default): adaptive,
       the client finds the key's unknown quota from the answers (starts at 10/s, doubles
       until the first 429, then settles just under the quota), never above `max_rate`
-      if given. `rate=math.inf`: no client-side limit at all.
+      if given; `initial_rate`: where it starts instead of 10/s (a rate the key ran at
+      lately: the command line remembers one). `rate=math.inf`: no client-side limit at all.
     - `concurrency`: the most attempts in flight (also the connection pool's size):
       a ceiling. Bulk runs (`fetch_users`, `fetch_videos`) find how many they need below
       it from the answers (Little's law: rate x latency; see `.concurrency`), unless
@@ -132,6 +133,7 @@ class TikTokClient:
         rate: float | None = None,
         burst: int | None = None,
         max_rate: float | None = None,
+        initial_rate: float | None = None,
         concurrency: int | None = None,
         timeout: float = 35.0,
         connect_timeout: float = 10.0,
@@ -144,9 +146,12 @@ class TikTokClient:
         limiter: Limiter | None = None,
         adaptive_concurrency: bool = True,
     ) -> None:
-        if limiter is not None and not (rate is None and burst is None and max_rate is None):
-            raise ValueError("a limiter brings its own rate: give no rate, burst or max_rate "
-                             "with limiter=")
+        if limiter is not None and not (rate is None and burst is None and max_rate is None
+                                        and initial_rate is None):
+            raise ValueError("a limiter brings its own rate: give no rate, burst, max_rate or "
+                             "initial_rate with limiter=")
+        _check_initial_rate(initial_rate, rate)
+        self._initial_rate = initial_rate
         self._external = limiter
         secret = _resolve_key(api_key)
         del api_key  # from here on only the Secret holds it (not even this frame's locals)
@@ -406,7 +411,7 @@ class TikTokClient:
             rate = limiter.rate
             return math.inf if rate is None else rate
         if self._rate is None:
-            return _initial_adaptive_rate(self._max_rate)
+            return _initial_adaptive_rate(self._max_rate, self._initial_rate)
         return self._rate
 
     @property
@@ -445,7 +450,8 @@ class TikTokClient:
     def _new_limiter(self) -> RateLimiter:
         rate = self._rate
         if rate is None:
-            adaptive = AdaptiveRate(_initial_adaptive_rate(self._max_rate), max_rate=self._max_rate)
+            start = _initial_adaptive_rate(self._max_rate, self._initial_rate)
+            adaptive = AdaptiveRate(start, max_rate=self._max_rate)
             return RateLimiter(burst=self._burst, adaptive=adaptive)
         _checked_fixed_rate(rate)
         if self._max_rate is not None:
@@ -595,10 +601,20 @@ DEFAULT_MAX_CONCURRENCY = 4096
 _ADAPTIVE_START = 10.0
 
 
-def _initial_adaptive_rate(max_rate: float | None) -> float:
-    if max_rate is None:
-        return _ADAPTIVE_START
-    return min(_ADAPTIVE_START, max_rate)
+def _initial_adaptive_rate(max_rate: float | None, initial: float | None = None) -> float:
+    start = _ADAPTIVE_START if initial is None else initial
+    return start if max_rate is None else min(start, max_rate)
+
+
+def _check_initial_rate(initial: float | None, rate: float | None) -> None:
+    if initial is None:
+        return
+    if rate is not None:
+        raise ValueError("initial_rate is where the adaptive rate starts: give it without a rate")
+    if isinstance(initial, bool) or not isinstance(initial, (int, float)) or not (
+            math.isfinite(initial) and initial > 0):
+        raise ValueError(f"initial_rate must be a positive, finite number of requests a "
+                         f"second, not {initial!r}")
 
 
 def _checked_fixed_rate(rate: float) -> None:
