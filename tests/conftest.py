@@ -28,6 +28,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         raise pytest.UsageError(f"realtime tests outside {REALTIME_FILES}: {stray}")
 
 
+@pytest.fixture(autouse=True)
+def _own_state_folder(tmp_path_factory: pytest.TempPathFactory,
+                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test its own XDG_STATE_HOME: the command line remembers the rate a key reached
+    there (cli/_ratememory.py); a test must neither read another's nor write the user's."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+
+
 # --- virtual time -----------------------------------------------------------------------
 #
 # Where timing is the point (limiter, retry waits), tests run on an event loop whose clock

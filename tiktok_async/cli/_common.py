@@ -217,8 +217,10 @@ def check_base_url(args: argparse.Namespace) -> None:
                          "(e.g. https://<id>.execute-api.<region>.amazonaws.com/dev/tiktok)")
 
 
-def client_from(args: argparse.Namespace, limiter: Limiter | None = None) -> TikTokClient:
-    """The client the options describe (`limiter`: a shared one; then --rate is its own)."""
+def client_from(args: argparse.Namespace, limiter: Limiter | None = None, *,
+                initial_rate: float | None = None) -> TikTokClient:
+    """The client the options describe (`limiter`: a shared one; then --rate is its own;
+    `initial_rate`: where the adaptive rate starts, none for 10/s)."""
     if args.max_retries < 0:
         raise UsageError("--max-retries must be 0 or more")
     check_base_url(args)
@@ -233,4 +235,4 @@ def client_from(args: argparse.Namespace, limiter: Limiter | None = None) -> Tik
     if limiter is not None:
         return TikTokClient(api_key_from(args), args.base_url, limiter=limiter, **common)
     return TikTokClient(api_key_from(args), args.base_url, rate=args.rate, burst=args.burst,
-                        max_rate=args.max_rate, **common)
+                        max_rate=args.max_rate, initial_rate=initial_rate, **common)

@@ -23,7 +23,7 @@ from contextlib import aclosing
 from typing import Any, TypeVar
 
 from .._bulk import Result, run_bulk
-from .._client import TikTokClient
+from .._client import BASE_URL_ENV, TikTokClient
 from .._exceptions import InvalidInputError, TikTokError
 from .._kinds import KINDS, Kind, Parsed
 from .._rows import error_message, outcome
@@ -39,6 +39,8 @@ from ._common import (
     UsageError,
     abort_reason,
     add_client_arguments,
+    api_key_from,
+    check_base_url,
     client_from,
     positive_float,
     run_async,
@@ -51,6 +53,7 @@ from ._lock import FileInUseError
 from ._outputs import Outputs, choose_output, open_outputs, read_source, short_link_resolver
 from ._pipe import ThreadedLines
 from ._progress import ProgressDisplay, RunCounts
+from ._ratememory import PeakRate, RateMemory
 from ._resume import KeySet
 from ._table import TableRows
 
@@ -101,6 +104,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--short-link-base", default=None, help=argparse.SUPPRESS)  # tests: the emulator's
     add_client_arguments(parser, rate_help="requests per second (default: adaptive, finds "
                                            "the quota)")
+    add("--fresh-rate", action="store_true",
+        help="start the adaptive rate from 10/s, not from the rate this key reached in a "
+             "run of the last day")
     add("--retry-failed", action="store_true",
         help="try again the inputs an earlier run recorded as failed (a list's output)")
     add("-q", "--quiet", action="store_true", help="no progress bar")
@@ -111,15 +117,16 @@ def run_command(kind: Kind[Any, Any], args: argparse.Namespace) -> int:
     prepared = _prepare(kind, args)
     if isinstance(prepared, int):
         return prepared
-    client, outputs, resolver = prepared
+    client, outputs, resolver, memory = prepared
     files = outputs.files
     print(f"tiktok-async {kind.name}: {outputs.where}", file=sys.stderr)
+    _print_note(kind, memory.note() if memory is not None and not args.fresh_rate else None)
     try:
         with files:
             total = None if args.quiet or outputs.table else count_inputs(args.input)
             run = EnrichRun(kind, client, files, quiet=args.quiet, total=total,
                             resolver=resolver, table=outputs.table)
-            run.piped = is_stream(args.input)
+            run.piped, run.memory = is_stream(args.input), memory
             code = run_async(run.main(outputs.inputs))
     except OutputWriteError as exc:  # a full disk: the files hold whole lines, re-run resumes
         print(f"tiktok-async {kind.name}: {exc}", file=sys.stderr)
@@ -127,12 +134,29 @@ def run_command(kind: Kind[Any, Any], args: argparse.Namespace) -> int:
     return outputs.finish(kind.name, code)
 
 
+def _print_note(kind: Kind[Any, Any], note: str | None) -> None:
+    if note is not None:
+        print(f"tiktok-async {kind.name}: {note}", file=sys.stderr)
+
+
+def _rate_memory(args: argparse.Namespace) -> RateMemory | None:
+    """The rate this key reached lately (`_ratememory`), with the adaptive rate only."""
+    if args.rate is not None:
+        return None
+    base_url = args.base_url or os.environ.get(BASE_URL_ENV, "")
+    return RateMemory.load(api_key_from(args), base_url)
+
+
 def _prepare(kind: Kind[Any, Any], args: argparse.Namespace
-             ) -> tuple[TikTokClient, Outputs, ShortLinkResolver | None] | int:
-    """The client, the locked files and the inputs, the resolver; or the exit code of a run
-    that cannot start (usage, input, a file in use) or has nothing to do (no input)."""
+             ) -> tuple[TikTokClient, Outputs, ShortLinkResolver | None, RateMemory | None] | int:
+    """The client, the locked files and the inputs, the resolver, the remembered rate; or
+    the exit code of a run that cannot start (usage, input, a file in use) or has nothing
+    to do (no input)."""
     try:
-        client = client_from(args)
+        check_base_url(args)
+        memory = _rate_memory(args)
+        start = None if memory is None or args.fresh_rate else memory.start
+        client = client_from(args, initial_rate=start)
         fmt, output = choose_output(kind, args)
         source = read_source(kind, args)
         first = next(source.rows, None)  # before any file is made: an empty input makes none
@@ -149,7 +173,7 @@ def _prepare(kind: Kind[Any, Any], args: argparse.Namespace
     except OutputWriteError as exc:
         print(f"tiktok-async {kind.name}: {exc}", file=sys.stderr)
         return EXIT_WRITE_FAILED
-    return client, outputs, short_link_resolver(args)
+    return client, outputs, short_link_resolver(args), memory
 
 
 def is_stream(source: str) -> bool:
@@ -192,6 +216,8 @@ class EnrichRun:
         self.counts = RunCounts()
         self.quiet = quiet
         self.piped = False  # the input comes from a pipe or a terminal (`is_stream`)
+        self.memory: RateMemory | None = None  # where the rate reached is written down
+        self._peak: PeakRate | None = None
         self._piped_lines: ThreadedLines[InputLine] | None = None
         self._stopping = False
         self._interrupted = False
@@ -212,7 +238,14 @@ class EnrichRun:
             self.files.close()
             self._count_client_stats()
             display.print_summary(self._title(code))
+        self._remember_rate()
         return code
+
+    def _remember_rate(self) -> None:
+        """Write down the rate reached, for the next run with this key (`_ratememory`)."""
+        reached = None if self._peak is None else self._peak.reached()
+        if self.memory is not None and reached is not None:
+            _print_note(self.kind, self.memory.save(reached))
 
     async def _run_guarded(self, inputs: Iterator[InputLine], display: ProgressDisplay) -> int:
         try:
@@ -240,7 +273,10 @@ class EnrichRun:
                 "with --retry-failed")
 
     async def _run(self, inputs: Iterator[InputLine], display: ProgressDisplay) -> None:
-        async with self.client, self.resolver or contextlib.nullcontext():
+        if self.memory is not None:
+            self._peak = PeakRate(self.client)
+        async with self.client, self.resolver or contextlib.nullcontext(), \
+                self._peak or contextlib.nullcontext():
             results = run_bulk(self.client, self.kind, self._feed(inputs), ordered=self.ordered,
                                stop=self._stop)
             async with aclosing(results):
