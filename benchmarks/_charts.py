@@ -122,7 +122,7 @@ def _ramp(ax: Any, ramp: dict[str, Any]) -> None:
 
 
 def _cli(section: dict[str, Any], path: Path) -> None:
-    _paired_bars(section["rows"], path, "tiktok-async users",
+    _paired_bars(section["rows"], path, "tiktok-async users, a first run",
                  "inputs per second (process start to exit, summed)",
                  "CPU per input, µs (the process's user + system)",
                  "JSON lines written from cached users: the command line beside a bare loop")
