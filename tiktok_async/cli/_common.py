@@ -102,12 +102,13 @@ def _where(base_url: str | None) -> str:
 
 def _come_back_later(seconds: float) -> str:
     until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(time.time() + seconds))
-    return (f"the API asked to wait {_duration(seconds)} before the next request "
+    return (f"the API asked to wait {duration_text(seconds)} before the next request "
             f"(429 with Retry-After), until {until}: re-run after that; nothing was marked "
             "failed and nothing more was sent")
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """`seconds` for a person: "45 s", "12 min", "3.5 h"."""
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:

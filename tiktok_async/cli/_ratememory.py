@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from .._client import TikTokClient
+from ._common import duration_text
 
 __all__ = ["MAX_AGE", "MAX_ENTRIES", "PeakRate", "RateMemory", "state_file"]
 
@@ -79,7 +80,7 @@ class RateMemory:
         if self.start is None:
             return None
         return (f"starting at {self.start:,.0f} requests/s, the rate this key reached "
-                f"{_ago(self.age)} (--fresh-rate starts from 10/s)")
+                f"{duration_text(self.age)} ago (--fresh-rate starts from 10/s)")
 
     def save(self, rate: float, *, now: float | None = None) -> str | None:
         """Write `rate` as this entry's; a warning to print when the file cannot be written."""
@@ -163,9 +164,3 @@ def _at(entry: object) -> float:
     return float(at) if _positive(at) else 0.0
 
 
-def _ago(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s ago"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min ago"
-    return f"{seconds / 3600:.0f} h ago"
