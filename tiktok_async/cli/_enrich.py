@@ -238,7 +238,7 @@ class EnrichRun:
             self.files.close()
             self._count_client_stats()
             display.print_summary(self._title(code))
-        self._remember_rate()
+            self._remember_rate()  # under the Ctrl-C handler: a second Ctrl-C is no traceback
         return code
 
     def _remember_rate(self) -> None:
