@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
+import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from cli_helpers import rows, run
+from cli_helpers import rows, run, start
 
 from tiktok_async.cli._ratememory import MAX_AGE, MAX_ENTRIES, RateMemory, state_file
 from tiktok_async.emulator import Emulator, existing_handle
@@ -99,6 +101,30 @@ async def test_a_state_folder_that_cannot_be_written_costs_a_warning_not_the_run
     assert "warning: the rate reached was not remembered" in err
     assert "Traceback" not in err
     assert len(rows(tmp_path / "users.jsonl")) == 20
+
+
+async def test_a_run_stopped_by_ctrl_c_leaves_its_rate_for_the_next(emulator: Emulator,
+                                                                    tmp_path: Path) -> None:
+    out = tmp_path / "users.jsonl"
+    proc = await start(emulator, "users", handles_file(tmp_path, 2_000), "-q", key=KEY,
+                       cwd=tmp_path)
+    for _ in range(600):  # a second of answers at least: the busiest half second is known
+        if len(rows(out)) >= 30:
+            break
+        await asyncio.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 130, err.decode()
+    assert "Traceback" not in err.decode()
+    reached = remembered(emulator)
+    assert reached is not None
+    code, _, err_next = await run(emulator, "users", "in.txt", "-q", key=KEY, cwd=tmp_path)
+    assert code == 0, err_next
+    started = STARTING.search(err_next)
+    assert started is not None, err_next
+    assert float(started.group(1).replace(",", "")) == pytest.approx(reached, abs=0.5)
+    assert len(rows(out)) == 2_000  # resumed: nothing lost, nothing twice
+    assert len({row["input"] for row in rows(out)}) == 2_000
 
 
 # -- the state file's rules, in process ------------------------------------------------------
