@@ -8,6 +8,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -151,3 +153,24 @@ def test_the_file_keeps_the_newest_entries_only() -> None:
     assert RateMemory.load(f"key-{newest}", "http://api.example", now=1_100.0).start == (
         10.0 + newest)
     assert not [name for name in os.listdir(state_file().parent) if name.endswith(".tmp")]
+
+
+SAVE_MANY = """
+import sys
+from tiktok_async.cli._ratememory import RateMemory
+for n in range(8):
+    RateMemory.load(f"key-{sys.argv[1]}-{n}", "http://api.example").save(100.0 + n)
+"""
+
+
+def test_runs_that_end_together_all_keep_their_entries() -> None:
+    """Eight processes write 8 entries each at once (64: as many as the file keeps): none
+    is lost to another's rewrite of the file."""
+    writers = [subprocess.Popen([sys.executable, "-c", SAVE_MANY, str(p)], env=os.environ)
+               for p in range(8)]
+    assert [writer.wait(60) for writer in writers] == [0] * 8
+    assert MAX_ENTRIES == 8 * 8
+    assert len(json.loads(state_file().read_text())) == MAX_ENTRIES
+    starts = {(p, n): RateMemory.load(f"key-{p}-{n}", "http://api.example").start
+              for p in range(8) for n in range(8)}
+    assert starts == {(p, n): 100.0 + n for p in range(8) for n in range(8)}

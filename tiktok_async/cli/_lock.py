@@ -16,11 +16,12 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-__all__ = ["FileInUseError", "FileLocks", "lock_path"]
+__all__ = ["FileInUseError", "FileLocks", "held", "lock_path"]
 
 
 class FileInUseError(Exception):
@@ -75,3 +76,20 @@ class FileLocks:
     def release(self) -> None:
         while self._held:
             self._held.pop().release()
+
+
+@contextlib.contextmanager
+def held(path: Path, seconds: float) -> Iterator[None]:
+    """Hold the lock on `path` for a short read-modify-write, waiting up to `seconds` for
+    another holder to finish; `FileInUseError` when it does not."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lock_path(path), timeout=seconds, on_acquired=_write_holder,
+                    preserve_lock_file=True)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise FileInUseError(path, _holder_of(lock_path(path))) from None
+    try:
+        yield
+    finally:
+        lock.release()

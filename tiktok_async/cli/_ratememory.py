@@ -12,9 +12,10 @@ start goes on as usual: doubling until the first 429, then the quota measured.
   run that got no answer keeps nothing; a later run always replaces the figure.
 - Where: `$XDG_STATE_HOME/tiktok-async/rates.json` (default `~/.local/state/...`), one
   entry per key and base URL, named by a SHA-256 of both: the key itself is never
-  written. At most `MAX_ENTRIES`, the oldest dropped. Written whole to a temporary file
-  in the same folder, then renamed over the old one: two runs that end together leave one
-  or the other's file, never a torn one.
+  written. At most `MAX_ENTRIES`, the oldest dropped. Read, changed and written under the
+  file's lock (`rates.json.lock`, `_lock.held`), written whole to a temporary file in the
+  same folder and renamed over the old one: two runs that end together both keep their
+  entry, and a reader never sees a torn file.
 - Kept for `MAX_AGE` (a day); an older entry is ignored.
 - Not read with `--rate` (a fixed rate) or `--fresh-rate` (from 10/s; the rate it reaches
   is still written for the next run).
@@ -37,11 +38,14 @@ from typing import Any, TypeGuard
 
 from .._client import TikTokClient
 from ._common import duration_text
+from ._lock import FileInUseError, held
 
 __all__ = ["MAX_AGE", "MAX_ENTRIES", "PeakRate", "RateMemory", "state_file"]
 
 MAX_AGE = 24 * 3600.0
 MAX_ENTRIES = 64
+#: Seconds a run waits for another that is writing the file.
+LOCK_WAIT = 2.0
 #: Seconds between two looks at the client's answers (the busiest such stretch is kept).
 SAMPLE_EVERY = 0.5
 
@@ -83,14 +87,19 @@ class RateMemory:
                 f"{duration_text(self.age)} ago (--fresh-rate starts from 10/s)")
 
     def save(self, rate: float, *, now: float | None = None) -> str | None:
-        """Write `rate` as this entry's; a warning to print when the file cannot be written."""
-        entries = _read_entries()
-        entries[self.name] = {"rate": round(rate, 3), "at": time.time() if now is None else now}
-        kept = sorted(entries.items(), key=lambda item: _at(item[1]))[-MAX_ENTRIES:]
+        """Write `rate` as this entry's, under the file's lock (two runs ending together
+        both keep theirs); a warning to print when the file cannot be written."""
+        entry = {"rate": round(rate, 3), "at": time.time() if now is None else now}
         try:
-            _write_atomically(state_file(), json.dumps(dict(kept), indent=1) + "\n")
-        except OSError as exc:
-            return f"warning: the rate reached was not remembered ({state_file()}: {exc})"
+            path = state_file()
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with held(path, LOCK_WAIT):
+                entries = _read_entries()
+                entries[self.name] = entry
+                kept = sorted(entries.items(), key=lambda item: _at(item[1]))[-MAX_ENTRIES:]
+                _write_atomically(path, json.dumps(dict(kept), indent=1) + "\n")
+        except (OSError, RuntimeError, FileInUseError) as exc:  # RuntimeError: no home
+            return f"warning: the rate reached was not remembered ({exc})"
         return None
 
 
@@ -143,7 +152,6 @@ def _read_entries() -> dict[str, Any]:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".rates-", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
