@@ -155,7 +155,7 @@ class TikTokClient:
         self._external = limiter
         secret = _resolve_key(api_key)
         del api_key  # from here on only the Secret holds it (not even this frame's locals)
-        self._base_url = _resolve_base_url(base_url)
+        self._base_url = resolve_base_url(base_url)
         concurrency = DEFAULT_MAX_CONCURRENCY if concurrency is None else concurrency
         _check_limits(concurrency, timeout, connect_timeout)
         self._rate, self._burst, self._max_rate = rate, 1 if burst is None else burst, max_rate
@@ -630,7 +630,9 @@ def _resolve_key(api_key: str | None) -> Secret:
     return Secret(key)
 
 
-def _resolve_base_url(base_url: str | None) -> str:
+def resolve_base_url(base_url: str | None) -> str:
+    """The base URL in force: `base_url`, else `$TIKTOK_API_BASE_URL`, checked and without
+    a trailing slash (ValueError, naming what is wrong, otherwise)."""
     text = base_url if base_url is not None else os.environ.get(BASE_URL_ENV)
     if not text:
         raise ValueError(

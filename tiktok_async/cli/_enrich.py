@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import os
 import signal
@@ -23,7 +24,7 @@ from contextlib import aclosing
 from typing import Any, TypeVar
 
 from .._bulk import Result, run_bulk
-from .._client import BASE_URL_ENV, TikTokClient
+from .._client import TikTokClient, resolve_base_url
 from .._exceptions import InvalidInputError, TikTokError
 from .._kinds import KINDS, Kind, Parsed
 from .._rows import error_message, outcome
@@ -120,7 +121,7 @@ def run_command(kind: Kind[Any, Any], args: argparse.Namespace) -> int:
     client, outputs, resolver, memory = prepared
     files = outputs.files
     print(f"tiktok-async {kind.name}: {outputs.where}", file=sys.stderr)
-    _print_note(kind, memory.note() if memory is not None and not args.fresh_rate else None)
+    _print_note(kind, None if memory is None else memory.note())
     try:
         with files:
             total = None if args.quiet or outputs.table else count_inputs(args.input)
@@ -140,11 +141,12 @@ def _print_note(kind: Kind[Any, Any], note: str | None) -> None:
 
 
 def _rate_memory(args: argparse.Namespace) -> RateMemory | None:
-    """The rate this key reached lately (`_ratememory`), with the adaptive rate only."""
+    """The rate this key reached lately (`_ratememory`), with the adaptive rate only;
+    with --fresh-rate, none to start from (the rate reached is still written)."""
     if args.rate is not None:
         return None
-    base_url = args.base_url or os.environ.get(BASE_URL_ENV, "")
-    return RateMemory.load(api_key_from(args), base_url)
+    memory = RateMemory.load(api_key_from(args), resolve_base_url(args.base_url))
+    return dataclasses.replace(memory, start=None) if args.fresh_rate else memory
 
 
 def _prepare(kind: Kind[Any, Any], args: argparse.Namespace
@@ -155,8 +157,7 @@ def _prepare(kind: Kind[Any, Any], args: argparse.Namespace
     try:
         check_base_url(args)
         memory = _rate_memory(args)
-        start = None if memory is None or args.fresh_rate else memory.start
-        client = client_from(args, initial_rate=start)
+        client = client_from(args, initial_rate=None if memory is None else memory.start)
         fmt, output = choose_output(kind, args)
         source = read_source(kind, args)
         first = next(source.rows, None)  # before any file is made: an empty input makes none
