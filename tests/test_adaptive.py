@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tiktok_async._adaptive import AdaptiveRate
+from tiktok_async._adaptive import TUNING, AdaptiveRate
 
 
 def load_simulation() -> ModuleType:
@@ -148,20 +148,41 @@ def test_after_a_guess_the_rate_climbs_back_to_half_the_rate_it_was_cut_from() -
     assert 210 < answer_steadily(control, t + 2.0, t + 5.0, 200) < 1.3 * 200  # then probes
 
 
-def test_after_a_measured_episode_the_rate_holds_ten_seconds_then_probes() -> None:
-    control = AdaptiveRate(400)
-    control.on_throttled(0.0)  # cut to 100/s, still above a quota of 40/s
+def measure_then_clean(control: AdaptiveRate, seconds: float) -> float:
+    """Cut from 400/s to 100/s, still above a quota of 40/s: for `seconds`, 80 requests a
+    second, 200s at exactly 40/s and 429s in between; then a clean batch. The time then."""
+    control.on_throttled(0.0)
     t = 0.0
-    for _ in range(20):  # 80 requests a second: 200s at exactly 40/s, 429s in between
+    for _ in range(round(seconds / 0.025)):
         t += 0.025
         control.on_answers(t, 1, 0, 2)
         control.on_throttled(t + 0.01)
     for _ in range(8):  # a clean batch ends the episode
         t += 0.025
         control.on_success(t)
+    return t
+
+
+def test_after_a_measured_episode_the_rate_holds_ten_seconds_then_probes() -> None:
+    control = AdaptiveRate(400)
+    t = measure_then_clean(control, 1.5)
     held = control.rate
+    assert held == pytest.approx(TUNING.hold_at * 40, rel=0.05)
     assert answer_steadily(control, t, t + 9.5, 38) == held
     assert held < answer_steadily(control, t + 9.5, t + 14.0, 38) < 1.1 * held
+
+
+def test_a_quota_measured_over_less_than_a_second_is_probed_again_after_one() -> None:
+    """Measured in the half second after a cut (the server and the client still busy with
+    the overshoot, traced at 0.74-0.89 Q at 3 s), the quota is held one second, not ten,
+    then probed with the step doubling every two seconds."""
+    control = AdaptiveRate(400)
+    t = measure_then_clean(control, 0.5)
+    held = control.rate
+    assert held <= TUNING.hold_at * 40 * 1.05
+    assert answer_steadily(control, t, t + TUNING.fast_after, 38) == held
+    assert held < answer_steadily(control, t + TUNING.fast_after, t + 5.0, 38) < 1.2 * held
+    assert (control.state.fast, control.state.measured) == (1, 2)
 
 
 def test_stays_within_min_and_max() -> None:

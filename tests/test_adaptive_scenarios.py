@@ -63,7 +63,7 @@ def answer_sequence(seed: int, count: int) -> list[tuple[float, int, int, int]]:
     return events[:count]
 
 
-SEQUENCES = [(3, None), (9, None), (11, 15.0), (12, None)]
+SEQUENCES = [(3, None), (12, None), (13, None), (15, 15.0)]
 
 
 @pytest.mark.parametrize(("seed", "max_rate"), SEQUENCES)
@@ -109,8 +109,8 @@ def test_the_lua_takes_the_pythons_decisions(redis_url: str, seed: int,
 @pytest.mark.parametrize(("seed", "max_rate"), SEQUENCES)
 def test_the_sequences_exercise_every_rule(seed: int, max_rate: float | None) -> None:
     """Each sequence above moves every field and reaches every state: slow start, cuts,
-    measured and guessed episodes, a rate not in use, 429s a round trip late (and the
-    cap, when there is one)."""
+    measured, provisionally measured and guessed episodes, a rate not in use, 429s a round
+    trip late (and the cap, when there is one)."""
     local = AdaptiveRate(10.0, max_rate=max_rate)
     moved: set[str] = set()
     reached: set[str] = set()
@@ -120,12 +120,14 @@ def test_the_sequences_exercise_every_rule(seed: int, max_rate: float | None) ->
         moved |= {name for name, value in asdict(local.state).items() if before[name] != value}
         state = local.state
         late = state.began > state.cut_at + TUNING.settle  # 429s a round trip late
-        reached |= {name for name, on in [("fast", state.fast), ("measured", state.measured),
+        reached |= {name for name, on in [("fast", state.fast),
+                                          ("measured", state.measured == 1),
+                                          ("provisional", state.measured == 2),
                                           ("unused", not state.in_use),
                                           ("late", late),
                                           ("capped", state.rate == max_rate)] if on}
     assert moved == set(STATE_FIELDS)
-    assert reached >= ({"fast", "measured", "unused", "late"}
+    assert reached >= ({"fast", "measured", "provisional", "unused", "late"}
                        | ({"capped"} if max_rate else set()))
 
 
@@ -185,21 +187,25 @@ class Outcome:
 async def client_task(limiter: Any, bucket: TokenBucket, arrivals: list[tuple[float, bool]],
                       rng: random.Random, rtt: float) -> None:
     """What `TikTokClient` does around one request after another, forever: acquire, one
-    round trip (the server decides halfway), report; after a 429, back off and retry."""
+    round trip (the server decides halfway), report (with the send time, to its own
+    `RateLimiter`); after a 429, back off and retry."""
     loop = asyncio.get_running_loop()
+    dated = isinstance(limiter, RateLimiter)
     attempt = 0
     while True:
         await limiter.acquire()
+        sent_at = loop.time()
         trip = rtt * (0.75 + 0.5 * rng.random())
         await asyncio.sleep(trip / 2)
         admitted = bucket.try_acquire()
         arrivals.append((loop.time(), admitted))
         await asyncio.sleep(trip / 2)
+        told = {"sent_at": sent_at} if dated else {}
         if admitted:
-            limiter.on_success()
+            limiter.on_success(**told)
             attempt = 0
             continue
-        limiter.on_rate_limited()
+        limiter.on_rate_limited(**told)
         wait = min(10.0, 0.5 * 2**attempt) + 0.5 * rng.random()
         limiter.on_throttled(wait)
         attempt += 1

@@ -601,6 +601,38 @@ def test_a_429_of_a_request_sent_before_the_cut_is_not_told(run_virtual: Runner)
     assert told[1][0] == pytest.approx(cut_at + 0.51, abs=1e-3)
 
 
+def test_answers_to_requests_sent_before_the_measuring_began_are_not_told(
+    run_virtual: Runner,
+) -> None:
+    """After a cut, the 200s of requests sent before it (first fetches of 3 s come back
+    long after the cut) neither end the episode as clean nor count; nor do 429s of requests
+    sent in the settling after it. Answers to requests sent since the measuring began do."""
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        loop = asyncio.get_running_loop()
+        adaptive = CountingRate()
+        limiter = RateLimiter(adaptive=adaptive)
+        early = loop.time()
+        await asyncio.sleep(0.01)
+        limiter.on_rate_limited(sent_at=early)  # the first 429: the cut, an episode opens
+        settling = loop.time()
+        await asyncio.sleep(TUNING.settle + 0.01)
+        for _ in range(2 * TUNING.batch):  # 200s of requests sent before the cut
+            limiter.on_success(sent_at=early)
+        limiter.on_rate_limited(sent_at=settling)  # a 429 of one sent while settling
+        episode_after_stale = [adaptive.state.episode, len(adaptive.told)]
+        since = loop.time()
+        await asyncio.sleep(0.01)
+        for _ in range(TUNING.batch):  # a clean batch of requests sent since it began
+            await asyncio.sleep(0.002)
+            limiter.on_success(sent_at=since)
+        return episode_after_stale, [adaptive.state.episode]
+
+    stale, fresh = run_virtual(scenario())
+    assert stale == [1, 1]  # still open, and nothing told after the cut
+    assert fresh == [0]  # the clean batch ended it
+
+
 # --- what the limiter relies on in aiolimiter (public API only) ---------------------------
 #
 # `set_rate()` swaps the aiolimiter bucket (aiolimiter cannot retune a live one); the tests

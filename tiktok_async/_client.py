@@ -328,7 +328,7 @@ class TikTokClient:
         if hooks is not None and hooks.on_response is not None:
             hooks.on_response(path, status, seconds)
         if status != 429:
-            limiter.on_success()
+            self._tell_answered(limiter, seconds)
             return decipher_response(status, answer.headers, answer.body, decode)
         try:
             return decipher_response(status, answer.headers, answer.body, decode)
@@ -337,9 +337,19 @@ class TikTokClient:
             raise
 
     @staticmethod
+    def _tell_answered(limiter: Limiter, seconds: float) -> None:
+        """An answer (not a 429) came `seconds` after its attempt went out: our own adaptive
+        limiter is told when it went out too (see `_tell_rate_limited`)."""
+        if isinstance(limiter, RateLimiter) and limiter.adaptive is not None:
+            limiter.on_success(sent_at=asyncio.get_running_loop().time() - seconds)
+        else:
+            limiter.on_success()
+
+    @staticmethod
     def _tell_rate_limited(limiter: Limiter, seconds: float) -> None:
         """A 429 came `seconds` after its attempt went out: our own limiter is told when it
-        went out (the overshoot's late 429s say nothing of the rate after a cut)."""
+        went out (answers to attempts sent before its last cut say nothing of the rate
+        after it)."""
         if isinstance(limiter, RateLimiter):
             limiter.on_rate_limited(sent_at=asyncio.get_running_loop().time() - seconds)
         else:

@@ -244,11 +244,14 @@ class RateLimiter:
             self._resume_at = max(self._resume_at, resume_at)
             self.free = False
 
-    def on_success(self) -> None:
-        """An attempt got an answer that was not a 429: the adaptive rate may grow."""
-        if self._adaptive is not None:
-            self._unreported_ok += 1
-            self._report()
+    def on_success(self, sent_at: float | None = None) -> None:
+        """An attempt got an answer that was not a 429: the adaptive rate may grow.
+        `sent_at`: when the attempt went out (the loop's clock), as for `on_rate_limited`."""
+        adaptive = self._adaptive
+        if adaptive is None or (sent_at is not None and adaptive.sent_before_measuring(sent_at)):
+            return
+        self._unreported_ok += 1
+        self._report()
 
     def _sent(self) -> None:
         if self._adaptive is not None:
@@ -258,10 +261,11 @@ class RateLimiter:
     def on_rate_limited(self, sent_at: float | None = None) -> None:
         """An attempt got 429 `Too Many Requests` (not a quota's `Limit Exceeded`):
         the adaptive rate comes down (at once, with the counts not yet told). `sent_at`:
-        when the attempt went out (the loop's clock); a 429 of an attempt sent before the
-        adaptive rate's last cut is the overshoot that cut answered, and is not told."""
+        when the attempt went out (the loop's clock); after slow start, an answer to an
+        attempt sent before the adaptive rate began measuring (its last cut and the
+        settling after it) is not told: that cut already answered it."""
         adaptive = self._adaptive
-        if adaptive is None or (sent_at is not None and adaptive.sent_before_cut(sent_at)):
+        if adaptive is None or (sent_at is not None and adaptive.sent_before_measuring(sent_at)):
             return
         self._report(throttled=1)
 
