@@ -177,12 +177,31 @@ def test_a_quota_measured_over_less_than_a_second_is_probed_again_after_one() ->
     the overshoot, traced at 0.74-0.89 Q at 3 s), the quota is held one second, not ten,
     then probed with the step doubling every two seconds."""
     control = AdaptiveRate(400)
-    t = measure_then_clean(control, 0.5)
+    t = measure_then_clean(control, 0.8)
     held = control.rate
     assert held <= TUNING.hold_at * 40 * 1.05
     assert answer_steadily(control, t, t + TUNING.fast_after, 38) == held
     assert held < answer_steadily(control, t + TUNING.fast_after, t + 5.0, 38) < 1.2 * held
     assert (control.state.fast, control.state.measured) == (1, 2)
+
+
+def test_the_quota_is_measured_up_to_the_last_429_not_up_to_the_review() -> None:
+    """The bucket is known to be empty only when a 429 comes back. 429s at the start of
+    the measuring, then none while the client sends under Q (its slots still held by the
+    overshoot), say nothing of the time after them: counted up to the review they gave
+    0.74 Q at 0.05 s, held for seconds."""
+    control = AdaptiveRate(4000)
+    control.on_throttled(0.0)  # cut to 1,000/s, measuring from `settle` on
+    t = TUNING.settle
+    for _ in range(5):  # 50 ms at 1,200 sent a second, 200 of them 429s: the bucket empty
+        t += 0.01
+        control.on_answers(t, 10, 2, 12)
+    for _ in range(50):  # then 500 ms at 600 a second, all let through
+        t += 0.01
+        control.on_answers(t, 6, 0, 6)
+    assert control.state.episode == 0  # ended as clean once the 429s stayed away
+    assert control.rate == 1000.0  # not cut to ~650 x 0.95
+    assert control.state.measured == 0
 
 
 def test_stays_within_min_and_max() -> None:

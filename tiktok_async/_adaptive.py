@@ -29,9 +29,12 @@ we send. The rules (the constants are `Tuning`'s):
    requests sent before the cut) change nothing, and the measuring starts after them
    (`began`). Then answers are reviewed in batches of `batch` (8):
    - a batch with a 429: we are still above Q, so the bucket has stayed empty since the
-     episode began, and Q = (requests sent less 429s since `began`) / the time since
-     (measured over at least 2 x `settle`). The rate goes to `hold_at` (0.95) x Q, and
-     the next batch is awaited;
+     episode began, and Q = (requests sent less 429s from `began` to the last 429) / that
+     time (at least 2 x `settle`): the bucket is known to be empty only when a 429 comes,
+     so the window ends there, not at the review. The rate goes to `hold_at` (0.95) x Q,
+     and the next batch is awaited. If the 429s stop before the window is long enough,
+     the client has sent under Q since (its slots still held by the overshoot, traced at
+     0.05 s: counted up to the review, the quota came out at 0.74 Q): the batch is clean;
    - a clean batch ends the episode.
    If the 429s since `began` outnumber the requests sent since, they answer requests
    sent before the cut (a round trip longer than `settle`): the measuring starts again
@@ -132,6 +135,8 @@ class AdaptiveState:
     began: float = 0.0  # the last episode's first 429 + `settle`: its measuring starts
     admitted: int = 0  # requests sent less 429s since `began`
     passed: int = 0  # good answers since `began`
+    throttled_at: float = 0.0  # the last 429 since `began` (before it: none yet)
+    let_by_then: int = 0  # requests let through from `began` to `throttled_at`
     cut_at: float = 0.0  # the last episode's first 429
     settled: float = 0.0  # answers before this belong to the overshoot already cut for
     measured: int = 0  # did this episode measure the quota? 1: yes, 2: provisionally
@@ -211,6 +216,9 @@ class AdaptiveRate:
                 # More 429s than requests since `began`: answers to requests sent before
                 # it (a round trip longer than `settle`) are still coming; start again.
                 s.began, s.admitted, s.passed = now, 0, 0
+                s.throttled_at, s.let_by_then = now, 0
+            elif throttled:  # the bucket was empty just now: a measuring window ends here
+                s.throttled_at, s.let_by_then = now, self._passed()
         s.sent += sent
         if s.episode:
             if now >= s.settled:
@@ -267,13 +275,17 @@ class AdaptiveRate:
         if s.ep_ok + s.ep_throttled < t.batch:
             return
         if s.ep_throttled:
-            if now - s.began < max(2 * t.settle, s.began - s.cut_at):
+            shortest = max(2 * t.settle, s.began - s.cut_at)
+            window = s.throttled_at - s.began
+            if window >= shortest:  # from `began` to the last 429, the bucket empty at both
+                s.estimate = s.let_by_then / window
+                s.rate = self._clamp(min(s.rate, t.hold_at * s.estimate))
+                s.settled, s.ep_ok, s.ep_throttled = now + t.settle, 0, 0
+                s.measured = 1 if window >= t.sure_after else _PROVISIONAL
+                return
+            if now - s.throttled_at < shortest:
                 return  # too short a time to measure the quota in: wait for more
-            s.estimate = self._passed() / (now - s.began)
-            s.rate = self._clamp(min(s.rate, t.hold_at * s.estimate))
-            s.settled, s.ep_ok, s.ep_throttled = now + t.settle, 0, 0
-            s.measured = 1 if now - s.began >= t.sure_after else _PROVISIONAL
-            return
+            # The 429s stopped early in the window (we sent less than Q since): clean.
         s.episode = 0
         if not s.estimate:
             s.estimate = s.rate / t.hold_at
@@ -368,12 +380,16 @@ end
 local function review(s, now)
   if s.ep_ok + s.ep_throttled < T.batch then return end
   if s.ep_throttled > 0 then
-    if now - s.began < math.max(2 * T.settle, s.began - s.cut_at) then return end
-    s.estimate = passed(s) / (now - s.began)
-    s.rate = clamp(math.min(s.rate, T.hold_at * s.estimate))
-    s.settled = now + T.settle; s.ep_ok = 0; s.ep_throttled = 0
-    if now - s.began >= T.sure_after then s.measured = 1 else s.measured = PROVISIONAL end
-    return
+    local shortest = math.max(2 * T.settle, s.began - s.cut_at)
+    local window = s.throttled_at - s.began
+    if window >= shortest then
+      s.estimate = s.let_by_then / window
+      s.rate = clamp(math.min(s.rate, T.hold_at * s.estimate))
+      s.settled = now + T.settle; s.ep_ok = 0; s.ep_throttled = 0
+      if window >= T.sure_after then s.measured = 1 else s.measured = PROVISIONAL end
+      return
+    end
+    if now - s.throttled_at < shortest then return end
   end
   s.episode = 0
   if s.estimate == 0 then s.estimate = s.rate / T.hold_at end
@@ -419,6 +435,9 @@ local function on_answers(s, now, ok, throttled, sent)
     s.passed = s.passed + ok
     if s.episode == 1 and s.admitted <= 0 and throttled > 0 then
       s.began = now; s.admitted = 0; s.passed = 0
+      s.throttled_at = now; s.let_by_then = 0
+    elseif throttled > 0 then
+      s.throttled_at = now; s.let_by_then = passed(s)
     end
   end
   s.sent = s.sent + sent
