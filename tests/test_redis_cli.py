@@ -186,7 +186,7 @@ async def test_a_worker_whose_hold_lapsed_renews_it_before_fetching_and_skips_wh
         worker.keeper = _Keeper(redis, job, "me", 1.0, clock=lambda: now[0])
         worker.keeper.hold(ids)
         now[0] = 1.0  # nothing renewed for --claim-idle
-        r.xclaim(job.queue, GROUP, "other", 1, [ids[0]], justid=True)
+        r.xclaim(job.queue, GROUP, "other", 0, [ids[0]], justid=True)  # idle or not
         kept = [await worker._still_held(_Entry(i, "user", None)) for i in ids]
         await redis.aclose()
         rows = pending(r, job)
