@@ -23,7 +23,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check tiktok_async tests benchmarks scripts
 
 typecheck: $(STAMP)
-	$(PY) -m mypy tiktok_async tests/typing_examples
+	$(PY) -m mypy tiktok_async tests
 
 # Most tests wait on sockets, subprocesses and timers: 3 workers on 2 cores (pytest-xdist).
 # Tests marked realtime (in test_loadtest.py and test_bench_command.py) measure real

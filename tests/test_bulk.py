@@ -197,7 +197,7 @@ async def test_inputs_with_faults_all_land_once(
     async with client_for(emu, retry=retry, concurrency=32) as client:
         results = [r async for r in client.fetch_users(handles)]
     outcome = Counter("ok" if r.ok else type(r.error).__name__ for r in results)
-    assert sorted(r.input for r in results) == sorted(handles)  # each exactly once
+    assert sorted(str(r.input) for r in results) == sorted(handles)  # each exactly once
     expected_missing = sum(is_missing(h) for h in handles)
     assert outcome == {"ok": len(handles) - expected_missing, "NotFoundError": expected_missing}
     assert client.stats.retries > 0

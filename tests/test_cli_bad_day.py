@@ -201,7 +201,8 @@ async def test_a_slow_pipe_is_answered_line_by_line(
     out = tmp_path / "out.jsonl"
     args = ["--resolve-short-links", "--short-link-base", emulator.short_link_base]
     proc = await piped_alice(emulator, out, *(args if expand else []))
-    assert proc.returncode is None  # still reading: the pipe is open
+    still_reading = proc.returncode is None  # the pipe is open
+    assert still_reading
     assert proc.stdin is not None
     proc.stdin.write(b"bob.pipe\n")
     proc.stdin.close()

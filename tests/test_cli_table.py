@@ -347,7 +347,7 @@ async def test_short_links_are_refused_without_the_option(emulator: Emulator,
                              "-q")
     assert code == 0, err
     [error] = rows(tmp_path / "o.errors.jsonl")
-    assert "--resolve-short-links" in error["message"]
+    assert "--resolve-short-links" in str(error["message"])
     assert emulator.stats().total == 0
 
 

@@ -49,6 +49,12 @@ async def tls_emulator(tiktok_emulator_factory: Factory) -> Emulator:
     return await tiktok_emulator_factory(tls=True, upstream_latency_ms=0, upstream_jitter_ms=0)
 
 
+def ca_of(emulator: Emulator) -> str:
+    """The CA file a TLS emulator made at start."""
+    assert emulator.ca_file is not None
+    return emulator.ca_file
+
+
 def dead_port() -> int:
     """A port nothing listens on (bound, then closed)."""
     with socket.socket() as sock:
@@ -66,7 +72,7 @@ async def test_https_proxy_from_the_environment_tunnels_and_never_sees_the_key(
     async with ForwardProxy() as proxy:
         monkeypatch.setenv("HTTPS_PROXY", proxy.url)
         client = TikTokClient(tls_emulator.api_key, tls_emulator.base_url,
-                              verify=tls_emulator.ca_file)
+                              verify=ca_of(tls_emulator))
         assert client.proxy == proxy.url
         async with client:
             profile = await client.get_user(HANDLE)
@@ -102,7 +108,7 @@ async def test_proxy_credentials_go_on_the_connect_and_a_refusal_is_a_connect_er
         for password in ("RIGHT-PASSWORD", "WRONG-PASSWORD"):
             url = proxy.url.replace("http://", f"http://me:{password}@")
             async with TikTokClient(tls_emulator.api_key, tls_emulator.base_url, proxy=url,
-                                    verify=tls_emulator.ca_file, retry=NEVER) as client:
+                                    verify=ca_of(tls_emulator), retry=NEVER) as client:
                 if password == "RIGHT-PASSWORD":
                     assert (await client.get_user(HANDLE)).user.id
                     continue
@@ -157,7 +163,7 @@ async def test_tls_works_with_the_emulators_ca_and_is_refused_without(
 ) -> None:
     assert tls_emulator.base_url.startswith("https://")
     async with TikTokClient(tls_emulator.api_key, tls_emulator.base_url,
-                            verify=tls_emulator.ca_file) as client:
+                            verify=ca_of(tls_emulator)) as client:
         assert (await client.get_user(HANDLE)).user.id
     async with TikTokClient(tls_emulator.api_key, tls_emulator.base_url,
                             retry=NEVER) as client:

@@ -259,11 +259,12 @@ def test_fault_draws_repeat_with_the_seed() -> None:
 
 def test_injected_faults_come_first_then_stop() -> None:
     plan = FaultPlan(Faults(), seed=0)
-    assert not plan.armed
+    armed = [plan.armed]
     plan.inject("503", 2)
-    assert plan.armed
+    armed.append(plan.armed)
     assert [plan.pick(), plan.pick(), plan.pick()] == ["503", "503", None]
-    assert not plan.armed
+    armed.append(plan.armed)
+    assert armed == [False, True, False]
     assert plan.applied == {"503": 2}
     with pytest.raises(ValueError, match="unknown fault kind"):
         plan.inject("teapot")

@@ -92,7 +92,8 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     stack: list[str] = []
 
     def visit(node: str) -> list[str] | None:
-        state[node], _ = 1, stack.append(node)
+        state[node] = 1
+        stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
                 return [*stack[stack.index(nxt):], nxt]

@@ -31,10 +31,12 @@ async def test_result_rows_say_how_each_input_ended(emulator: Emulator) -> None:
     found, missing = existing_handle(0), missing_handle(0)
     results = await fetched_users(emulator, [found, missing, "not a handle!"])
     ok, not_found, invalid = (to_dict(r) for r in results)
+    profile = results[0].value
+    assert profile is not None
     assert ok["input"] == found
     assert ok["key"] == found.lower()
-    assert ok["user"]["id"] == results[0].value.user.id
-    assert ok["stats"]["follower_count"] == results[0].value.stats.follower_count
+    assert ok["user"]["id"] == profile.user.id
+    assert ok["stats"]["follower_count"] == profile.stats.follower_count
     assert (ok["status"], ok["error"]) == ("ok", None)
     assert not_found == {"input": missing, "key": missing.lower(), "status": "not_found",
                          "error": "User not found"}
@@ -47,6 +49,7 @@ async def test_flat_result_rows_carry_the_csv_columns(emulator: Emulator) -> Non
     (result,) = await fetched_users(emulator, [existing_handle(1)])
     flat = to_dict(result, flat=True)
     assert list(flat) == ["input", "key", *USERS.columns, "status", "error"]
+    assert result.value is not None
     assert flat["stats.follower_count"] == result.value.stats.follower_count
 
 
@@ -71,6 +74,7 @@ async def test_video_rows_keep_a_pair_input_as_a_list(emulator: Emulator) -> Non
     row = to_dict(result, flat=True)
     assert row["input"] == [ref.handle, ref.video_id]
     assert list(row)[2:-2] == list(VIDEOS.columns)
+    assert result.value is not None
     assert row["author_stats.follower_count"] == result.value.author_stats.follower_count
 
 

@@ -119,6 +119,7 @@ async def test_tls_and_proxy_errors_are_clean(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     tls = await tiktok_emulator_factory(tls=True, api_keys=(KEY,))
+    assert tls.ca_file is not None
     errors: list[BaseException] = []
     async with TikTokClient(KEY, with_password(tls.base_url), retry=NEVER) as client:
         errors.append(await failure(client))  # the CA is not trusted

@@ -234,7 +234,7 @@ def fetch_users(
     *,
     ordered: bool = False,
     dedupe: bool = True,
-) -> AsyncIterator[Result[UserProfile]]:
+) -> AsyncGenerator[Result[UserProfile], None]:
     """Fetch many users; see `TikTokClient.fetch_users`."""
     return run_bulk(client, USERS, _parse_each(handles, USERS.parse), ordered=ordered,
                     dedupe=dedupe)
@@ -246,7 +246,7 @@ def fetch_videos(
     *,
     ordered: bool = False,
     dedupe: bool = True,
-) -> AsyncIterator[Result[Video]]:
+) -> AsyncGenerator[Result[Video], None]:
     """Fetch many videos; see `TikTokClient.fetch_videos`."""
     return run_bulk(client, VIDEOS, _parse_each(items, VIDEOS.parse), ordered=ordered,
                     dedupe=dedupe)

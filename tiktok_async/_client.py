@@ -27,7 +27,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import partial
 from types import TracebackType
@@ -244,7 +244,7 @@ class TikTokClient:
         *,
         ordered: bool = False,
         dedupe: bool = True,
-    ) -> AsyncIterator[Result[UserProfile]]:
+    ) -> AsyncGenerator[Result[UserProfile], None]:
         """One `Result` per handle (with or without '@', or a profile URL), in the order
         they finish (`ordered=True`: input order).
 
@@ -253,7 +253,9 @@ class TikTokClient:
         is fetched once and every duplicate still gets its own `Result`. One bad input
         never stops the run: its `Result` carries the error. A bad key (`ForbiddenError`)
         or a used-up quota (`QuotaExceededError`) stops it: what is in flight settles and
-        is yielded, then the error is raised. Breaking out of the loop cancels the work.
+        is yielded, then the error is raised. Breaking out of the loop cancels the work;
+        to stop early and at once, close the generator (`aclose()`, or
+        `contextlib.aclosing` around it): the work in flight is cancelled and awaited.
         """
         if self._state != _OPEN:
             raise self._state_error()
@@ -265,7 +267,7 @@ class TikTokClient:
         *,
         ordered: bool = False,
         dedupe: bool = True,
-    ) -> AsyncIterator[Result[Video]]:
+    ) -> AsyncGenerator[Result[Video], None]:
         """One `Result` per video URL, `"handle,videoId"` line, `(handle, id)` pair or
         `VideoRef`; otherwise as `fetch_users`."""
         if self._state != _OPEN:

@@ -6,6 +6,7 @@ If a change to the public API breaks code like this, `make typecheck` says so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 from datetime import datetime
@@ -95,6 +96,16 @@ async def bulk_with_metrics(handles: list[str]) -> ClientStats:
         except (ForbiddenError, QuotaExceededError) as exc:
             log.error("run stopped: %s", exc)
         return client.stats
+
+
+async def first_verified(handles: Iterable[str]) -> str | None:
+    """Stop a bulk run early: closing it (here through `aclosing`) cancels the rest."""
+    async with TikTokClient() as client, contextlib.aclosing(
+            client.fetch_users(handles)) as results:
+        async for result in results:
+            if result.value is not None and result.value.user.is_verified:
+                return result.handle
+    return None
 
 
 async def with_my_session(session: aiohttp.ClientSession, handle: str) -> int | None:
