@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import pytest
 
+from tiktok_async._adaptive import TUNING, AdaptiveRate
 from tiktok_async._client import ClientHooks, TikTokClient
 from tiktok_async._exceptions import (
     ClientStateError,
@@ -21,6 +22,7 @@ from tiktok_async._exceptions import (
     ServerError,
     TikTokError,
 )
+from tiktok_async._limiter import RateLimiter
 from tiktok_async._models import UserProfile, Video
 from tiktok_async._retry import RetryPolicy
 from tiktok_async.emulator import (
@@ -361,3 +363,36 @@ async def test_fetch_users_on_a_closed_client_raises_at_once(emulator: Emulator)
     client = client_for(emulator)
     with pytest.raises(ClientStateError):
         client.fetch_users([HANDLE])
+
+
+class TellingRate(AdaptiveRate):
+    """An adaptive controller that counts the 200s it is told."""
+
+    def __init__(self) -> None:
+        super().__init__(1000.0)
+        self.ok_told = 0
+
+    def on_answers(self, now: float, ok: int, throttled: int, sent: int = 0) -> float:
+        self.ok_told += ok
+        return super().on_answers(now, ok, throttled, sent)
+
+
+async def test_a_200_of_a_request_sent_before_the_cut_is_not_told_one_sent_after_is(
+    tiktok_emulator_factory: Factory,
+) -> None:
+    """Over HTTP: the client gives its own adaptive limiter each answer's send time. A
+    first fetch of 0.5 s sent before a cut (a 429 of another request) comes back after
+    it: not told, it would end the measuring as clean. One sent after the settling is."""
+    emu = await tiktok_emulator_factory(upstream_latency_ms=500, upstream_jitter_ms=0)
+    adaptive = TellingRate()
+    limiter = RateLimiter(adaptive=adaptive)
+    async with client_for(emu, limiter=limiter) as client:
+        early = asyncio.create_task(client.get_user(existing_handle(1)))
+        await asyncio.sleep(0.1)  # sent, its answer 0.4 s away
+        limiter.on_rate_limited(sent_at=asyncio.get_running_loop().time())  # the cut
+        await early
+        told_for_early = adaptive.ok_told
+        await asyncio.sleep(TUNING.settle)
+        await client.get_user(existing_handle(2))
+    assert told_for_early == 0
+    assert adaptive.ok_told == 1

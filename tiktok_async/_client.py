@@ -330,32 +330,30 @@ class TikTokClient:
         if hooks is not None and hooks.on_response is not None:
             hooks.on_response(path, status, seconds)
         if status != 429:
-            self._tell_answered(limiter, seconds)
+            self._tell_limiter(limiter, status, seconds)
             return decipher_response(status, answer.headers, answer.body, decode)
         try:
             return decipher_response(status, answer.headers, answer.body, decode)
         except RateLimitedError:
-            self._tell_rate_limited(limiter, seconds)
+            self._tell_limiter(limiter, status, seconds)
             raise
 
     @staticmethod
-    def _tell_answered(limiter: Limiter, seconds: float) -> None:
-        """An answer (not a 429) came `seconds` after its attempt went out: our own adaptive
-        limiter is told when it went out too (see `_tell_rate_limited`)."""
+    def _tell_limiter(limiter: Limiter, status: int, seconds: float) -> None:
+        """An answer with `status` came `seconds` after its attempt went out. Our own
+        adaptive limiter is told when it went out too: after slow start, answers to attempts
+        sent before its last cut say nothing of the rate after it."""
+        throttled = status == 429
         if isinstance(limiter, RateLimiter) and limiter.adaptive is not None:
-            limiter.on_success(sent_at=asyncio.get_running_loop().time() - seconds)
+            sent_at = asyncio.get_running_loop().time() - seconds
+            if throttled:
+                limiter.on_rate_limited(sent_at=sent_at)
+            else:
+                limiter.on_success(sent_at=sent_at)
+        elif throttled:
+            limiter.on_rate_limited()
         else:
             limiter.on_success()
-
-    @staticmethod
-    def _tell_rate_limited(limiter: Limiter, seconds: float) -> None:
-        """A 429 came `seconds` after its attempt went out: our own limiter is told when it
-        went out (answers to attempts sent before its last cut say nothing of the rate
-        after it)."""
-        if isinstance(limiter, RateLimiter):
-            limiter.on_rate_limited(sent_at=asyncio.get_running_loop().time() - seconds)
-        else:
-            limiter.on_rate_limited()
 
     def _try_token(self) -> bool:
         """Take a rate token without a coroutine when our own limiter has one free now
