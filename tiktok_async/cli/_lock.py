@@ -65,13 +65,7 @@ class FileLocks:
 
     def take(self, path: Path) -> None:
         """Lock `path` now or raise `FileInUseError` (never waits)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(lock_path(path), on_acquired=_write_holder, preserve_lock_file=True)
-        try:
-            lock.acquire(blocking=False)
-        except Timeout:
-            raise FileInUseError(path, _holder_of(lock_path(path))) from None
-        self._held.append(lock)
+        self._held.append(_locked(path, wait=0.0))
 
     def release(self) -> None:
         while self._held:
@@ -82,14 +76,20 @@ class FileLocks:
 def held(path: Path, seconds: float) -> Iterator[None]:
     """Hold the lock on `path` for a short read-modify-write, waiting up to `seconds` for
     another holder to finish; `FileInUseError` when it does not."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(lock_path(path), timeout=seconds, on_acquired=_write_holder,
-                    preserve_lock_file=True)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise FileInUseError(path, _holder_of(lock_path(path))) from None
+    lock = _locked(path, wait=seconds)
     try:
         yield
     finally:
         lock.release()
+
+
+def _locked(path: Path, wait: float) -> FileLock:
+    """The lock on `path`, taken (waiting up to `wait` seconds; 0: one try), its holder
+    stamped in; `FileInUseError` naming the other holder when it cannot be."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lock_path(path), on_acquired=_write_holder, preserve_lock_file=True)
+    try:
+        lock.acquire(timeout=wait, blocking=wait > 0)
+    except Timeout:
+        raise FileInUseError(path, _holder_of(lock_path(path))) from None
+    return lock
