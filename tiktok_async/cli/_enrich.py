@@ -292,15 +292,9 @@ class EnrichRun:
         """The parsed inputs to fetch: short links expanded first when asked to."""
         if self.resolver is not None:
             return self._pending_expanded(inputs, self.resolver)
-        return self._pending_piped(inputs) if self.piped else self._pending(inputs)
-
-    def _pending_piped(self, inputs: Iterator[InputLine]) -> AsyncIterator[Parsed[Any]]:
-        """`_pending` for an input whose lines come when their writer sends them."""
-        return self._piped_each(inputs, self._admitted)
-
-    def _piped_lines_each(self, inputs: Iterator[InputLine]) -> AsyncIterator[InputLine]:
-        """`_lines` for an input whose lines come when their writer sends them."""
-        return self._piped_each(inputs, list)
+        if self.piped:  # `_pending` for lines that come when their writer sends them
+            return self._piped_each(inputs, self._admitted)
+        return self._pending(inputs)
 
     async def _piped_each(self, inputs: Iterator[InputLine],
                           each: Callable[[list[InputLine]], list[ItemT]]
@@ -344,7 +338,7 @@ class EnrichRun:
 
     async def _pending_expanded(self, inputs: Iterator[InputLine], resolver: ShortLinkResolver
                                 ) -> AsyncIterator[Parsed[Any]]:
-        lines = self._piped_lines_each(inputs) if self.piped else self._lines(inputs)
+        lines = self._piped_each(inputs, list) if self.piped else self._lines(inputs)
         expanded = expand_each(lines, resolver, self._parse_line, self.kind, ordered=self.ordered)
         async with aclosing(expanded):
             async for parsed in expanded:
