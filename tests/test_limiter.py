@@ -547,6 +547,84 @@ def test_try_acquire_is_false_with_no_bucket_so_the_client_reads_free_first(
     assert run_virtual(scenario()) == (True, False)
 
 
+@pytest.mark.parametrize("burst", [32, 100])
+def test_a_fixed_rate_takes_one_token_a_request_however_deep_its_bucket(
+    burst: int, run_virtual: Runner
+) -> None:
+    """A fixed rate is the server's plan: no credit, so a window never holds more than
+    `rate x T + burst` requests even after an idle spell (credit held while the bucket
+    refilled would add to it)."""
+
+    async def scenario() -> list[float]:
+        loop = asyncio.get_running_loop()
+        limiter = RateLimiter(1000, burst)
+        assert limiter.try_acquire()
+        times = [loop.time()]
+        await asyncio.sleep(1.0)  # the bucket refills to its depth
+        while len(times) < burst + 1001:
+            if not limiter.try_acquire():
+                await limiter.acquire()
+            times.append(loop.time())
+        return times
+
+    assert most_in_a_second(run_virtual(scenario())) == bound(1000, burst)
+
+
+class _CountingBucket(AsyncLimiter):
+    """aiolimiter's bucket, counting the acquires made of it."""
+
+    acquires = 0
+
+    async def acquire(self, amount: float = 1) -> None:
+        type(self).acquires += 1
+        await super().acquire(amount)
+
+
+def test_a_high_adaptive_rate_takes_tokens_a_sixteenth_of_its_bucket_at_a_time(
+    run_virtual: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 6,400/s the adaptive bucket is 64 deep. Asked faster than the rate, it holds
+    the rate and the bound of any second (plus the 3 of credit). Asked at half the rate,
+    tokens are taken 4 at a time (one aiolimiter acquire, not four) and handed out one a
+    request."""
+    monkeypatch.setattr(_limiter, "AsyncLimiter", _CountingBucket)
+
+    async def take(limiter: RateLimiter, count: int, gap: float) -> list[float]:
+        loop = asyncio.get_running_loop()
+        times: list[float] = []
+        while len(times) < count:
+            if not limiter.try_acquire():
+                await limiter.acquire()
+            times.append(loop.time())
+            if gap:
+                await asyncio.sleep(gap)
+        return times
+
+    async def scenario() -> tuple[list[float], int]:
+        limiter = RateLimiter(adaptive=AdaptiveRate(6400.0, max_rate=6400.0))
+        times = await take(limiter, 2 * 6400, 0.0)
+        before = _CountingBucket.acquires
+        await take(limiter, 3200, 1 / 3200)
+        return times, _CountingBucket.acquires - before
+
+    times, acquires = run_virtual(scenario())
+    assert most_in_a_second(times) <= bound(6400, 64) + 3
+    assert (len(times) - 64) / times[-1] >= 0.97 * 6400
+    assert acquires <= 3200 / 4 + 8  # a few single tokens while the emptied bucket refills
+
+
+def test_a_rate_cut_drops_the_credit_taken_at_the_higher_rate(run_virtual: Runner) -> None:
+    async def scenario() -> tuple[bool, bool]:
+        limiter = RateLimiter(adaptive=AdaptiveRate(6400.0, max_rate=6400.0))
+        assert limiter.try_acquire()  # takes 4: one now, 3 of credit
+        limiter.set_rate(10.0, burst=1)  # a cut: the credit is not spent at 10/s
+        first = limiter.try_acquire()  # the new bucket is as full as the old: empty
+        await asyncio.sleep(0.15)
+        return first, limiter.try_acquire()
+
+    assert run_virtual(scenario()) == (False, True)
+
+
 class CountingRate(AdaptiveRate):
     """An adaptive controller that records what it is told: (time, ok, throttled, sent)."""
 
