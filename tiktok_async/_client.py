@@ -404,8 +404,10 @@ class TikTokClient:
 
         def limit(busy: int) -> int:
             now = clock()
+            if not flow.due(now):  # asked once an input: keep it cheap
+                return flow.limit
             limiter = self._limiter
-            if limiter is None or not flow.due(now):  # asked once an input: keep it cheap
+            if limiter is None:
                 return flow.tick(now, busy)
             return flow.tick(now, busy, limiter.rate, queued=limiter.queued)
 

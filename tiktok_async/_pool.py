@@ -127,7 +127,9 @@ class _Pool(Generic[T, R]):
         self._exhausted = False
         self._ready: deque[tuple[T, R]] = deque()
         self._reorder: dict[int, tuple[T, R]] = {}
-        self._inflight: dict[Hashable, list[tuple[int, T]]] = {}
+        # Keys whose call runs, with the duplicates waiting for it (None: none yet, so that
+        # the usual key, never duplicated, costs no list).
+        self._inflight: dict[Hashable, list[tuple[int, T]] | None] = {}
         self._finished: OrderedDict[Hashable, R] = OrderedDict()
         self._error: BaseException | None = None
         self._stopping = False
@@ -306,18 +308,24 @@ class _Pool(Generic[T, R]):
             finished.move_to_end(k)
             self._emit(seq, item, finished[k])
             return True
-        waiting = self._inflight.get(k)
-        if waiting is not None:
-            waiting.append((seq, item))
+        inflight = self._inflight
+        if k in inflight:
+            waiting = inflight[k]
+            if waiting is None:
+                inflight[k] = [(seq, item)]
+            else:
+                waiting.append((seq, item))
             return True
-        self._inflight[k] = []
+        inflight[k] = None
         return False
 
     def _finish(self, seq: int, item: T, k: Hashable, result: R) -> None:
         """The call for key `k` returned `result`: for its item and every duplicate."""
         self._emit(seq, item, result)
-        for dup_seq, dup in self._inflight.pop(k):
-            self._emit(dup_seq, dup, result)
+        waiting = self._inflight.pop(k)
+        if waiting is not None:
+            for dup_seq, dup in waiting:
+                self._emit(dup_seq, dup, result)
         if self._memory:  # remembered for later duplicates, the oldest forgotten first
             finished = self._finished
             finished[k] = result

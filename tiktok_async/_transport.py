@@ -50,7 +50,7 @@ import os
 import ssl
 import urllib.request
 from collections.abc import Mapping
-from typing import NamedTuple, TypeAlias
+from typing import TypeAlias
 
 import aiohttp
 from yarl import URL
@@ -64,6 +64,7 @@ from ._exceptions import (
     TransportError,
     TruncatedBodyError,
 )
+from ._models import Record
 from ._protocol import REQUEST_ID_HEADER
 
 __all__ = ["MAX_BODY_BYTES", "RawResponse", "Secret", "Transport", "Verify", "redacted_url"]
@@ -94,8 +95,9 @@ class Secret:
     __str__ = __repr__
 
 
-class RawResponse(NamedTuple):
-    """One HTTP answer as received: `status`, `headers` (case-insensitive), whole `body`."""
+class RawResponse(Record, frozen=True, gc=False):
+    """One HTTP answer as received: `status`, `headers` (case-insensitive), whole `body`.
+    (A Struct: made in C, a fifth of a NamedTuple's cost, once a request.)"""
 
     status: int
     headers: Mapping[str, str]
