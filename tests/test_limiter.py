@@ -613,6 +613,25 @@ def test_a_high_adaptive_rate_takes_tokens_a_sixteenth_of_its_bucket_at_a_time(
     assert acquires <= 3200 / 4 + 8  # a few single tokens while the emptied bucket refills
 
 
+def test_an_adaptive_rate_under_6400_takes_one_token_a_request(
+    run_virtual: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Up to the quotas the goodput grid runs (a slow start overshoots Q = 1,000 to about
+    4,000/s) the adaptive bucket hands out tokens exactly as a fixed one does."""
+    monkeypatch.setattr(_limiter, "AsyncLimiter", _CountingBucket)
+
+    async def scenario() -> int:
+        limiter = RateLimiter(adaptive=AdaptiveRate(6399.0, max_rate=6399.0))
+        before = _CountingBucket.acquires
+        for _ in range(1000):
+            if not limiter.try_acquire():
+                await limiter.acquire()
+            await asyncio.sleep(1 / 3200)
+        return _CountingBucket.acquires - before
+
+    assert run_virtual(scenario()) == 1000
+
+
 def test_a_rate_cut_drops_the_credit_taken_at_the_higher_rate(run_virtual: Runner) -> None:
     async def scenario() -> tuple[bool, bool]:
         limiter = RateLimiter(adaptive=AdaptiveRate(6400.0, max_rate=6400.0))

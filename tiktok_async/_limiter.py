@@ -69,6 +69,8 @@ __all__ = ["ConcurrencyGate", "Limiter", "RateLimiter"]
 _SLACK = 0.5
 # The adaptive controller hears of sends and answers at most this often (seconds).
 _REPORT_EVERY = 1e-3
+# The adaptive bucket depth from which tokens are taken a sixteenth of it at a time.
+_CHUNKED_FROM = 64
 # Cool-down after a 429 when the caller gives none and there is no rate to derive it from.
 _DEFAULT_PAUSE = 0.5
 # A swapped bucket's level carries over to within this many seconds of drain, erring
@@ -460,11 +462,12 @@ def _new_bucket(rate: float, burst: int, old: AsyncLimiter | None = None) -> Asy
 
 def _chunk(burst: int, adaptive: AdaptiveRate | None) -> int:
     """Tokens taken at once when free. 1 (exact) but for the adaptive rate's own bucket
-    32 or more deep (a rate over 3,200/s): a sixteenth of it. Credit held while the bucket
-    refills lets a window hold up to that many requests more than `rate * T + burst`: a
-    fixed rate is the server's plan and stays exact; the adaptive bucket is only our
-    pacing, a hundredth of a second deep, and a sixteenth of it is 0.6 ms of the rate."""
-    return max(1, burst // 16) if adaptive is not None else 1
+    64 or more deep (a rate of 6,400/s or more, above the quotas the goodput grid runs):
+    a sixteenth of it. Credit held while the bucket refills lets a window hold up to that
+    many requests more than `rate * T + burst`: a fixed rate is the server's plan and
+    stays exact; the adaptive bucket is only our pacing, a hundredth of a second deep,
+    and a sixteenth of it is 0.6 ms of the rate."""
+    return burst // 16 if adaptive is not None and burst >= _CHUNKED_FROM else 1
 
 
 def _adaptive_burst(rate: float, base_burst: int) -> int:
