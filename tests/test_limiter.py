@@ -644,6 +644,24 @@ def test_a_rate_cut_drops_the_credit_taken_at_the_higher_rate(run_virtual: Runne
     assert run_virtual(scenario()) == (False, True)
 
 
+def test_a_rate_fixed_after_adapting_spends_no_credit(
+    run_virtual: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`set_rate(n)` on a client stops the adaptive mode: from then on each request takes
+    its own token, as a fixed rate's window bound needs, even at the same rate."""
+    monkeypatch.setattr(_limiter, "AsyncLimiter", _CountingBucket)
+
+    async def scenario() -> int:
+        limiter = RateLimiter(adaptive=AdaptiveRate(6400.0, max_rate=6400.0))
+        assert limiter.try_acquire()  # 4 taken: 3 of credit
+        limiter.stop_adapting()
+        before = _CountingBucket.acquires
+        assert limiter.try_acquire()
+        return _CountingBucket.acquires - before
+
+    assert run_virtual(scenario()) == 1
+
+
 class CountingRate(AdaptiveRate):
     """An adaptive controller that records what it is told: (time, ok, throttled, sent)."""
 

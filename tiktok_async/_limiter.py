@@ -8,7 +8,7 @@ aiolimiter's `AsyncLimiter(max_rate, time_period)` is a leaky bucket (a meter): 
 acquire pours one unit in, the bucket leaks `max_rate / time_period` units a second, and
 an acquire waits while the bucket would overflow `max_rate`. With capacity `burst` and a
 leak of `rate` a second that is the same envelope as the token bucket (an empty meter is
-a full token bucket). Two honest details:
+a full token bucket). The details that matter:
 
 - With `burst=1` the bucket here is 1.5 deep, not 1. asyncio wakes timers up to about a
   millisecond late; with a bucket exactly one deep the meter runs dry during that
@@ -22,6 +22,10 @@ a full token bucket). Two honest details:
 - With `burst >= 2` the bucket is exactly `burst` deep: a late wake-up leaves the meter
   above empty, so nothing is lost, and the client never asks before the server's bucket
   has a token (when both run the same figures).
+- The adaptive rate's own bucket, 64 or more deep (6,400/s and up), is taken from a
+  sixteenth at a time when that many tokens are free, and the credit handed out one a
+  request (`_chunk`): an aiolimiter acquire costs a coroutine each. A fixed rate, the
+  server's plan, never holds credit, so its window bound stays exact.
 - `burst=1` (the default) is the smooth schedule: one request every `1 / rate` seconds.
   Above a few hundred requests a second, give a larger burst (about `rate / 100`), or
   timer lateness, not the limiter, caps the rate.
@@ -321,7 +325,7 @@ class RateLimiter:
     def stop_adapting(self) -> None:
         """Keep the rate where it is from now on, whatever the answers."""
         self._adaptive = None
-        self._chunk = 1
+        self._chunk, self._credit = 1, 0  # a fixed rate is exact: no credit carried into it
 
     def start_adapting(self, adaptive: AdaptiveRate) -> None:
         """Let `adaptive` set the rate from now on, starting at its rate."""
