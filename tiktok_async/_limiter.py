@@ -130,9 +130,8 @@ class RateLimiter:
     """
 
     __slots__ = (
-        "_adaptive", "_base_burst", "_bucket", "_burst", "_busy", "_chunk", "_clock", "_credit",
-        "_line", "_rate", "_report_at", "_resume_at", "_unreported_ok", "_unreported_sent",
-        "free",
+        "_adaptive", "_base_burst", "_bucket", "_burst", "_busy", "_clock", "_credit", "_line",
+        "_rate", "_report_at", "_resume_at", "_unreported_ok", "_unreported_sent", "free",
     )
 
     def __init__(
@@ -150,7 +149,6 @@ class RateLimiter:
         # them when that many are free) and handed out one a request, since aiolimiter's
         # acquire costs a coroutine and a StopIteration each (see `_chunk`).
         self._credit = 0
-        self._chunk = _chunk(burst, adaptive)
         self._resume_at = 0.0  # loop time until which the 429 cool-down runs; 0 = none
         # One task at a time waits in the bucket (so a swap moves one); the rest line up.
         self._busy = False
@@ -202,7 +200,7 @@ class RateLimiter:
         bucket = self._bucket
         if bucket is None:
             return False
-        chunk = self._chunk
+        chunk = _chunk(self._burst, self._adaptive)
         if chunk > 1 and bucket.has_capacity(chunk):
             _at_once(bucket.acquire(chunk))
             self._credit = chunk - 1
@@ -214,11 +212,7 @@ class RateLimiter:
         if self._resume_at:
             await self._wait_cooldown()
         bucket = self._bucket
-        if bucket is None:
-            return
-        if self._credit and not self._busy:
-            self._credit -= 1
-            self._sent()
+        if bucket is None or self.try_acquire():  # no rate, credit, or a token free now
             return
         if self._busy:  # another task waits in the bucket: line up behind it
             if await self._line_up():
@@ -256,7 +250,7 @@ class RateLimiter:
             return
         if rate is None or (self._rate is not None and rate < self._rate):
             self._credit = 0  # taken at the old rate: not spent after a cut
-        self._rate, self._burst, self._chunk = rate, burst, _chunk(burst, self._adaptive)
+        self._rate, self._burst = rate, burst
         old = self._bucket
         self._bucket = None if rate is None else _new_bucket(rate, burst, old)
         if old is not None:
@@ -325,12 +319,11 @@ class RateLimiter:
     def stop_adapting(self) -> None:
         """Keep the rate where it is from now on, whatever the answers."""
         self._adaptive = None
-        self._chunk, self._credit = 1, 0  # a fixed rate is exact: no credit carried into it
+        self._credit = 0  # a fixed rate is exact: no credit carried into it
 
     def start_adapting(self, adaptive: AdaptiveRate) -> None:
         """Let `adaptive` set the rate from now on, starting at its rate."""
         self._adaptive = adaptive
-        self._chunk = _chunk(self._burst, adaptive)
         self._unreported_ok = self._unreported_sent = 0  # counted for another controller
         self._follow(adaptive.rate)
 
