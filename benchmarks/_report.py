@@ -179,13 +179,24 @@ def _details(section: dict[str, Any]) -> list[str]:
     if key == "goodput":
         return _goodput_details(rows)
     if key == "faults":
-        out = ["| inputs | answered | requests | by status | extra requests per answer |",
-               "|---:|---:|---:|---|---:|"]
-        out += [f"| {r['inputs']:,} | {r['ok']:,} | {r['requests']:,} | "
-                f"{', '.join(f'{s}: {n}' for s, n in sorted(r['by_status'].items()))} | "
-                f"{r['extra_requests_per_answer']:.3f} |" for r in rows]
-        return out
+        return _faults_details(rows)
     return []
+
+
+def _faults_details(rows: list[dict[str, Any]]) -> list[str]:
+    """The fresh pass (answered, requests, extra per answer) and the cached passes."""
+    fresh = [r for r in rows if "part" not in r]
+    out = ["| inputs | answered | requests | by status | extra requests per answer |",
+           "|---:|---:|---:|---|---:|"]
+    out += [f"| {r['inputs']:,} | {r['ok']:,} | {r['requests']:,} | "
+            f"{', '.join(f'{s}: {n}' for s, n in sorted(r['by_status'].items()))} | "
+            f"{r['extra_requests_per_answer']:.3f} |" for r in fresh]
+    cached = [r for r in rows if r.get("part") == "cached"]
+    if cached:
+        out += ["", "| cached again | answers/s | seconds a pass |", "|---|---:|---|"]
+        out += [f"| {r['side']} | {r['rate']:,.0f} | "
+                f"{', '.join(f'{t:.1f}' for t in r['seconds'])} |" for r in cached]
+    return out
 
 
 def _paired_details(rows: list[dict[str, Any]], per: str) -> list[str]:

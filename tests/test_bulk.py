@@ -11,12 +11,14 @@ from contextlib import aclosing
 import pytest
 
 from tiktok_async import (
+    ClientHooks,
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
     QuotaExceededError,
     TikTokClient,
 )
+from tiktok_async._concurrency import BACKOFF_ROOM, START
 from tiktok_async._retry import RetryPolicy
 from tiktok_async.emulator import (
     Emulator,
@@ -202,3 +204,69 @@ async def test_inputs_with_faults_all_land_once(
     assert outcome == {"ok": len(handles) - expected_missing, "NotFoundError": expected_missing}
     assert client.stats.retries > 0
     assert emu.stats().count(status=200) == len(handles) - expected_missing
+
+
+async def test_inputs_backing_off_leave_room_for_requests(emulator: Emulator) -> None:
+    """Every worker's request gets a 503 at once, and each input waits 1 s before its
+    retry. Those inputs hold no request (Little's law counts the wire): other inputs go
+    on meanwhile. (With the waiting inputs counted as in flight, nothing was sent for
+    that second: the limit, capped by rate x latency, had no room to grow.)"""
+    sent: list[str] = []
+    retried: list[tuple[str, int]] = []  # (path, requests sent by then) at each retry
+    hooks = ClientHooks(on_request=sent.append, on_retry=lambda path, error, attempt, wait:
+                        retried.append((path, len(sent))))
+    retry = RetryPolicy(initial_wait=1.0, jitter=0.0, max_attempts=2)
+    handles = [existing_handle(n) for n in range(2000)]
+    async with client_for(emulator, rate=200.0, concurrency=4096, retry=retry,
+                          hooks=hooks) as client:
+        results = client.fetch_users(handles)
+        async with aclosing(results):
+            async for n, _ in aiter_enumerate(results):
+                if n == 100:
+                    emulator.inject("503", count=client.concurrency)
+                if retried and retried[0][0] in sent[retried[0][1]:]:
+                    break  # the first input to back off has sent its retry
+    path, then = retried[0]
+    sent_meanwhile = sent.index(path, then) - then
+    assert sent_meanwhile >= 60, (sent_meanwhile, len(retried))
+
+
+async def aiter_enumerate(items: AsyncIterator[object]) -> AsyncIterator[tuple[int, object]]:
+    n = 0
+    async for item in items:
+        yield n, item
+        n += 1
+
+
+@pytest.mark.slow
+async def test_a_server_down_for_good_gets_fewer_requests_not_more(
+    tiktok_emulator_factory: Factory,
+) -> None:
+    """Every answer a 503: the limit on requests only falls, and the inputs backing off
+    get bounded room. (Counted as in flight, they kept every worker busy, and the limit
+    grew against a down server: to 34 in these 2.5 s; with the default backoff, to 148
+    in 3 s and 3,343 in 20 s, sending 850 requests a second.)"""
+    emu = await tiktok_emulator_factory(faults=Faults(http_503=1.0), upstream_latency_ms=0,
+                                        upstream_jitter_ms=0)
+    retry = RetryPolicy(initial_wait=0.2, jitter=0.0)
+    limits: list[int] = []
+    async with client_for(emu, concurrency=4096, retry=retry) as client:
+
+        async def run() -> None:
+            async for _ in client.fetch_users(existing_handle(n) for n in range(10_000)):
+                pass
+
+        async def watch() -> None:
+            while True:
+                limits.append(client.concurrency)
+                await asyncio.sleep(0.05)
+
+        watcher = asyncio.create_task(watch())
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(run(), 2.5)
+        watcher.cancel()
+    assert max(limits) <= START, limits
+    assert limits[-1] < START, limits
+    # At most START x (1 + BACKOFF_ROOM) inputs at work, each sending at most 4 attempts
+    # in 2.5 s (at 0, 0.2, 0.6 and 1.4 s).
+    assert emu.stats().total <= START * (1 + BACKOFF_ROOM) * 4, emu.stats().total

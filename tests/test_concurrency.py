@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from tiktok_async._concurrency import FLOOR, START, TICK, AdaptiveConcurrency
+from tiktok_async._concurrency import (
+    BACKOFF_ROOM,
+    FLOOR,
+    OVERLOAD_CUT,
+    START,
+    TICK,
+    AdaptiveConcurrency,
+)
 from tiktok_async._pool import LIMIT_TICK, bounded_map
 
 Runner = Callable[[Coroutine[Any, Any, Any]], Any]
@@ -74,6 +81,37 @@ def test_overload_answers_cut_at_most_once_a_second_then_growth_is_slower() -> N
     limit = flow.limit
     run_ticks(flow, 1, start=now)
     assert flow.limit == pytest.approx(limit * 1.25, abs=1)
+
+
+def test_a_few_5xx_at_random_never_cut_and_a_server_failing_most_does() -> None:
+    """5 % of answers a 5xx at random (a flaky backend, not an overloaded one): fewer in
+    flight would not make it fail less. Every answer a 5xx (down, or shedding load): cut."""
+    flow = AdaptiveConcurrency(4096)
+    now = run_ticks(flow, 3)
+    limit = flow.limit
+    rng = random.Random(11)
+    for _ in range(5000):
+        now += 0.001
+        flow.on_answer(now, 0.01, rng.choice((500, 502, 503, 504)) if rng.random() < 0.05
+                       else 200)
+    assert flow.limit == limit
+    for _ in range(8):
+        now += 0.001
+        flow.on_answer(now, 0.01, 503)
+    assert flow.limit == int(limit * OVERLOAD_CUT)
+
+
+def test_a_429_cuts_even_among_good_answers() -> None:
+    flow = AdaptiveConcurrency(4096)
+    now = answers(flow, run_ticks(flow, 3), 100, 0.01)
+    flow.on_answer(now, 0.01, 429)
+    assert flow.limit == int(128 * OVERLOAD_CUT)
+
+
+def test_workers_backing_off_get_room_beside_the_limit_up_to_a_bound() -> None:
+    flow = AdaptiveConcurrency(4096, start=10)
+    assert [flow.workers(n) for n in (0, 7, 10 * BACKOFF_ROOM, 10_000)] == [
+        10, 17, 10 + 10 * BACKOFF_ROOM, 10 + 10 * BACKOFF_ROOM]
 
 
 def test_steady_heavy_tailed_latency_never_cuts() -> None:

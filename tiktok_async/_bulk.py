@@ -71,7 +71,7 @@ class Fetcher(Protocol):
 
     async def _fetch(self, path: str, decode: Callable[[bytes], T]) -> tuple[T, int]: ...
 
-    def _worker_limit(self) -> Callable[[int], int] | None: ...
+    def _worker_limit(self, run: RunStop) -> Callable[[int], int] | None: ...
 
 #: What `fetch_videos` accepts per item: a video URL, a "handle,videoId" line, or a pair.
 VideoInput = str | tuple[str, str] | VideoRef
@@ -215,7 +215,7 @@ async def run_bulk(
     stop = stop or RunStop()
     results = bounded_map(_until_stopped(parsed, stop), partial(_answer, client, kind, stop),
                           concurrency=client.max_concurrency, ordered=ordered,
-                          key=_dedupe_key if dedupe else None, limit=client._worker_limit())
+                          key=_dedupe_key if dedupe else None, limit=client._worker_limit(stop))
     async with aclosing(results):
         async for item, (origin, result) in results:
             if result is None:

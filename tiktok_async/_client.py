@@ -46,7 +46,7 @@ from ._models import UserProfile, Video, decode_user_profile, decode_video
 from ._openfiles import make_room
 from ._protocol import decipher_response, retry_cause
 from ._retry import Retrier, RetryPolicy
-from ._runstop import CURRENT_RUN, NotSentError, connect_failed
+from ._runstop import CURRENT_RUN, NotSentError, RunStop, connect_failed
 from ._stats import ClientStats, StatsRecorder
 from ._transport import Secret, Transport, Verify, redacted_url
 from ._version import __version__
@@ -395,8 +395,10 @@ class TikTokClient:
         lowered to what the open-file limit allows once the client is open)."""
         return self._concurrency
 
-    def _worker_limit(self) -> Callable[[int], int] | None:
-        """For the bulk pool: `busy -> workers allowed now`, None when fixed."""
+    def _worker_limit(self, run: RunStop) -> Callable[[int], int] | None:
+        """For the bulk pool of `run`: `busy -> workers allowed now`, None when fixed.
+        Workers of `run` backing off before a retry are not requests in flight: they are
+        not `busy` to the limit, and get room of their own (`AdaptiveConcurrency.workers`)."""
         flow = self._flow
         if flow is None:
             return None
@@ -404,12 +406,14 @@ class TikTokClient:
 
         def limit(busy: int) -> int:
             now = clock()
-            if not flow.due(now):  # asked once an input: keep it cheap
-                return flow.limit
-            limiter = self._limiter
-            if limiter is None:
-                return flow.tick(now, busy)
-            return flow.tick(now, busy, limiter.rate, queued=limiter.queued)
+            sleeping = run.backing_off
+            if flow.due(now):  # else asked once an input: keep it cheap
+                limiter = self._limiter
+                if limiter is None:
+                    flow.tick(now, busy - sleeping)
+                else:
+                    flow.tick(now, busy - sleeping, limiter.rate, queued=limiter.queued)
+            return flow.workers(sleeping) if sleeping else flow.limit
 
         return limit
 

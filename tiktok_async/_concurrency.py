@@ -27,12 +27,26 @@ happened. The rules (the constants are the module's):
    answers (cached users, then unseen ones that are fetched first): the cut is undone
    and the base moves up to the new latency. A heavy-tailed but steady latency (median
    1-2 s, p99 10 s) keeps the short mean within a few tenths of the base: no cut.
-3. **Shrink on overload answers**: a 429 Too Many Requests or a 5xx cuts x`OVERLOAD_CUT`,
-   at most once a second (the adaptive rate does the main work on 429s).
+3. **Shrink on overload answers**: a 429 Too Many Requests cuts x`OVERLOAD_CUT`, at most
+   once a second (the adaptive rate does the main work on 429s); so does a 5xx while 5xx
+   are at least `OVERLOAD_SHARE` of the recent answers (a mean over about `SHORT`). A
+   backend that fails a few requests at random (a flaky upstream, a bad node behind the
+   balancer) is not overloaded: fewer in flight would not make it fail less, and the
+   retries, each backing off, would set the pace. A server shedding load, or down,
+   answers most requests so (Google SRE's client-side throttling likewise lets up to
+   half the requests be refused before it holds back).
 4. Within [`floor`, `ceiling`]; the ceiling is the user's `concurrency` (or the default,
    lowered to what the open-file limit allows). With a client-side rate, growth also
    stops at `LITTLE_HEADROOM` x rate x the long-run mean latency: more in flight than
    the rate can use would only wait for tokens.
+
+5. **A worker backing off before a retry is not in flight**: it holds its input but no
+   request (Little's law counts requests on the wire). The limit is on requests; the
+   bulk pool gets one more worker for each input backing off, up to `BACKOFF_ROOM` x
+   the limit (`workers()`), so a backend failing a share of requests at random does not
+   leave the wire idle while retries wait. The room is bounded so that a server down
+   for good (every input failing, then waiting) gets few requests: its fresh inputs
+   wait for a sleeper to finish.
 
 `held_back` counts the seconds the run was saturated at the ceiling with tokens to
 spare: concurrency, not the rate, held it back (the command line's summary says so).
@@ -56,9 +70,11 @@ QUEUE_CUT = 0.8
 PROBE_DROP = 0.9
 OVERLOAD_CUT = 0.9
 OVERLOAD_EVERY = 1.0
+OVERLOAD_SHARE = 0.2
 LITTLE_HEADROOM = 2.0
 PLATEAU_GAIN = 1.1
 PLATEAU_HOLD = 2.0
+BACKOFF_ROOM = 4
 # Answers before the latency means are trusted for the queueing rule.
 WARM_UP = LONG
 
@@ -66,9 +82,9 @@ WARM_UP = LONG
 class AdaptiveConcurrency:
     """The limit on inputs in flight; see the module docstring for the rules."""
 
-    __slots__ = ("_answers", "_answers_then", "_base", "_cut_at", "_grown", "_hold_until",
-                 "_last_tick", "_long", "_overload_at", "_probe", "_short", "_slow_start",
-                 "ceiling", "floor", "held_back", "limit")
+    __slots__ = ("_answers", "_answers_then", "_base", "_cut_at", "_failing", "_grown",
+                 "_hold_until", "_last_tick", "_long", "_overload_at", "_probe", "_short",
+                 "_slow_start", "ceiling", "floor", "held_back", "limit")
 
     def __init__(self, ceiling: int, *, start: int = START, floor: int = FLOOR) -> None:
         if ceiling < 1:
@@ -82,6 +98,7 @@ class AdaptiveConcurrency:
         self._short = self._long = 0.0  # exponential means of latency, seconds
         self._base = math.inf  # the lowest long-run mean: latency without a queue
         self._answers = 0
+        self._failing = 0.0  # mean of "was a 5xx" over about the last SHORT answers
         self._cut_at = self._overload_at = -math.inf
         self._probe: tuple[int, float] | None = None  # (limit before, short mean) at a cut
         self._answers_then = 0  # `_answers` at the last tick
@@ -90,7 +107,13 @@ class AdaptiveConcurrency:
 
     def on_answer(self, now: float, seconds: float, status: int) -> None:
         """An attempt got an answer with `status` after `seconds`."""
-        if status == 429 or status >= 500:
+        if status >= 500:
+            self._failing += (1.0 - self._failing) / SHORT
+            if self._failing >= OVERLOAD_SHARE:
+                self._overloaded(now)
+            return
+        self._failing -= self._failing / SHORT
+        if status == 429:
             self._overloaded(now)
             return
         self._answers += 1
@@ -102,6 +125,11 @@ class AdaptiveConcurrency:
         if self._answers >= WARM_UP:
             self._base = min(self._base, self._long)
             self._check_queueing(now)
+
+    def workers(self, backing_off: int) -> int:
+        """Workers a bulk run may have while `backing_off` of them wait before a retry:
+        the limit on requests, plus room for those (rule 5)."""
+        return self.limit + min(backing_off, BACKOFF_ROOM * self.limit)
 
     def due(self, now: float) -> bool:
         """Whether `tick(now, ...)` would judge the limit again (else it returns it as is):

@@ -45,10 +45,12 @@ class RunStop:
     """The first error that stopped a run (None while it runs)."""
 
     __slots__ = ("_event", "_failures", "_first_failure", "_stopped_waiting", "_waiting",
-                 "error")
+                 "backing_off", "error")
 
     def __init__(self) -> None:
         self.error: TikTokError | None = None
+        #: Tasks of the run sleeping before a retry: they hold an input, no request.
+        self.backing_off = 0
         self._event: asyncio.Event | None = None
         self._first_failure = 0.0
         self._failures = 0
@@ -101,8 +103,12 @@ class RunStop:
             return
         if self._event is None:
             self._event = asyncio.Event()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._event.wait(), seconds)
+        self.backing_off += 1
+        try:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._event.wait(), seconds)
+        finally:
+            self.backing_off -= 1
 
 
 def _uncancel(task: asyncio.Task[Any]) -> None:
