@@ -39,7 +39,6 @@ happened. The rules (the constants are the module's):
    lowered to what the open-file limit allows). With a client-side rate, growth also
    stops at `LITTLE_HEADROOM` x rate x the long-run mean latency: more in flight than
    the rate can use would only wait for tokens.
-
 5. **A worker backing off before a retry is not in flight**: it holds its input but no
    request (Little's law counts requests on the wire). The limit is on requests; the
    bulk pool gets one more worker for each input backing off, up to `BACKOFF_ROOM` x
