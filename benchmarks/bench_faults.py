@@ -13,7 +13,7 @@ import math
 import time
 from typing import Any
 
-from benchmarks._common import FAST, KEY, Section, Server, log, run_async
+from benchmarks._common import FAST, KEY, Section, Server, interleaved, log, run_async
 from tiktok_async import TikTokClient
 
 FAULT_SHARE = 0.05
@@ -53,9 +53,8 @@ async def _cached_pass(base_url: str, count: int, side: str, rate: float) -> flo
 
 def _paired(base_url: str, count: int, rate: float) -> dict[str, list[float]]:
     seconds: dict[str, list[float]] = {DEFAULTS: [], FIXED: []}
-    for n in range(ROUNDS):
-        for side in (DEFAULTS, FIXED) if n % 2 == 0 else (FIXED, DEFAULTS):
-            seconds[side].append(run_async(_cached_pass(base_url, count, side, rate)))
+    for _, side in interleaved((DEFAULTS, FIXED), ROUNDS):
+        seconds[side].append(run_async(_cached_pass(base_url, count, side, rate)))
     return seconds
 
 

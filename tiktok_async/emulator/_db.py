@@ -60,7 +60,7 @@ class Database:
             raise
 
     async def close(self) -> None:
-        """Close the database on its thread, then stop the thread."""
+        """Close the database (a file's on its thread, then stop the thread)."""
         if self._inline:
             self._disconnect()
             return
