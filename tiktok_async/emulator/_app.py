@@ -133,7 +133,7 @@ class EmulatorCore:
         if cache_key is not None and key in self._keys and not self._guarded():
             body = self.store.cache.get(cache_key)
             if body is not None:  # the fast path: a cached answer, nothing to check
-                self.stats.record(key, route.name, 200, arrival)  # type: ignore[union-attr]
+                self.stats.record(key, route[0], 200, arrival)  # type: ignore[index]
                 return web.Response(body=body, headers={
                     "Content-Type": JSON_TYPE, "x-amzn-RequestId": self.ids.next()})
         status = 0
@@ -144,7 +144,7 @@ class EmulatorCore:
                 status = response.status
             return response
         finally:
-            self.stats.record(key, route.name if route else "unknown", status, arrival)
+            self.stats.record(key, route[0] if route else "unknown", status, arrival)
 
     def short_link(self, request: web.BaseRequest) -> web.Response:
         """TikTok's web host answering a short link (`_shortlinks`): a redirect, no key.
@@ -169,7 +169,7 @@ class EmulatorCore:
             if len(self._routes) >= ROUTE_CACHE_SIZE:
                 self._routes.clear()
             route = match_route(path, self._prefix)
-            cache_key = route_key(route.name, route.parts) if route is not None else None
+            cache_key = route_key(*route) if route is not None else None
             entry = self._routes[path] = (route, cache_key)
         return entry
 
@@ -217,11 +217,11 @@ class EmulatorCore:
         return await self._backend(route)
 
     async def _backend(self, route: Route) -> web.Response:
-        parts = route.parts
+        name, parts = route
         handle = parts[0]
         if not _data.is_valid_handle(handle):
             return self.error(BAD_HANDLE)
-        if route.name == "user":
+        if name == "user":
             body = await self.store.user(handle)
             return self.ok(body) if body is not None else self.error(ERRORS["user_missing"])
         if not _data.is_valid_video_id(parts[1]):

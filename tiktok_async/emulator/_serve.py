@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import sqlite3
@@ -189,6 +190,24 @@ def pin(cpus: Sequence[int]) -> None:
     setaffinity(0, set(cpus))
 
 
+#: The collector's youngest generation is collected every this many allocations (Python's
+#: default is 700). With thousands of answers in flight (first fetches of seconds at
+#: 1,000 requests/s), each holds its request's objects for seconds, and the default made
+#: every object in flight be traversed again and again: a quarter of the emulator's CPU,
+#: and full collections that stopped it for up to 0.26 s (a server that stalls then
+#: answers its backlog at once). At 100,000: pauses of 50 ms at most, about 0.1 s of
+#: collecting in a 25 s run instead of 1.0-1.5 s.
+GC_YOUNG_THRESHOLD = 100_000
+
+
+def tune_gc() -> None:
+    """The serving process's collector: what start-up made is never scanned again
+    (`gc.freeze`), and the young generation is collected far less often."""
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 def run(args: argparse.Namespace) -> int:
     """The `serve` command: returns the exit code."""
     try:
@@ -201,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.cpu:
             pin(args.cpu)
+        tune_gc()
         run_loop(serve(config, args.inject, args.ca_out), use_uvloop=not args.no_uvloop)
     except (OSError, sqlite3.Error, RuntimeError) as exc:  # RuntimeError: no trustme
         print(f"tiktok-async serve: {exc}", file=sys.stderr)
