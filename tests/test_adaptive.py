@@ -255,3 +255,38 @@ def test_a_later_episode_cuts_on_a_quota_counted_over_2_settles_at_least(
     rate.on_answers(10.0 + after_began, 0, 1)
     assert rate.state.episode == 1
     assert rate.rate == pytest.approx(expected)
+
+
+def _stalled_episode(with_send_times: bool) -> float:
+    """An episode at 1,250/s against Q = 1,000 (the bucket empty from `began` = 10 s):
+    480 ms of sends, every fifth request 429'd, then the client stalls 0.32 s (a full
+    collection) and reads the 429s of the last 80 ms only then. The measured quota."""
+    rate = AdaptiveRate(10.0)
+    s = rate.state
+    s.started = s.emptied = s.episode = 1
+    s.rate, s.cut_at, s.began = 1250.0, 9.8, 10.0
+    s.settled = s.last = s.tally_since = 10.0
+    sent_at = [10.0 + i / 1250 for i in range(600)]
+    late = []
+    for i, when in enumerate(sent_at):
+        rate.on_answers(when, 0, 0, 1)
+        if i % 5 == 4:  # a 429, read at once until the stall
+            if when < 10.4:
+                rate.on_answers(when + 0.001, 0, 1, 0, empty_at=when, sent_after=0)
+            else:
+                late.append(i)
+    for i in late:  # read at 10.8, when the loop runs again; nothing sent since
+        if with_send_times:
+            rate.on_answers(10.8, 0, 1, 0, empty_at=sent_at[i], sent_after=599 - i)
+        else:
+            rate.on_answers(10.8, 0, 1, 0)
+    assert rate.estimate is not None
+    return rate.estimate
+
+
+def test_a_429_read_late_ends_the_measuring_when_its_request_went_out() -> None:
+    """Counted to when a stalled client read its last 429, the window takes in the stall
+    (sent nothing, let nothing through) and the quota comes out low (0.6 Q here); in
+    process the window ends when that request went out: Q within a percent."""
+    assert _stalled_episode(with_send_times=True) == pytest.approx(1000, rel=0.01)
+    assert _stalled_episode(with_send_times=False) < 0.8 * 1000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -366,15 +367,52 @@ async def test_fetch_users_on_a_closed_client_raises_at_once(emulator: Emulator)
 
 
 class TellingRate(AdaptiveRate):
-    """An adaptive controller that counts the 200s it is told."""
+    """An adaptive controller that counts the 200s it is told, and keeps what it is told
+    with each 429: (when told, when its request went out, requests sent after it)."""
 
     def __init__(self) -> None:
         super().__init__(1000.0)
         self.ok_told = 0
+        self.throttled_told: list[tuple[float, float | None, int]] = []
 
-    def on_answers(self, now: float, ok: int, throttled: int, sent: int = 0) -> float:
+    def on_answers(self, now: float, ok: int, throttled: int, sent: int = 0, *,
+                   empty_at: float | None = None, sent_after: int = 0) -> float:
         self.ok_told += ok
-        return super().on_answers(now, ok, throttled, sent)
+        if throttled:
+            self.throttled_told.append((now, empty_at, sent_after))
+        return super().on_answers(now, ok, throttled, sent, empty_at=empty_at,
+                                  sent_after=sent_after)
+
+
+async def test_a_429_is_told_with_its_send_time_and_the_requests_sent_after_it(
+    tiktok_emulator_factory: Factory,
+) -> None:
+    """Over HTTP: a client that stalls (a collection) reads a 429 late; the bucket was
+    empty when its request went out, so the client tells that time and how many requests
+    went out after it. Here a hook holds the loop 0.2 s after each of the three 429'd
+    requests goes out while two more are sent behind it."""
+    emu = await tiktok_emulator_factory(rate=0.01, burst=1)
+    adaptive = TellingRate()
+    policy = RetryPolicy(max_attempts=1)
+
+    def stall(path: str) -> None:
+        if "/late." in path:
+            time.sleep(0.2)  # the 429 of the request before arrives meanwhile
+
+    hooks = ClientHooks(on_request=stall)
+    async with client_for(emu, limiter=RateLimiter(adaptive=adaptive), retry=policy,
+                          hooks=hooks) as client:
+        await client.get_user("first.one")  # the bucket's one token
+        for n in range(3):
+            await asyncio.sleep(TUNING.settle)  # sent after the last cut: told
+            calls = [client.get_user(f"early.t{n}"), client.get_user(f"late.t{n}"),
+                     client.get_user(f"after.t{n}")]
+            await asyncio.gather(*calls, return_exceptions=True)
+    told = adaptive.throttled_told
+    assert len(told) >= 3
+    early = [(now, at, after) for now, at, after in told if after == 2]
+    assert early, told
+    assert all(at is not None and now - at >= 0.2 for now, at, _ in early)
 
 
 async def test_a_200_of_a_request_sent_before_the_cut_is_not_told_one_sent_after_is(

@@ -668,10 +668,15 @@ class CountingRate(AdaptiveRate):
     def __init__(self) -> None:
         super().__init__(1000.0)
         self.told: list[tuple[float, int, int, int]] = []
+        self.emptied: list[tuple[float | None, int]] = []  # (empty_at, sent_after) a 429
 
-    def on_answers(self, now: float, ok: int, throttled: int, sent: int = 0) -> float:
+    def on_answers(self, now: float, ok: int, throttled: int, sent: int = 0, *,
+                   empty_at: float | None = None, sent_after: int = 0) -> float:
         self.told.append((now, ok, throttled, sent))
-        return super().on_answers(now, ok, throttled, sent)
+        if throttled:
+            self.emptied.append((empty_at, sent_after))
+        return super().on_answers(now, ok, throttled, sent, empty_at=empty_at,
+                                  sent_after=sent_after)
 
 
 def test_adaptive_counts_reach_the_controller_once_a_millisecond_and_at_once_on_a_429(
@@ -693,6 +698,19 @@ def test_adaptive_counts_reach_the_controller_once_a_millisecond_and_at_once_on_
     told = run_virtual(scenario())
     assert [entry[1:] for entry in told] == [(1, 0, 0), (4, 0, 3), (1, 1, 0)]
     assert told[1][0] == pytest.approx(0.002, abs=1e-6)
+
+
+def test_a_429_is_told_with_when_its_request_went_out_and_what_went_since(
+    run_virtual: Runner,
+) -> None:
+    async def scenario() -> list[tuple[float | None, int]]:
+        adaptive = CountingRate()
+        limiter = RateLimiter(adaptive=adaptive)
+        limiter.on_rate_limited(sent_at=0.0, sent_after=3)
+        limiter.on_rate_limited()  # a caller that does not know
+        return adaptive.emptied
+
+    assert run_virtual(scenario()) == [(0.0, 3), (None, 0)]
 
 
 def test_a_429_of_a_request_sent_before_the_cut_is_not_told(run_virtual: Runner) -> None:

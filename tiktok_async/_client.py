@@ -307,7 +307,7 @@ class TikTokClient:
                 raise NotSentError("not sent: the run stopped")  # it stopped while we waited
             if hooks is not None and hooks.on_request is not None:
                 hooks.on_request(path)
-            stats.sent()
+            sent_count = stats.sent()
             started = time.perf_counter()
             try:
                 answer = await self._transport.get(path)
@@ -335,19 +335,22 @@ class TikTokClient:
         try:
             return decipher_response(status, answer.headers, answer.body, decode)
         except RateLimitedError:
-            self._tell_limiter(limiter, status, seconds)
+            self._tell_limiter(limiter, status, seconds, stats.sent_count - sent_count)
             raise
 
     @staticmethod
-    def _tell_limiter(limiter: Limiter, status: int, seconds: float) -> None:
-        """An answer with `status` came `seconds` after its attempt went out. Our own
-        adaptive limiter is told when it went out too: after slow start, answers to attempts
-        sent before its last cut say nothing of the rate after it."""
+    def _tell_limiter(limiter: Limiter, status: int, seconds: float, sent_after: int = 0
+                      ) -> None:
+        """An answer with `status` came `seconds` after its attempt went out, and
+        `sent_after` attempts went out since (told with a 429). Our own adaptive limiter is
+        told when it went out too: after slow start, answers to attempts sent before its
+        last cut say nothing of the rate after it, and a 429 read late (the loop stalled)
+        says the bucket was empty when it went out, not when it was read."""
         throttled = status == 429
         if isinstance(limiter, RateLimiter) and limiter.adaptive is not None:
             sent_at = asyncio.get_running_loop().time() - seconds
             if throttled:
-                limiter.on_rate_limited(sent_at=sent_at)
+                limiter.on_rate_limited(sent_at=sent_at, sent_after=sent_after)
             else:
                 limiter.on_success(sent_at=sent_at)
         elif throttled:

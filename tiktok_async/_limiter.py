@@ -288,18 +288,21 @@ class RateLimiter:
             self._unreported_sent += 1
             self._report()
 
-    def on_rate_limited(self, sent_at: float | None = None) -> None:
+    def on_rate_limited(self, sent_at: float | None = None, sent_after: int = 0) -> None:
         """An attempt got 429 `Too Many Requests` (not a quota's `Limit Exceeded`):
         the adaptive rate comes down (at once, with the counts not yet told). `sent_at`:
-        when the attempt went out (the loop's clock); after slow start, an answer to an
-        attempt sent before the adaptive rate began measuring (its last cut and the
-        settling after it) is not told: that cut already answered it."""
+        when the attempt went out (the loop's clock), and `sent_after`: the attempts sent
+        since (the bucket was empty when it arrived; a stalled loop reads its 429 late).
+        After slow start, an answer to an attempt sent before the adaptive rate began
+        measuring (its last cut and the settling after it) is not told: that cut
+        already answered it."""
         adaptive = self._adaptive
         if adaptive is None or (sent_at is not None and adaptive.sent_before_measuring(sent_at)):
             return
-        self._report(throttled=1)
+        self._report(throttled=1, empty_at=sent_at, sent_after=sent_after)
 
-    def _report(self, throttled: int = 0) -> None:
+    def _report(self, throttled: int = 0, empty_at: float | None = None,
+                sent_after: int = 0) -> None:
         """Tell the controller the sends and answers counted since the last report, at
         most once every `_REPORT_EVERY` s unless a 429 came: its rules work on counts
         over tenths of a second (the shared limiter reports every 20 ms), and a report
@@ -314,7 +317,8 @@ class RateLimiter:
         ok, sent = self._unreported_ok, self._unreported_sent
         self._unreported_ok = self._unreported_sent = 0
         self._report_at = now + _REPORT_EVERY
-        self._follow(adaptive.on_answers(now, ok, throttled, sent))
+        self._follow(adaptive.on_answers(now, ok, throttled, sent, empty_at=empty_at,
+                                         sent_after=sent_after))
 
     def stop_adapting(self) -> None:
         """Keep the rate where it is from now on, whatever the answers."""

@@ -74,9 +74,15 @@ class StatsRecorder:
         self._retries: dict[str, int] = {}
         self._histogram = [0] * _BUCKETS
 
-    def sent(self) -> None:
-        """An attempt went out."""
+    def sent(self) -> int:
+        """An attempt went out; the attempts sent so far."""
         self._requests += 1
+        return self._requests
+
+    @property
+    def sent_count(self) -> int:
+        """The attempts sent so far."""
+        return self._requests
 
     def answered(self, status: int, seconds: float) -> None:
         """An attempt got a whole answer with `status` after `seconds`."""
