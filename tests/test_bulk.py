@@ -206,19 +206,27 @@ async def test_inputs_with_faults_all_land_once(
     assert emu.stats().count(status=200) == len(handles) - expected_missing
 
 
-async def test_inputs_backing_off_leave_room_for_requests(emulator: Emulator) -> None:
+@pytest.mark.parametrize("options", [
+    {"concurrency": 4096},  # the limit found from latency, far below its ceiling
+    {"concurrency": 4},  # the limit at its ceiling
+    {"concurrency": 4, "adaptive_concurrency": False},  # a fixed limit
+], ids=["adaptive", "at-the-ceiling", "fixed"])
+async def test_inputs_backing_off_leave_room_for_requests(
+    emulator: Emulator, options: dict[str, object]
+) -> None:
     """Every worker's request gets a 503 at once, and each input waits 1 s before its
     retry. Those inputs hold no request (Little's law counts the wire): other inputs go
     on meanwhile. (With the waiting inputs counted as in flight, nothing was sent for
-    that second: the limit, capped by rate x latency, had no room to grow.)"""
+    that second: the limit, capped by rate x latency, had no room to grow; and at the
+    ceiling, or with a fixed limit, the sleepers held every worker the pool had.)"""
     sent: list[str] = []
     retried: list[tuple[str, int]] = []  # (path, requests sent by then) at each retry
     hooks = ClientHooks(on_request=sent.append, on_retry=lambda path, error, attempt, wait:
                         retried.append((path, len(sent))))
     retry = RetryPolicy(initial_wait=1.0, jitter=0.0, max_attempts=2)
     handles = [existing_handle(n) for n in range(2000)]
-    async with client_for(emulator, rate=200.0, concurrency=4096, retry=retry,
-                          hooks=hooks) as client:
+    async with client_for(emulator, rate=200.0, retry=retry, hooks=hooks,
+                          **options) as client:
         results = client.fetch_users(handles)
         async with aclosing(results):
             async for n, _ in aiter_enumerate(results):
@@ -229,6 +237,36 @@ async def test_inputs_backing_off_leave_room_for_requests(emulator: Emulator) ->
     path, then = retried[0]
     sent_meanwhile = sent.index(path, then) - then
     assert sent_meanwhile >= 60, (sent_meanwhile, len(retried))
+
+
+@pytest.mark.slow
+async def test_a_fixed_limit_gives_a_down_server_bounded_room(
+    tiktok_emulator_factory: Factory,
+) -> None:
+    """With a fixed limit the inputs backing off get room too, and it is as bounded:
+    every answer a 503 for 2.5 s, at most 16 x (1 + BACKOFF_ROOM) inputs at work, each
+    sending at most 4 attempts (at 0, 0.2, 0.6 and 1.4 s), never more than 16 at once."""
+    emu = await tiktok_emulator_factory(faults=Faults(http_503=1.0), upstream_latency_ms=0,
+                                        upstream_jitter_ms=0)
+    retry = RetryPolicy(initial_wait=0.2, jitter=0.0)
+    most_in_flight = 0
+
+    def count(path: str) -> None:
+        nonlocal most_in_flight
+        most_in_flight = max(most_in_flight, client.stats.in_flight)
+
+    async with client_for(emu, concurrency=16, adaptive_concurrency=False, retry=retry,
+                          hooks=ClientHooks(on_request=count)) as client:
+
+        async def run() -> None:
+            async for _ in client.fetch_users(existing_handle(n) for n in range(10_000)):
+                pass
+
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(run(), 2.5)
+    assert emu.stats().total <= 16 * (1 + BACKOFF_ROOM) * 4, emu.stats().total
+    assert emu.stats().total > 16 * 4  # the room was used: more than the 16 workers alone
+    assert most_in_flight <= 16
 
 
 async def aiter_enumerate(items: AsyncIterator[object]) -> AsyncIterator[tuple[int, object]]:

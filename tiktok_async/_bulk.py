@@ -33,6 +33,7 @@ from contextlib import aclosing
 from functools import partial
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
+from ._concurrency import pool_size
 from ._exceptions import (
     ConnectError,
     ForbiddenError,
@@ -71,7 +72,7 @@ class Fetcher(Protocol):
 
     async def _fetch(self, path: str, decode: Callable[[bytes], T]) -> tuple[T, int]: ...
 
-    def _worker_limit(self, run: RunStop) -> Callable[[int], int] | None: ...
+    def _worker_limit(self, run: RunStop) -> Callable[[int], int]: ...
 
 #: What `fetch_videos` accepts per item: a video URL, a "handle,videoId" line, or a pair.
 VideoInput = str | tuple[str, str] | VideoRef
@@ -205,17 +206,22 @@ async def run_bulk(
 ) -> AsyncGenerator[Result[T], None]:
     """Dedupe and fetch every parsed input; yield one `Result` per input.
 
-    At most `client.concurrency` inputs are worked on at once (a limit found from
-    latency, up to `client.max_concurrency`). An answer that stops the
+    At most `client.concurrency` requests are in flight at once (a limit found from
+    latency, up to `client.max_concurrency`); inputs backing off before a retry hold none,
+    and up to `_concurrency.BACKOFF_ROOM` x that many more inputs are worked on meanwhile.
+    An answer that stops the
     run (see the module docstring) stops taking input and sending; the requests on the
     wire settle and their results are yielded; then that error is raised. Inputs it cut
     short get no result. `stop`: a `RunStop` the caller can set to stop the run the same
     way (the command line's Ctrl-C sets it with `RunInterrupted`).
     """
     stop = stop or RunStop()
+    ceiling = client.max_concurrency
+    most = pool_size(ceiling)  # room for inputs backing off: not requests in flight
     results = bounded_map(_until_stopped(parsed, stop), partial(_answer, client, kind, stop),
-                          concurrency=client.max_concurrency, ordered=ordered,
-                          key=_dedupe_key if dedupe else None, limit=client._worker_limit(stop))
+                          concurrency=most, window=most + ceiling * (3 if ordered else 1),
+                          ordered=ordered, key=_dedupe_key if dedupe else None,
+                          limit=client._worker_limit(stop))
     async with aclosing(results):
         async for item, (origin, result) in results:
             if result is None:

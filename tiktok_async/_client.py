@@ -38,7 +38,7 @@ from yarl import URL
 
 from ._adaptive import AdaptiveRate
 from ._bulk import Result, fetch_users, fetch_videos
-from ._concurrency import AdaptiveConcurrency
+from ._concurrency import AdaptiveConcurrency, workers
 from ._exceptions import ClientStateError, ConnectError, RateLimitedError, TikTokError
 from ._inputs import make_video_ref, parse_handle, parse_video, user_path, video_path
 from ._limiter import ConcurrencyGate, Limiter, RateLimiter
@@ -398,13 +398,14 @@ class TikTokClient:
         lowered to what the open-file limit allows once the client is open)."""
         return self._concurrency
 
-    def _worker_limit(self, run: RunStop) -> Callable[[int], int] | None:
-        """For the bulk pool of `run`: `busy -> workers allowed now`, None when fixed.
-        Workers of `run` backing off before a retry are not requests in flight: they are
-        not `busy` to the limit, and get room of their own (`AdaptiveConcurrency.workers`)."""
+    def _worker_limit(self, run: RunStop) -> Callable[[int], int]:
+        """For the bulk pool of `run`: `busy -> workers allowed now`. Workers of `run`
+        backing off before a retry are not requests in flight: they are not `busy` to the
+        limit, and get room of their own (`_concurrency.workers`), fixed limit or not."""
         flow = self._flow
         if flow is None:
-            return None
+            fixed = self._concurrency
+            return lambda busy: workers(fixed, run.backing_off)
         clock = time.perf_counter
 
         def limit(busy: int) -> int:

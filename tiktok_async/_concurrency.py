@@ -45,7 +45,10 @@ happened. The rules (the constants are the module's):
    the limit (`workers()`), so a backend failing a share of requests at random does not
    leave the wire idle while retries wait. The room is bounded so that a server down
    for good (every input failing, then waiting) gets few requests: its fresh inputs
-   wait for a sleeper to finish.
+   wait for a sleeper to finish. The room is there at the ceiling too (the pool holds up
+   to `pool_size(ceiling)` workers; the client's slots keep requests to the ceiling),
+   and for a fixed limit (`adaptive_concurrency=False`): under 5 % of answers a 5xx, a
+   fixed 64 whose sleepers held its workers did 769 answers a second, the defaults 1,337.
 
 `held_back` counts the seconds the run was saturated at the ceiling with tokens to
 spare: concurrency, not the rate, held it back (the command line's summary says so).
@@ -55,7 +58,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["AdaptiveConcurrency"]
+__all__ = ["AdaptiveConcurrency", "pool_size", "workers"]
 
 TICK = 0.25
 START = 16
@@ -76,6 +79,19 @@ PLATEAU_HOLD = 2.0
 BACKOFF_ROOM = 4
 # Answers before the latency means are trusted for the queueing rule.
 WARM_UP = LONG
+
+
+def workers(limit: int, backing_off: int) -> int:
+    """Workers a bulk run may have while `backing_off` of them wait before a retry: the
+    `limit` on requests, plus room for those (rule 5). A fixed limit gets the same room."""
+    return limit + min(backing_off, BACKOFF_ROOM * limit)
+
+
+def pool_size(ceiling: int) -> int:
+    """The most workers a bulk run under `ceiling` requests in flight can have: the
+    ceiling, and the room for inputs backing off (the client's slots still hold the
+    requests to the ceiling)."""
+    return workers(ceiling, BACKOFF_ROOM * ceiling)
 
 
 class AdaptiveConcurrency:
@@ -126,9 +142,9 @@ class AdaptiveConcurrency:
             self._check_queueing(now)
 
     def workers(self, backing_off: int) -> int:
-        """Workers a bulk run may have while `backing_off` of them wait before a retry:
-        the limit on requests, plus room for those (rule 5)."""
-        return self.limit + min(backing_off, BACKOFF_ROOM * self.limit)
+        """Workers a bulk run may have now while `backing_off` of them wait before a
+        retry (`workers`)."""
+        return workers(self.limit, backing_off)
 
     def due(self, now: float) -> bool:
         """Whether `tick(now, ...)` would judge the limit again (else it returns it as is):
