@@ -33,7 +33,6 @@ from contextlib import aclosing
 from functools import partial
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-from ._concurrency import pool_size
 from ._exceptions import (
     ConnectError,
     ForbiddenError,
@@ -208,7 +207,7 @@ async def run_bulk(
 
     At most `client.concurrency` requests are in flight at once (a limit found from
     latency, up to `client.max_concurrency`); inputs backing off before a retry hold none,
-    and up to `_concurrency.BACKOFF_ROOM` x that many more inputs are worked on meanwhile.
+    and more inputs are worked on meanwhile (`_concurrency.workers`, within the window).
     An answer that stops the
     run (see the module docstring) stops taking input and sending; the requests on the
     wire settle and their results are yielded; then that error is raised. Inputs it cut
@@ -216,12 +215,14 @@ async def run_bulk(
     way (the command line's Ctrl-C sets it with `RunInterrupted`).
     """
     stop = stop or RunStop()
-    ceiling = client.max_concurrency
-    most = pool_size(ceiling)  # room for inputs backing off: not requests in flight
+    # Read-ahead and buffered results stay within twice the ceiling (four times ordered),
+    # as much memory as ever; up to that many workers, so that inputs backing off (no
+    # request in flight) leave room at the ceiling too: the client's slots hold the
+    # requests to the ceiling.
+    window = client.max_concurrency * (4 if ordered else 2)
     results = bounded_map(_until_stopped(parsed, stop), partial(_answer, client, kind, stop),
-                          concurrency=most, window=most + ceiling * (3 if ordered else 1),
-                          ordered=ordered, key=_dedupe_key if dedupe else None,
-                          limit=client._worker_limit(stop))
+                          concurrency=window, window=window, ordered=ordered,
+                          key=_dedupe_key if dedupe else None, limit=client._worker_limit(stop))
     async with aclosing(results):
         async for item, (origin, result) in results:
             if result is None:

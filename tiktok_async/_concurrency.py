@@ -45,8 +45,8 @@ happened. The rules (the constants are the module's):
    the limit (`workers()`), so a backend failing a share of requests at random does not
    leave the wire idle while retries wait. The room is bounded so that a server down
    for good (every input failing, then waiting) gets few requests: its fresh inputs
-   wait for a sleeper to finish. The room is there at the ceiling too (the pool holds up
-   to `pool_size(ceiling)` workers; the client's slots keep requests to the ceiling),
+   wait for a sleeper to finish. The room is there at the ceiling too, within the bulk
+   run's window of twice the ceiling (the client's slots keep requests to the ceiling),
    and for a fixed limit (`adaptive_concurrency=False`): under 5 % of answers a 5xx, a
    fixed 64 whose sleepers held its workers did 769 answers a second, the defaults 1,337.
 
@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["AdaptiveConcurrency", "pool_size", "workers"]
+__all__ = ["AdaptiveConcurrency", "workers"]
 
 TICK = 0.25
 START = 16
@@ -85,13 +85,6 @@ def workers(limit: int, backing_off: int) -> int:
     """Workers a bulk run may have while `backing_off` of them wait before a retry: the
     `limit` on requests, plus room for those (rule 5). A fixed limit gets the same room."""
     return limit + min(backing_off, BACKOFF_ROOM * limit)
-
-
-def pool_size(ceiling: int) -> int:
-    """The most workers a bulk run under `ceiling` requests in flight can have: the
-    ceiling, and the room for inputs backing off (the client's slots still hold the
-    requests to the ceiling)."""
-    return workers(ceiling, BACKOFF_ROOM * ceiling)
 
 
 class AdaptiveConcurrency:
