@@ -149,6 +149,21 @@ async def test_duplicates_run_once_and_each_gets_its_pair() -> None:
     assert sorted(c.lower() for c in calls) == ["a", "b", "c"]
 
 
+async def test_items_without_a_key_are_never_deduplicated() -> None:
+    calls: list[str] = []
+
+    async def fetch(item: str) -> str:
+        calls.append(item)
+        await asyncio.sleep(0)
+        return item.upper()
+
+    items = ["x", "a", "x", "a", "x"]
+    pairs = [p async for p in bounded_map(items, fetch, concurrency=2,
+                                          key=lambda item: None if item == "x" else item)]
+    assert sorted(pairs) == sorted((i, i.upper()) for i in items)
+    assert sorted(calls) == ["a", "x", "x", "x"]  # every "x" ran; "a" once
+
+
 async def test_duplicate_of_an_in_flight_key_waits_for_it() -> None:
     release = asyncio.Event()
     calls = 0

@@ -20,6 +20,7 @@ no result, so a later run asks for them again.
 from __future__ import annotations
 
 import itertools
+import operator
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -31,7 +32,7 @@ from collections.abc import (
 )
 from contextlib import aclosing
 from functools import partial
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ._exceptions import (
     ConnectError,
@@ -75,6 +76,10 @@ class Fetcher(Protocol):
 
 #: What `fetch_videos` accepts per item: a video URL, a "handle,videoId" line, or a pair.
 VideoInput = str | tuple[str, str] | VideoRef
+
+#: The dedupe key of a parsed input (in C: read once an input). Invalid inputs have
+#: None, which the pool never dedupes: each gets its own result.
+_KEY: Callable[[Parsed[Any]], str | None] = operator.attrgetter("key")
 
 #: Errors after which every later request would fail too: they stop a bulk run.
 ABORTING_ERRORS: tuple[type[TikTokError], ...] = (
@@ -135,11 +140,6 @@ async def _until_stopped_async(
         if stop.error is not None:
             return
         yield item
-
-
-def _dedupe_key(parsed: Parsed[InputT]) -> object:
-    # Invalid inputs never share a key: each gets its own result.
-    return parsed.key if parsed.key is not None else ("invalid", id(parsed))
 
 
 async def _answer(
@@ -222,7 +222,7 @@ async def run_bulk(
     window = client.max_concurrency * (4 if ordered else 2)
     results = bounded_map(_until_stopped(parsed, stop), partial(_answer, client, kind, stop),
                           concurrency=window, window=window, ordered=ordered,
-                          key=_dedupe_key if dedupe else None, limit=client._worker_limit(stop))
+                          key=_KEY if dedupe else None, limit=client._worker_limit(stop))
     async with aclosing(results):
         async for item, (origin, result) in results:
             if result is None:

@@ -139,15 +139,17 @@ def make_video_ref(handle: str, video_id: str | int) -> VideoRef:
 def user_path(handle: str) -> str:
     """`user/<handle>`, percent-encoded, relative to the base URL (no leading '/').
 
-    `handle` must already be a bare handle (as `parse_handle` returns).
+    `handle` must be one `parse_handle` returned: it is not checked again (the parsers are
+    the one gate, and the bulk path paid for a second regex match an input).
     """
     return f"user/{_encoded_handle(handle)}"
 
 
 def video_path(ref: VideoRef) -> str:
-    """`video/<handle>/<videoId>`, percent-encoded, relative to the base URL (no leading '/')."""
-    video_id = _checked_video_id(ref.video_id, ref.video_id)
-    return f"video/{_encoded_handle(ref.handle)}/{video_id}"
+    """`video/<handle>/<videoId>`, percent-encoded, relative to the base URL (no leading
+    '/'). `ref` must be one the parsers made (`parse_video`, `make_video_ref`): it is not
+    checked again."""
+    return f"video/{_encoded_handle(ref.handle)}/{ref.video_id}"
 
 
 def short_link_in(text: str) -> str | None:
@@ -177,8 +179,8 @@ def link_kind(text: str) -> LinkKind:
     return "target"
 
 
-def _encoded_handle(handle: str) -> str:
-    checked = _checked_handle(handle, handle)
+def _encoded_handle(checked: str) -> str:
+    """The path segment of a handle the parsers checked."""
     if checked.strip(".") == "":
         # '.' is unreserved, so quote() keeps it, and '..' in a path is collapsed by
         # URL libraries and servers alike: send it as %2E.

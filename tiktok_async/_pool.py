@@ -20,7 +20,8 @@ keeps three promises whatever the input's length:
   input iterator left unfinished is closed too (`aclose()`), so its own clean-up runs
   now rather than in the garbage collector.
 
-Deduplication (`key=`): items whose keys are equal run `worker` once; every duplicate
+Deduplication (`key=`): items whose keys are equal run `worker` once (an item whose key
+is None is never deduplicated: it runs `worker` on its own); every duplicate
 still gets its own `(item, result)` pair, at once if the key finished recently, or
 when the running call for that key finishes. A duplicate whose key fell out of the
 LRU (more than `dedupe_memory` distinct keys ago) runs `worker` again; a key in flight
@@ -259,12 +260,12 @@ class _Pool(Generic[T, R]):
                 if dynamic:
                     self._follow_limit(allowed)  # the limit asked above, not again
                 try:
-                    if self._key is None:
+                    k = None if self._key is None else self._key(item)  # type: ignore[arg-type]
+                    if k is None:
                         emit(seq, item, await worker(item))  # type: ignore[arg-type]
-                    else:  # inline, not a coroutine of its own: this runs once an item
-                        k = self._key(item)  # type: ignore[arg-type]
-                        if not self._shared(seq, item, k):  # type: ignore[arg-type]
-                            self._finish(seq, item, k, await worker(item))  # type: ignore[arg-type]
+                    elif not self._shared(seq, item, k):  # type: ignore[arg-type]
+                        # inline, not a coroutine of its own: this runs once an item
+                        self._finish(seq, item, k, await worker(item))  # type: ignore[arg-type]
                 finally:
                     self._busy -= 1
         except asyncio.CancelledError as exc:
