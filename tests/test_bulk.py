@@ -62,12 +62,37 @@ async def test_every_input_gets_one_result_and_duplicates_are_fetched_once(
     assert emulator.stats().total == 3  # alice, bob, the missing one: once each
 
 
-async def test_duplicates_share_the_same_value(emulator: Emulator) -> None:
+async def test_duplicates_in_flight_share_the_same_value(emulator: Emulator) -> None:
     handle = existing_handle(3)
     async with client_for(emulator) as client:
         results = [r async for r in client.fetch_users([handle, handle.upper(), "@" + handle])]
     assert len({id(r.value) for r in results}) == 1
     assert [r.duplicate for r in results].count(False) == 1
+
+
+async def test_a_later_duplicate_is_decoded_from_the_kept_body(emulator: Emulator) -> None:
+    """The dedupe memory keeps a finished answer's body, not its decoded value (which would
+    stay alive for 10,000 more inputs): a duplicate after the first was consumed gets an
+    equal value decoded again, with no request."""
+    handle = existing_handle(5)
+    consumed = asyncio.Event()
+
+    async def inputs() -> AsyncIterator[str]:
+        yield handle
+        await consumed.wait()  # the first answer is finished and consumed by now
+        yield "@" + handle.upper()
+
+    results = []
+    async with client_for(emulator) as client:
+        async for result in client.fetch_users(inputs()):
+            results.append(result)
+            consumed.set()
+    first, later = results
+    assert (first.duplicate, later.duplicate, later.attempts) == (False, True, 0)
+    assert later.value == first.value
+    assert later.value is not first.value
+    assert (later.input, later.key, later.handle) == ("@" + handle.upper(), first.key, handle)
+    assert emulator.stats().total == 1
 
 
 async def test_dedupe_off_fetches_each_input(emulator: Emulator) -> None:

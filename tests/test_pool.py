@@ -164,6 +164,28 @@ async def test_items_without_a_key_are_never_deduplicated() -> None:
     assert sorted(calls) == ["a", "x", "x", "x"]  # every "x" ran; "a" once
 
 
+async def test_the_memory_keeps_what_remember_gives_and_recall_turns_back() -> None:
+    kept: list[object] = []
+
+    async def fetch(item: str) -> str:
+        return item.lower()
+
+    def remember(result: str) -> tuple[str]:
+        kept.append(result)
+        return (result,)
+
+    items = iter(["A", "b", "a"])  # "a" is taken after "A" finished: from the memory
+    pairs = [p async for p in bounded_map(items, fetch, concurrency=1, key=str.lower,
+                                          remember=remember, recall=lambda t: t[0] + "!")]
+    assert pairs == [("A", "a"), ("b", "b"), ("a", "a!")]
+    assert kept == ["a", "b"]
+
+
+def test_remember_and_recall_go_together() -> None:
+    with pytest.raises(ValueError, match="both or neither"):
+        bounded_map([1], asyncio.sleep, concurrency=1, remember=str)
+
+
 async def test_duplicate_of_an_in_flight_key_waits_for_it() -> None:
     release = asyncio.Event()
     calls = 0

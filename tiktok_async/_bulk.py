@@ -142,24 +142,53 @@ async def _until_stopped_async(
         yield item
 
 
+#: What a worker makes of one input: `(parsed, result, body)`. `result` is None when the
+#: run stopped before the input got an answer; `body` is the answer's body when `result`
+#: has a value: the dedupe memory keeps it instead of the result (`_remembered`).
+_Answer = tuple[Parsed[InputT], Result[T] | None, bytes | None]
+
+
 async def _answer(
-    client: Fetcher, kind: Kind[InputT, T], stop: RunStop, parsed: Parsed[InputT]
-) -> tuple[Parsed[InputT], Result[T] | None]:
-    """`parsed` and its result; None when the run was stopped before it got an answer.
-    Runs in a worker task of the run: the client and the retries see `stop` there."""
+    client: Fetcher, kind: Kind[InputT, T], stop: RunStop,
+    decode: Callable[[bytes], tuple[T, bytes]], parsed: Parsed[InputT],
+) -> _Answer[InputT, T]:
+    """What the run makes of `parsed` (`_Answer`); `decode`: `kind.decode` keeping the
+    body (`_decoded_with_body`). Runs in a worker task of the run: the client and the
+    retries see `stop` there."""
     if parsed.invalid is not None or parsed.target is None:
-        return parsed, Result(parsed.raw, None, None, error=parsed.invalid)
+        return parsed, Result(parsed.raw, None, None, error=parsed.invalid), None
     if stop.error is not None:
-        return parsed, None
+        return parsed, None, None
     if CURRENT_RUN.get() is not stop:
         CURRENT_RUN.set(stop)  # the task's own context, kept for its next items
     started = time.monotonic()
     try:
-        value, attempts = await client._fetch(kind.path(parsed.target), kind.decode)
+        (value, body), attempts = await client._fetch(kind.path(parsed.target), decode)
     except TikTokError as exc:
-        return parsed, _failed(parsed, exc, client, stop, time.monotonic() - started)
+        return parsed, _failed(parsed, exc, client, stop, time.monotonic() - started), None
     return parsed, Result(parsed.raw, parsed.key, parsed.handle, value=value,
-                          attempts=attempts, elapsed=time.monotonic() - started)
+                          attempts=attempts, elapsed=time.monotonic() - started), body
+
+
+def _decoded_with_body(decode: Callable[[bytes], T], body: bytes) -> tuple[T, bytes]:
+    return decode(body), body
+
+
+def _remembered(answer: _Answer[InputT, T]) -> _Answer[InputT, T]:
+    """What the dedupe memory keeps of a finished answer: of one with a value, its body
+    (one object of about 0.7 KB, not the decoded tree of a few dozen, which would stay
+    alive for 10,000 more inputs: that cost a bulk run of cached users 5-6 us an input)."""
+    parsed, _, body = answer
+    return answer if body is None else (parsed, None, body)
+
+
+def _recalled(decode: Callable[[bytes], T], kept: _Answer[InputT, T]) -> _Answer[InputT, T]:
+    """The answer for a later duplicate of what `_remembered` kept: decoded again (one
+    decode a duplicate, not a request)."""
+    parsed, _, body = kept
+    if body is None:
+        return kept
+    return parsed, Result(parsed.raw, parsed.key, parsed.handle, value=decode(body)), None
 
 
 def _failed(parsed: Parsed[InputT], error: TikTokError, client: Fetcher, stop: RunStop,
@@ -220,11 +249,13 @@ async def run_bulk(
     # request in flight) leave room at the ceiling too: the client's slots hold the
     # requests to the ceiling.
     window = client.max_concurrency * (4 if ordered else 2)
-    results = bounded_map(_until_stopped(parsed, stop), partial(_answer, client, kind, stop),
-                          concurrency=window, window=window, ordered=ordered,
-                          key=_KEY if dedupe else None, limit=client._worker_limit(stop))
+    worker = partial(_answer, client, kind, stop, partial(_decoded_with_body, kind.decode))
+    results = bounded_map(_until_stopped(parsed, stop), worker, concurrency=window,
+                          window=window, ordered=ordered, key=_KEY if dedupe else None,
+                          limit=client._worker_limit(stop), remember=_remembered,
+                          recall=partial(_recalled, kind.decode))
     async with aclosing(results):
-        async for item, (origin, result) in results:
+        async for item, (origin, result, _) in results:
             if result is None:
                 continue  # stopped before it was answered: a later run will ask again
             if origin is item:
