@@ -30,7 +30,7 @@ is always shared. `remember` and `recall` (both or neither) let the memory keep 
 a result: `recall(remember(result))` must give a result equal to it. Keeping results
 alive after their consumer is done with them is what the memory costs (in a bulk run
 of cached users, 3-6 us an input in freeing and allocating memory out of the cache;
-keeping each answer's body instead saved 3-5 of them).
+a bulk run keeps each answer's body instead: docs/benchmarks.md, issue 13).
 """
 
 from __future__ import annotations
