@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
+from recording_rate import RecordingRate
 
-from tiktok_async._adaptive import TUNING, AdaptiveRate
+from tiktok_async._adaptive import TUNING
 from tiktok_async._client import ClientHooks, TikTokClient
 from tiktok_async._exceptions import (
     ClientStateError,
@@ -366,24 +367,6 @@ async def test_fetch_users_on_a_closed_client_raises_at_once(emulator: Emulator)
         client.fetch_users([HANDLE])
 
 
-class TellingRate(AdaptiveRate):
-    """An adaptive controller that counts the 200s it is told, and keeps what it is told
-    with each 429: (when told, when its request went out, requests sent after it)."""
-
-    def __init__(self) -> None:
-        super().__init__(1000.0)
-        self.ok_told = 0
-        self.throttled_told: list[tuple[float, float | None, int]] = []
-
-    def on_answers(self, now: float, ok: int, throttled: int, sent: int = 0, *,
-                   empty_at: float | None = None, sent_after: int = 0) -> float:
-        self.ok_told += ok
-        if throttled:
-            self.throttled_told.append((now, empty_at, sent_after))
-        return super().on_answers(now, ok, throttled, sent, empty_at=empty_at,
-                                  sent_after=sent_after)
-
-
 async def test_a_429_is_told_with_its_send_time_and_the_requests_sent_after_it(
     tiktok_emulator_factory: Factory,
 ) -> None:
@@ -392,7 +375,7 @@ async def test_a_429_is_told_with_its_send_time_and_the_requests_sent_after_it(
     went out after it. Here a hook holds the loop 0.2 s after each of the three 429'd
     requests goes out while two more are sent behind it."""
     emu = await tiktok_emulator_factory(rate=0.01, burst=1)
-    adaptive = TellingRate()
+    adaptive = RecordingRate()
     policy = RetryPolicy(max_attempts=1)
 
     def stall(path: str) -> None:
@@ -422,7 +405,7 @@ async def test_a_200_of_a_request_sent_before_the_cut_is_not_told_one_sent_after
     first fetch of 0.5 s sent before a cut (a 429 of another request) comes back after
     it: not told, it would end the measuring as clean. One sent after the settling is."""
     emu = await tiktok_emulator_factory(upstream_latency_ms=500, upstream_jitter_ms=0)
-    adaptive = TellingRate()
+    adaptive = RecordingRate()
     limiter = RateLimiter(adaptive=adaptive)
     async with client_for(emu, limiter=limiter) as client:
         early = asyncio.create_task(client.get_user(existing_handle(1)))

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import pytest
 from aiolimiter import AsyncLimiter
+from recording_rate import RecordingRate
 from virtual_clock import VirtualClockLoop
 
 from tiktok_async import _limiter
@@ -662,28 +663,11 @@ def test_a_rate_fixed_after_adapting_spends_no_credit(
     assert run_virtual(scenario()) == 1
 
 
-class CountingRate(AdaptiveRate):
-    """An adaptive controller that records what it is told: (time, ok, throttled, sent)."""
-
-    def __init__(self) -> None:
-        super().__init__(1000.0)
-        self.told: list[tuple[float, int, int, int]] = []
-        self.emptied: list[tuple[float | None, int]] = []  # (empty_at, sent_after) a 429
-
-    def on_answers(self, now: float, ok: int, throttled: int, sent: int = 0, *,
-                   empty_at: float | None = None, sent_after: int = 0) -> float:
-        self.told.append((now, ok, throttled, sent))
-        if throttled:
-            self.emptied.append((empty_at, sent_after))
-        return super().on_answers(now, ok, throttled, sent, empty_at=empty_at,
-                                  sent_after=sent_after)
-
-
 def test_adaptive_counts_reach_the_controller_once_a_millisecond_and_at_once_on_a_429(
     run_virtual: Runner,
 ) -> None:
     async def scenario() -> list[tuple[float, int, int, int]]:
-        adaptive = CountingRate()
+        adaptive = RecordingRate()
         limiter = RateLimiter(adaptive=adaptive)
         limiter.on_success()  # the first report goes at once
         for _ in range(3):
@@ -704,11 +688,11 @@ def test_a_429_is_told_with_when_its_request_went_out_and_what_went_since(
     run_virtual: Runner,
 ) -> None:
     async def scenario() -> list[tuple[float | None, int]]:
-        adaptive = CountingRate()
+        adaptive = RecordingRate()
         limiter = RateLimiter(adaptive=adaptive)
         limiter.on_rate_limited(sent_at=0.0, sent_after=3)
         limiter.on_rate_limited()  # a caller that does not know
-        return adaptive.emptied
+        return [(empty_at, after) for _, empty_at, after in adaptive.throttled_told]
 
     assert run_virtual(scenario()) == [(0.0, 3), (None, 0)]
 
@@ -719,7 +703,7 @@ def test_a_429_of_a_request_sent_before_the_cut_is_not_told(run_virtual: Runner)
 
     async def scenario() -> tuple[list[tuple[float, int, int, int]], float, float]:
         loop = asyncio.get_running_loop()
-        adaptive = CountingRate()
+        adaptive = RecordingRate()
         limiter = RateLimiter(adaptive=adaptive)
         sent_before = loop.time()
         await asyncio.sleep(0.01)
@@ -747,7 +731,7 @@ def test_answers_to_requests_sent_before_the_measuring_began_are_not_told(
 
     async def scenario() -> tuple[list[int], list[int]]:
         loop = asyncio.get_running_loop()
-        adaptive = CountingRate()
+        adaptive = RecordingRate()
         limiter = RateLimiter(adaptive=adaptive)
         early = loop.time()
         await asyncio.sleep(0.01)
