@@ -217,6 +217,7 @@ class AdaptiveRate:
         s = self.state
         if not s.started:
             s.started, s.last, s.tally_since, s.tally_rate = 1, now, now, s.rate
+        window_end: tuple[float, int] | None = None
         if now >= s.began:
             s.admitted += sent - throttled
             s.passed += ok
@@ -228,7 +229,8 @@ class AdaptiveRate:
                 s.let_by_then = 0
             elif throttled:  # the bucket was empty then: a measuring window ends there
                 s.throttled_at = now
-                s.empty_at, s.let_by_then = self._emptied_at(now, empty_at, sent_after)
+                s.empty_at, s.let_by_then = window_end = self._emptied_at(
+                    now, empty_at, sent_after)
         s.sent += sent
         if s.episode:
             if now >= s.settled:
@@ -239,7 +241,7 @@ class AdaptiveRate:
         if ok or sent:
             self._grow(now)
         if throttled:
-            self._begin_episode(now, *self._emptied_at(now, empty_at, sent_after))
+            self._begin_episode(now, *(window_end or self._emptied_at(now, empty_at, sent_after)))
         return s.rate
 
     # -- the rules ------------------------------------------------------------------------

@@ -130,10 +130,11 @@ class EmulatorCore:
         arrival = time.time()
         key = request.headers.get("x-api-key")
         route, cache_key = self._route(path) if request.method == "GET" else _NO_ROUTE
-        if cache_key is not None and key in self._keys and not self._guarded():
+        if route is not None and cache_key is not None and key in self._keys \
+                and not self._guarded():
             body = self.store.cache.get(cache_key)
             if body is not None:  # the fast path: a cached answer, nothing to check
-                self.stats.record(key, route[0], 200, arrival)  # type: ignore[index]
+                self.stats.record(key, route[0], 200, arrival)
                 return web.Response(body=body, headers={
                     "Content-Type": JSON_TYPE, "x-amzn-RequestId": self.ids.next()})
         status = 0
