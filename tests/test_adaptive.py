@@ -185,6 +185,42 @@ def test_a_quota_measured_over_less_than_a_second_is_probed_again_after_one() ->
     assert (control.state.fast, control.state.measured) == (1, 2)
 
 
+def bound_then_clean(admitted: int) -> tuple[AdaptiveRate, float]:
+    """Probing after a guess, at 52/s (quota last seen at 40/s): a 429 5 s after the
+    measuring began, `admitted` requests sent since (the 429's among them), then a clean batch. The
+    controller and the time the episode ended."""
+    control = AdaptiveRate(10.0)
+    s = control.state
+    s.started = s.emptied = s.fast = 1
+    s.rate, s.estimate, s.began, s.cut_at, s.admitted = 52.0, 40.0, 10.0, 9.8, admitted
+    s.last = s.held_since = s.tally_since = 10.0
+    control.on_answers(15.0, 0, 1)
+    t = 15.0 + TUNING.settle
+    for _ in range(8):
+        t += 0.01
+        control.on_success(t)
+    assert control.state.episode == 0
+    return control, t
+
+
+@pytest.mark.parametrize(("admitted", "waits"), [
+    (203, TUNING.bound_spacing / (0.95 * 40.4)),  # 40.4/s again: probed after 100 requests
+    (221, TUNING.fast_after),  # 44/s, 10% more than the last: probed again after 1 s
+])
+def test_a_lower_bound_that_did_not_move_is_probed_after_a_hundred_requests(
+        admitted: int, waits: float) -> None:
+    """At Q = 5 the probe after a guess climbs 30% past Q before the bucket runs dry, so
+    every later q (within 1% of Q) counted as a lower bound, and the client probed
+    every 10 s: a 429 each, 2% of its requests. A bound that comes out where the last
+    one did (within `agree`) is probed no sooner than `bound_spacing` requests later;
+    one that rose is probed again after `fast_after` s, as before."""
+    control, t = bound_then_clean(admitted)
+    held = control.rate
+    assert held == pytest.approx(0.95 * (admitted - 1) / 5.0)  # the 429 let none through
+    assert answer_steadily(control, t, t + waits - 0.1, 38) == held
+    assert answer_steadily(control, t + waits - 0.1, t + waits + 1.0, 38) > held
+
+
 def test_the_quota_is_measured_up_to_the_last_429_not_up_to_the_review() -> None:
     """The bucket is known to be empty only when a 429 comes back. 429s at the start of
     the measuring, then none while the client sends under Q (its slots still held by the
