@@ -321,6 +321,25 @@ async def test_lent_session_is_used_and_left_open(emulator: Emulator) -> None:
             assert resp.status == 403  # our key went per request, not into the session
 
 
+async def test_a_lent_session_that_raises_for_status_still_gives_the_api_s_answers(
+    emulator: Emulator,
+) -> None:
+    """An app's session made with `raise_for_status=True` raised aiohttp's own error for
+    every 4xx, which became a retried `TransportError`: a 404 took 6 attempts, a wrong key
+    never stopped a bulk run."""
+    async with aiohttp.ClientSession(raise_for_status=True) as session:
+        async with client_for(emulator, session=session) as client:
+            with pytest.raises(NotFoundError) as caught:
+                await client.get_user("missing_user")
+            assert caught.value.attempts == 1
+        async with TikTokClient("wrong-key", emulator.base_url, session=session,
+                                retry=TESTING, concurrency=1) as client:
+            with pytest.raises(ForbiddenError):
+                async for _ in client.fetch_users([HANDLE, "other.user"]):
+                    pass
+    assert emulator.stats().total == 2  # each answered once: no retry, no second input
+
+
 async def test_closing_an_unopened_client_closes_it(emulator: Emulator) -> None:
     client = client_for(emulator)
     await client.aclose()

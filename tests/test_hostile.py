@@ -25,6 +25,7 @@ from tiktok_async import (
     ResponseTooLargeError,
     RetryPolicy,
     TikTokClient,
+    TransportError,
 )
 from tiktok_async.emulator import Emulator, existing_handle
 
@@ -169,6 +170,24 @@ async def test_a_well_formed_200_that_does_not_fit_is_still_not_retried(
             await c.get_user("broken_user")
     assert not isinstance(caught.value, MalformedBodyError)
     assert caught.value.attempts == 1
+
+
+# --- an answer that is not HTTP ------------------------------------------------------------
+
+
+async def test_an_answer_that_is_not_http_is_a_transport_error_and_retried(
+    emulator: Emulator,
+) -> None:
+    """`HTTP/1.1 2OO OK` from a broken proxy: our error (aiohttp's only as its cause), and
+    another attempt may reach the API."""
+    emulator.inject("bad_status_line")
+    async with client(emulator, retry=RetryPolicy.never()) as c:
+        with pytest.raises(TransportError, match="Bad status line") as caught:
+            await c.get_user(HANDLE)
+    assert caught.value.attempts == 1
+    emulator.inject("bad_status_line")
+    async with client(emulator) as c:
+        assert (await c.get_user(HANDLE)).user.id
 
 
 # --- a 404 that is not the API's ----------------------------------------------------------

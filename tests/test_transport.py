@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import socket
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -21,7 +23,7 @@ from tiktok_async._exceptions import (
     TransportError,
     TruncatedBodyError,
 )
-from tiktok_async._transport import MAX_BODY_BYTES, Secret, Transport
+from tiktok_async._transport import MAX_BODY_BYTES, Secret, Transport, _os_reason
 from tiktok_async.emulator import Emulator
 
 BASE = "https://api.example.test/dev/tiktok"
@@ -360,3 +362,15 @@ async def test_gzip_body_under_the_cap_is_read_decoded(
         assert (await t.get("user/big")).body == document
     finally:
         await t.aclose()
+
+
+@pytest.mark.parametrize(("error", "reason"), [
+    # a failed lookup: its errno (-2) is not one os.strerror knows ("Unknown error -2")
+    (socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+     "Name or service not known"),
+    # asyncio's own text names the address; the errno's says why
+    (OSError(errno.ECONNREFUSED, "Connect call failed ('127.0.0.1', 9)"), "Connection refused"),
+    (OSError("no errno"), "no errno"),
+])
+def test_a_connection_failure_says_why_in_the_system_s_words(error: OSError, reason: str) -> None:
+    assert _os_reason(error) == reason

@@ -46,7 +46,7 @@ from ._exceptions import (
 from ._inputs import link_kind, parse_video, short_link_in
 from ._limiter import RateLimiter
 from ._protocol import parse_retry_after
-from ._transport import _mapped
+from ._transport import _mapped, _without_secrets
 from ._version import __version__
 
 __all__ = ["DEFAULT_SHORT_LINK_RATE", "ShortLinkResolver", "resolve_short_link"]
@@ -182,7 +182,7 @@ class ShortLinkResolver:
                 answered = True
                 return self._redirect_of(resp, link, original)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            raise _mapped(exc, answered=answered) from exc
+            raise _mapped(exc, answered=answered) from _without_secrets(exc)
 
     def _redirect_of(
         self, resp: aiohttp.ClientResponse, link: str, original: str

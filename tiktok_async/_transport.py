@@ -30,14 +30,19 @@ one GET and returns `(status, headers, body)`; it never interprets the answer (t
 - The body is read inside `async with`, in pieces, at most 10 MiB *after decoding*: a
   body announced longer, or whose decoded bytes pass the cap (a gzip answer of 0.5 MB
   that inflates to 512 MB), raises `ResponseTooLargeError` (not retried) as soon as the
-  cap is passed. Never `resp.read()`: it lets aiohttp inflate the whole body at once.
-  Read piece by piece, aiohttp (>= 3.14) inflates at most one read buffer (256 KiB)
-  ahead of the reader, so memory stays bounded whatever the ratio and the framing
-  (`Content-Length`, chunked, or up to the end of the connection).
+  cap is passed. `resp.read()` only for a body that is not encoded and announces a
+  length within the cap (the API's own answers): for an encoded one it would let aiohttp
+  inflate the whole body at once. Read piece by piece, aiohttp (>= 3.14) inflates at
+  most one read buffer (256 KiB) ahead of the reader, so memory stays bounded whatever
+  the ratio and the framing (`Content-Length`, chunked, or up to the end of the
+  connection).
 - Errors: connection failures -> `ConnectError`; a timeout -> `RequestTimeoutError`; a
   body cut short (`ClientPayloadError`, or the connection lost after the answer began)
   -> `TruncatedBodyError`; anything else aiohttp raises -> `TransportError`. The aiohttp
-  exception stays only as `__cause__`.
+  exception stays only as `__cause__`, without its traceback (the locals of aiohttp's
+  frames hold the request's headers) and with the secret headers of the request it keeps
+  (`request_info`) redacted. Each request says `raise_for_status=False`: a lent session
+  made to raise for 4xx would hide the API's answers behind aiohttp's error.
 - aiohttp itself resends a GET once, at once, when the connection drops before an answer
   (RFC 9112 9.3.1: a stale keep-alive connection). That resend is not an attempt of ours:
   the limiter, the stats and the hooks do not see it.
@@ -47,12 +52,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import ssl
 import urllib.request
 from collections.abc import Mapping
 from typing import TypeAlias
 
 import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._exceptions import (
@@ -72,6 +79,8 @@ __all__ = ["MAX_BODY_BYTES", "RawResponse", "Secret", "Transport", "Verify", "re
 #: Largest answer body read (10 MiB); a user or video is a few KB.
 MAX_BODY_BYTES = 10 * 1024 * 1024
 _KEEPALIVE_SECONDS = 30.0
+#: Request headers that carry a secret: never kept in an error's cause.
+_SECRET_HEADERS = ("x-api-key", "authorization", "proxy-authorization")
 
 #: What `verify=` takes: True, False, a CA file or folder (str or path), an SSLContext.
 Verify: TypeAlias = "bool | str | os.PathLike[str] | ssl.SSLContext"
@@ -206,13 +215,14 @@ class Transport:
                 timeout=timeout or self._timeout,
                 allow_redirects=False,
                 proxy_headers=self._proxy_headers,
+                raise_for_status=False,  # a lent session's own setting would hide the answer
             ) as resp:
                 answered = True
                 # Not `_read_capped` for every answer: one coroutine fewer a request.
                 body = await resp.read() if _read_at_once(resp) else await _read_capped(resp)
                 return RawResponse(resp.status, resp.headers, body)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            raise _mapped(exc, answered=answered) from exc
+            raise _mapped(exc, answered=answered) from _without_secrets(exc)
 
     def with_timeout(self, timeout: float, connect_timeout: float) -> Transport:
         """A view of this transport (its session, made or not yet) with other timeouts."""
@@ -381,6 +391,30 @@ def _mapped(exc: BaseException, *, answered: bool) -> TransportError:
     return TransportError(f"HTTP error: {detail}")
 
 
+def _without_secrets(exc: BaseException) -> BaseException:
+    """`exc`, fit to be our error's cause: aiohttp keeps the request's headers (the key)
+    in a `ClientResponseError`'s `request_info`, and the locals of its frames hold them,
+    which a traceback printed with locals (Sentry's, rich's) would show. Each exception
+    of the chain loses its traceback; a `request_info` keeps all but the secret headers."""
+    seen: set[int] = set()
+    err: BaseException | None = exc
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        err.__traceback__ = None
+        if isinstance(err, aiohttp.ClientResponseError):
+            err.request_info = _redacted(err.request_info)
+        err = err.__cause__ or err.__context__
+    return exc
+
+
+def _redacted(info: aiohttp.RequestInfo) -> aiohttp.RequestInfo:
+    headers = CIMultiDict(info.headers)
+    for name in _SECRET_HEADERS:
+        if name in headers:
+            headers[name] = "<redacted>"
+    return aiohttp.RequestInfo(info.url, info.method, CIMultiDictProxy(headers), info.real_url)
+
+
 def _connect_detail(exc: BaseException, detail: str) -> str:
     """`cannot connect to HOST:PORT: REASON` in our words (aiohttp's says `ssl:default`
     even for a plain http URL); TLS and proxy failures say so."""
@@ -391,9 +425,17 @@ def _connect_detail(exc: BaseException, detail: str) -> str:
                 "private CA pass its file as verify= (--ca-file)")
     if isinstance(exc, aiohttp.ClientConnectorError):
         error = exc.os_error
-        reason = os.strerror(error.errno) if error.errno else str(error) or type(error).__name__
+        reason = _os_reason(error)
         if isinstance(exc, aiohttp.ClientConnectorSSLError):
             return f"TLS handshake with {exc.host}:{exc.port} failed: {error}"
         where = "the proxy " if isinstance(exc, aiohttp.ClientProxyConnectionError) else ""
         return f"cannot connect to {where}{exc.host}:{exc.port}: {reason}"
     return f"connection failed: {detail}"
+
+
+def _os_reason(error: OSError) -> str:
+    """Why a connection failed, in the system's words: a failed name lookup's own text
+    ("Name or service not known"; its errno is not one `os.strerror` knows)."""
+    if isinstance(error, socket.gaierror) and error.strerror:
+        return error.strerror
+    return os.strerror(error.errno) if error.errno else str(error) or type(error).__name__

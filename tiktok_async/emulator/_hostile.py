@@ -15,6 +15,7 @@ Each is a fault kind (`_faults.HOSTILE_KINDS`), injected with `Emulator.inject(k
 | `html_404`, `empty_404`, `json_404` | 404: HTML, an empty body, JSON without the API's message |
 | `throttle_long`, `throttle_long_date` | 429, `Retry-After: 99999` or a date a year ahead |
 | `silent` | the request is read, and nothing ever comes back |
+| `bad_status_line` | `HTTP/1.1 2OO OK`: an answer that is not HTTP (a broken proxy or middlebox) |
 
 The bomb is made once per size (about 0.2 s for 512 MB: a deflate stream of one
 compressed megabyte repeated, since a full flush makes the blocks identical).
@@ -89,6 +90,8 @@ async def answer(
         return await _bomb(kind, request, gzip_bomb(bomb_mb), request_id)
     if kind == "silent":
         await asyncio.get_running_loop().create_future()  # cancelled when the client goes
+    if kind == "bad_status_line":
+        return _raw_until_close(request, {"Content-Type": JSON_TYPE}, b"{}", status="2OO OK")
     if kind in ("deep_json", "broken_json"):
         return _changed_answer(kind, await backend())
     return _error_page(kind, request_id)
@@ -145,12 +148,13 @@ async def _bomb(
 
 
 def _raw_until_close(
-    request: web.BaseRequest, headers: dict[str, str], body: bytes
+    request: web.BaseRequest, headers: dict[str, str], body: bytes, status: str = "200 OK"
 ) -> web.StreamResponse:
-    """A 200 with neither a length nor chunks: the body ends where the connection does."""
+    """An answer with neither a length nor chunks (the body ends where the connection
+    does), written as bytes: `status` may be what no HTTP server would send."""
     transport = request.transport
     if transport is not None and not transport.is_closing():
-        lines = ["HTTP/1.1 200 OK", "Connection: close"]
+        lines = [f"HTTP/1.1 {status}", "Connection: close"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         transport.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
         transport.close()  # buffered bytes are sent first
