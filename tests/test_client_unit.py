@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import logging
 import math
+import threading
 import time
 import traceback
 from typing import Any
@@ -15,6 +17,7 @@ from aioresponses import aioresponses as MockHTTP
 
 from tiktok_async._client import API_KEY_ENV, BASE_URL_ENV, ClientHooks, TikTokClient
 from tiktok_async._exceptions import (
+    ClientStateError,
     ConnectError,
     DecodeError,
     ForbiddenError,
@@ -67,12 +70,28 @@ def test_bad_base_url_is_refused(url: str) -> None:
         TikTokClient(KEY, url)
 
 
+@pytest.mark.parametrize(("key", "words"), [
+    ("sk-live-123\n", "line break"),  # open("key.txt").read(): aiohttp refused it at each call
+    (" sk-live-123", "spaces"),
+    ("sk-live\t123", "control characters"),
+    (123, "must be text"),  # aiohttp's TypeError at each call
+])
+def test_a_key_that_cannot_go_in_a_header_is_refused_without_showing_it(
+        key: object, words: str) -> None:
+    with pytest.raises(ValueError, match=words) as caught:
+        TikTokClient(key, BASE)  # type: ignore[arg-type]
+    assert "sk-live" not in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "word"),
     [
         ({"concurrency": 0}, "concurrency"),
         ({"timeout": 0}, "timeout"),
         ({"connect_timeout": -1}, "connect_timeout"),
+        # aiohttp failed at every request (OverflowError), not here
+        ({"timeout": math.inf}, "timeout must be a finite"),
+        ({"connect_timeout": math.inf}, "connect_timeout must be a finite"),
         ({"rate": 0}, "rate"),
         ({"burst": 0}, "burst"),
     ],
@@ -297,3 +316,39 @@ def test_extreme_latencies_stay_in_range() -> None:
     assert stats.latency_p50 is not None
     assert stats.latency_p99 is not None
     assert stats.latency_p50 < 1e-4 < 100 < stats.latency_p99
+
+
+def test_a_client_used_from_another_event_loop_says_so() -> None:
+    """Opened in one loop (a thread's, as in an app that runs one) and called from
+    another: aiohttp's "Timeout context manager should be used inside a task" or "Event
+    loop is closed" (a RuntimeError) before; now the client's own error, and it is still
+    closed cleanly in its own loop."""
+    home = asyncio.new_event_loop()
+    thread = threading.Thread(target=home.run_forever)
+    thread.start()
+    client = TikTokClient(KEY, BASE)
+    try:
+        asyncio.run_coroutine_threadsafe(client.open(), home).result(5)
+
+        async def elsewhere() -> list[str]:
+            seen = []
+            calls = (lambda: client.get_user("someone"), lambda: _drain(client, ["someone"]),
+                     client.aclose)
+            for call in calls:
+                with pytest.raises(ClientStateError, match="another event loop") as caught:
+                    await call()
+                seen.append(type(caught.value).__name__)
+            return seen
+
+        assert asyncio.run(elsewhere()) == ["ClientStateError"] * 3
+        asyncio.run_coroutine_threadsafe(client.aclose(), home).result(5)
+        assert client.is_closed
+    finally:
+        home.call_soon_threadsafe(home.stop)
+        thread.join(5)
+        home.close()
+
+
+async def _drain(client: TikTokClient, handles: list[str]) -> None:
+    async for _ in client.fetch_users(handles):
+        pass

@@ -35,6 +35,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ._exceptions import (
+    ClientStateError,
     ConnectError,
     ForbiddenError,
     MissingRouteError,
@@ -83,7 +84,7 @@ _KEY: Callable[[Parsed[Any]], str | None] = operator.attrgetter("key")
 
 #: Errors after which every later request would fail too: they stop a bulk run.
 ABORTING_ERRORS: tuple[type[TikTokError], ...] = (
-    ForbiddenError, QuotaExceededError, MissingRouteError)
+    ForbiddenError, QuotaExceededError, MissingRouteError, ClientStateError)
 
 
 class Result(Record, Generic[T], frozen=True, gc=False):

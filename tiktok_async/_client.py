@@ -178,6 +178,7 @@ class TikTokClient:
         self._hooks = hooks
         self._stats = StatsRecorder()
         self._state = _UNOPENED
+        self._loop: asyncio.AbstractEventLoop | None = None  # where it was opened
         self._limiter: Limiter | None = None
         self._slots: ConcurrencyGate | None = None
 
@@ -199,6 +200,7 @@ class TikTokClient:
             self._flow.ceiling = min(self._flow.ceiling, self._concurrency)
         self._slots = ConcurrencyGate(self._concurrency)
         self._transport.open()
+        self._loop = asyncio.get_running_loop()
         self._state = _OPEN
 
     async def __aexit__(
@@ -212,6 +214,8 @@ class TikTokClient:
     async def aclose(self) -> None:
         """Close the client and its own session (a lent one stays open). Idempotent."""
         if self._state == _OPEN:
+            if asyncio.get_running_loop() is not self._loop:
+                raise self._state_error()
             self._state = _CLOSED
             await self._transport.aclose()
         self._state = _CLOSED
@@ -282,9 +286,10 @@ class TikTokClient:
         Raises a `TikTokError` with `.attempts` set. `path` is relative to the base URL and
         already percent-encoded (`user_path`, `video_path`).
         """
-        if self._state != _OPEN:
+        loop = asyncio.get_running_loop()
+        if self._state != _OPEN or loop is not self._loop:
             raise self._state_error()
-        started = asyncio.get_running_loop().time()
+        started = loop.time()
         try:  # the first attempt directly, as `Retrier.call` would: one coroutine fewer
             return await self._attempt(path, decode), 1
         except TikTokError as exc:
@@ -545,6 +550,10 @@ class TikTokClient:
             return ClientStateError(
                 "the client is not open: use `async with TikTokClient(...) as client:`"
             )
+        if self._state == _OPEN:  # and used from another loop than the one it was opened in
+            return ClientStateError(
+                "the client was opened in another event loop: its connections belong there; "
+                "open, use and close a client in one loop (one asyncio.run)")
         return ClientStateError("the client is closed: make a new one")
 
     @property
@@ -647,6 +656,13 @@ def _resolve_key(api_key: str | None) -> Secret:
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
     if not key:
         raise ValueError(f"no API key: pass api_key=... or set the {API_KEY_ENV} variable")
+    if not isinstance(key, str):
+        raise ValueError(f"the API key must be text (str), not {type(key).__name__}")
+    if not key.isprintable() or key != key.strip():
+        # Read from a file, a key often ends in a line break; aiohttp refuses it at the first
+        # request (a ValueError of its own). Its text is never shown, only what is wrong.
+        raise ValueError("the API key has spaces, a line break or other control characters "
+                         "(read from a file? strip it: open(path).read().strip())")
     return Secret(key)
 
 
@@ -680,9 +696,12 @@ def _shown(text: str) -> str:
 
 
 def _check_seconds(**values: float) -> None:
+    """Each a finite number of seconds > 0 (a request is always bounded: `math.inf` would
+    fail in aiohttp at every request instead of here)."""
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"{name} must be a number of seconds > 0, not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not 0 < value < math.inf:
+            raise ValueError(f"{name} must be a finite number of seconds > 0, not {value!r}")
 
 
 def _redacted(base_url: str) -> str:
@@ -704,6 +723,4 @@ def _open_files_allow(concurrency: int) -> int:
 def _check_limits(concurrency: int, timeout: float, connect_timeout: float) -> None:
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be a whole number >= 1, not {concurrency!r}")
-    for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
-        if not value > 0:
-            raise ValueError(f"{name} must be a number of seconds > 0, not {value!r}")
+    _check_seconds(timeout=timeout, connect_timeout=connect_timeout)

@@ -3,7 +3,7 @@
 ```
 TikTokError(Exception)             .message .status .request_id .attempts
 ├── InvalidInputError(ValueError)  bad handle / URL / id, raised before any request; .value .reason
-├── ClientStateError(RuntimeError) use before open, after close, or reopening
+├── ClientStateError(RuntimeError) use before open, after close, in another loop, or reopening
 ├── TransportError                 no complete HTTP answer (retryable)
 │   ├── ConnectError               could not connect (DNS, refused, TLS, reset before an answer)
 │   │   └── CertificateError       the server's TLS certificate is not trusted (not retried)
