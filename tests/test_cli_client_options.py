@@ -40,6 +40,34 @@ async def test_key_from_a_file(emulator: Emulator, tmp_path: Path) -> None:
     assert len(rows(tmp_path / "users.jsonl")) == 2
 
 
+@pytest.mark.parametrize(("how", "text"), [
+    ("file", f"\ufeff{KEY}\r\n"),  # Notepad: a byte-order mark and CRLF
+    ("environment", f"{KEY}\r"),  # export KEY=$(cat key.txt) of a CRLF file keeps the CR
+])
+async def test_a_key_with_a_bom_or_a_carriage_return_is_taken_without_them(
+    emulator: Emulator, tmp_path: Path, how: str, text: str,
+) -> None:
+    (tmp_path / "key").write_text(text, encoding="utf-8", newline="")
+    options = ["--api-key-file", "key"] if how == "file" else []
+    code, _, err = await run(emulator, "users", handles_file(tmp_path), *options, "-q",
+                             key=WRONG if how == "file" else text, cwd=tmp_path)
+    assert code == 0, err
+    assert len(rows(tmp_path / "users.jsonl")) == 2
+
+
+async def test_a_key_with_a_control_character_inside_is_a_usage_error(
+    emulator: Emulator, tmp_path: Path,
+) -> None:
+    """aiohttp refused it at the first request with a traceback (exit 1)."""
+    code, _, err = await run(emulator, "users", handles_file(tmp_path), "-q",
+                             key=f"{KEY}\x01x", cwd=tmp_path)
+    assert code == 2
+    assert "control characters" in err
+    assert "Traceback" not in err
+    assert KEY not in err
+    assert emulator.stats().total == 0
+
+
 async def test_key_from_stdin_then_the_inputs(emulator: Emulator, tmp_path: Path) -> None:
     """`--api-key -` takes stdin's first line; the rest can still be the input (`-`)."""
     stdin = f"{KEY}\n{existing_handle(0)}\n{existing_handle(1)}\n".encode()

@@ -661,8 +661,8 @@ def _resolve_key(api_key: str | None) -> Secret:
     if not key.isprintable() or key != key.strip():
         # Read from a file, a key often ends in a line break; aiohttp refuses it at the first
         # request (a ValueError of its own). Its text is never shown, only what is wrong.
-        raise ValueError("the API key has spaces, a line break or other control characters "
-                         "(read from a file? strip it: open(path).read().strip())")
+        raise ValueError("the API key has spaces, a line break or other control characters: "
+                         "strip it (a key read from a file often ends in a line break)")
     return Secret(key)
 
 

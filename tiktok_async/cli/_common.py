@@ -172,7 +172,8 @@ def api_key_from(args: argparse.Namespace) -> str:
         args.api_key, args.api_key_file = _first_line(key_file), None
     elif args.api_key == "-":
         args.api_key = _stdin_first_line()
-    api_key: str | None = args.api_key or os.environ.get(API_KEY_ENV)
+    # Stripped as a key file's line is: `export KEY=$(cat key.txt)` keeps a CR of CRLF.
+    api_key: str | None = args.api_key or os.environ.get(API_KEY_ENV, "").strip()
     if not api_key:
         raise UsageError(f"no API key: pass --api-key-file, --api-key or set {API_KEY_ENV}")
     return api_key
@@ -185,19 +186,25 @@ def _stdin_first_line() -> str:
     try:
         fd = sys.stdin.fileno()
     except (AttributeError, OSError, ValueError):  # no descriptor: a stream in memory
-        return sys.stdin.buffer.readline().decode("utf-8", "replace").strip()
+        return _key_text(sys.stdin.buffer.readline())
     line = bytearray()
     while (byte := os.read(fd, 1)) and byte != b"\n":
         line += byte
-    return line.decode("utf-8", "replace").strip()
+    return _key_text(bytes(line))
 
 
 def _first_line(path: str) -> str:
     try:
         with open(path, "rb") as key_file:
-            return key_file.readline().decode("utf-8", "replace").strip()
+            return _key_text(key_file.readline())
     except OSError as exc:
         raise UsageError(f"cannot read --api-key-file {path!r}: {exc.strerror}") from None
+
+
+def _key_text(line: bytes) -> str:
+    """A key file's (or standard input's) first line as text: without the byte-order mark
+    Notepad writes, and without the spaces and line break around it."""
+    return line.decode("utf-8-sig", "replace").strip()
 
 
 def network_options(args: argparse.Namespace) -> dict[str, Any]:
