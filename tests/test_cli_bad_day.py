@@ -59,6 +59,27 @@ async def test_nothing_listening_stops_fast_with_one_line_and_records_nothing(
     assert took < 30, f"took {took:.1f} s"
 
 
+async def test_a_host_that_takes_connections_and_never_answers_stops_like_nothing_listening(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A dead load balancer or a firewall that accepts and drops: every request times out.
+    Before, the run went through every input (retried 5 times each) and marked all failed,
+    exit 1, and the re-run skipped them all."""
+    emulator.inject("silent", count=10**9)
+    out = tmp_path / "out.jsonl"
+    started = time.monotonic()
+    code, _, err = await run(emulator, "users", str(handles_file(tmp_path, 300)), "-o",
+                             str(out), "-q", "--timeout", "1")
+    took = time.monotonic() - started
+    assert code == 3, err
+    assert "nothing answers" in err
+    assert "--timeout" in err
+    assert "Traceback" not in err
+    assert rows(out) == []
+    assert rows(tmp_path / "out.errors.jsonl") == []  # nothing marked failed: a re-run asks
+    assert took < 30, f"took {took:.1f} s"
+
+
 async def test_wrong_stage_stops_after_the_first_answers_and_names_the_form(
     emulator: Emulator, tmp_path: Path
 ) -> None:

@@ -9,12 +9,13 @@ One bad input never stops the batch: an invalid input, a missing user or a reque
 that failed after its retries is a `Result` with `error` set. Only answers that make
 every later request fail too stop the batch (`_stops_the_run`): `ForbiddenError` (bad
 key), `QuotaExceededError` (quota used up), `MissingRouteError` (the base URL's path is
-wrong), a `RateLimitedError` whose `Retry-After` is longer than the policy waits, and a
-`ConnectError` from a host that has never answered (a circuit breaker). No new input is
-taken and no request starts after it (`_runstop`: not even one already waiting for a
-slot, a token or a retry); the requests on the wire settle and their results are
-yielded, then the error is raised from the iterator. The inputs the stop cut short get
-no result, so a later run asks for them again.
+wrong), a `RateLimitedError` whose `Retry-After` is longer than the policy waits, a
+`ClientStateError`, and a `ConnectError` or `RequestTimeoutError` from a host that has
+never answered (a circuit breaker). No new input is taken and no request starts after
+it (`_runstop`: not even one already waiting for a slot, a token or a retry); the
+requests on the wire settle and their results are yielded, then the error is raised from
+the iterator. The inputs the stop cut short get no result, so a later run asks for them
+again.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ._exceptions import (
     ClientStateError,
-    ConnectError,
     ForbiddenError,
     MissingRouteError,
     QuotaExceededError,
@@ -48,7 +48,7 @@ from ._kinds import USERS, VIDEOS, Kind, Parsed
 from ._models import Record
 from ._pool import bounded_map
 from ._protocol import is_retryable
-from ._runstop import CURRENT_RUN, NotSentError, RunStop
+from ._runstop import CURRENT_RUN, UNREACHED, NotSentError, RunStop
 
 if TYPE_CHECKING:
     from ._models import UserProfile, Video
@@ -214,7 +214,7 @@ def _stops_the_run(error: TikTokError, client: Fetcher) -> bool:
         wait = error.retry_after
         return wait is not None and wait > client.retry_policy.max_retry_after
     # The circuit breaker: the host never answered anything, so it is not there.
-    return isinstance(error, ConnectError) and not client.stats.responses
+    return isinstance(error, UNREACHED) and not client.stats.responses
 
 
 def _unanswered(error: TikTokError, stop: RunStop) -> bool:

@@ -39,14 +39,14 @@ from yarl import URL
 from ._adaptive import AdaptiveRate
 from ._bulk import Result, fetch_users, fetch_videos
 from ._concurrency import AdaptiveConcurrency, workers
-from ._exceptions import ClientStateError, ConnectError, RateLimitedError, TikTokError
+from ._exceptions import ClientStateError, RateLimitedError, TikTokError
 from ._inputs import make_video_ref, parse_handle, parse_video, user_path, video_path
 from ._limiter import ConcurrencyGate, Limiter, RateLimiter
 from ._models import UserProfile, Video, decode_user_profile, decode_video
 from ._openfiles import make_room
 from ._protocol import decipher_response, retry_cause
 from ._retry import Retrier, RetryPolicy
-from ._runstop import CURRENT_RUN, NotSentError, RunStop, connect_failed
+from ._runstop import CURRENT_RUN, UNREACHED, NotSentError, RunStop, connect_failed
 from ._stats import ClientStats, StatsRecorder
 from ._transport import Secret, Transport, Verify, redacted_url
 from ._version import __version__
@@ -371,7 +371,7 @@ class TikTokClient:
 
     def _on_error(self, path: str, error: TikTokError) -> None:
         self._stats.failed(retry_cause(error) or "other")
-        if isinstance(error, ConnectError) and not self._stats.any_answer:
+        if isinstance(error, UNREACHED) and not self._stats.any_answer:
             connect_failed(error)  # the circuit breaker of the bulk run, if any
         _log.debug("GET %s -> %s", path, error)
         hooks = self._hooks

@@ -10,9 +10,10 @@ client checks it right before sending, and the retry layer does not retry, and w
 from its backoff sleep, once it is set.
 
 It is also the run's circuit breaker: while no request of the client has ever been
-answered, connection failures that go on for `BREAKER_SECONDS` (at least
-`BREAKER_FAILURES` of them) stop the run: the host is not there, and retrying every
-input against it would take hours.
+answered, failures to reach the host (`UNREACHED`: connections refused or failing, or
+requests timing out before any answer: a host that accepts and never answers) that go
+on for `BREAKER_SECONDS` (at least `BREAKER_FAILURES` of them) stop the run: the host
+is not there, and retrying every input against it would take hours.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Awaitable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from ._exceptions import TikTokError
+from ._exceptions import ConnectError, RequestTimeoutError, TikTokError
 
 T = TypeVar("T")
 
@@ -39,6 +40,8 @@ class RunInterrupted(TikTokError):
 
 BREAKER_SECONDS = 5.0
 BREAKER_FAILURES = 5
+#: Errors that, while nothing was ever answered, say the host is not there.
+UNREACHED: tuple[type[TikTokError], ...] = (ConnectError, RequestTimeoutError)
 
 
 class RunStop:

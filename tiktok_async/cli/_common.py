@@ -18,6 +18,7 @@ from .._exceptions import (
     MissingRouteError,
     QuotaExceededError,
     RateLimitedError,
+    RequestTimeoutError,
     TikTokError,
 )
 from .._limiter import Limiter
@@ -93,6 +94,11 @@ def abort_reason(exc: TikTokError, base_url: str | None = None) -> str:
         return (f"cannot reach the API at {_where(base_url)} ({exc.message}) and no request "
                 "has ever been answered: check --base-url or $TIKTOK_API_BASE_URL, and that "
                 "this machine can reach that host; nothing was recorded")
+    if isinstance(exc, RequestTimeoutError):
+        return (f"nothing answers at {_where(base_url)}: it takes connections, but no request "
+                f"has ever been answered ({exc.message}): check --base-url or "
+                "$TIKTOK_API_BASE_URL (a proxy or a load balancer with nothing behind it?), "
+                "or raise --timeout if the API is that slow; nothing was recorded")
     return f"{exc}; nothing more was sent"
 
 
