@@ -16,13 +16,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import zipfile
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cli_helpers import rows, run, start
+from cli_helpers import cli_env, rows, run, start
 
 from tiktok_async._kinds import KINDS
 from tiktok_async._models import encode_json, to_builtins
@@ -265,6 +266,33 @@ async def test_stdout_output_says_where_errors_go_and_grows_no_file(
         assert invalid["input"] == "bad handle!"
         assert invalid["kind"] == "invalid"
         assert names(tmp_path) == []
+
+
+async def test_a_closed_standard_output_stops_the_run_quietly_with_exit_141(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """`-o - | head -1`: the reader has what it wanted; not a full disk, nothing to resume."""
+    source = handles_file(tmp_path, 500)
+    # Popen, not asyncio's: its stdout is a file to close by hand (blocking calls: in threads)
+    proc = subprocess.Popen(  # noqa: ASYNC220
+        [sys.executable, "-m", "tiktok_async", "users", str(source), "-o", "-", "-q",
+         "--errors", str(tmp_path / "e.jsonl")],
+        env=cli_env(emulator), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    first = await asyncio.to_thread(proc.stdout.readline)
+    assert json.loads(first)["key"].endswith(".files")
+    proc.stdout.close()  # as `head -1` does once it has its line
+    err = (await asyncio.to_thread(proc.stderr.read)).decode()
+    code = await asyncio.to_thread(proc.wait, 60)
+    proc.stderr.close()
+    assert code == 141, err
+    assert "free some space" not in err
+    assert "Exception ignored" not in err  # Python's flush at exit, into the closed pipe
+    assert "BrokenPipeError" not in err
+    assert "Traceback" not in err
+    assert err.splitlines() == ["tiktok-async users: answers to standard output, errors to "
+                                f"{tmp_path / 'e.jsonl'}"]
 
 
 # -- input files -----------------------------------------------------------------------------

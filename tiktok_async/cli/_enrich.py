@@ -57,7 +57,11 @@ from ._progress import ProgressDisplay, RunCounts
 from ._ratememory import PeakRate, RateMemory
 from ._resume import KeySet
 from ._table import TableRows
+from ._writers import OutputClosedError, silence_stdout
 
+#: The exit code when standard output's reader closed it (`-o - | head`): 128 + SIGPIPE,
+#: what a shell reports for a Unix filter stopped that way.
+EXIT_OUTPUT_CLOSED = 141
 #: Seconds the requests on the wire get to settle after a first Ctrl-C.
 INTERRUPT_GRACE = 3.0
 #: Input lines read, parsed and checked against earlier runs at a time. Run one line at a
@@ -129,10 +133,19 @@ def run_command(kind: Kind[Any, Any], args: argparse.Namespace) -> int:
                             resolver=resolver, table=outputs.table)
             run.piped, run.memory = is_stream(args.input), memory
             code = run_async(run.main(outputs.inputs))
-    except OutputWriteError as exc:  # a full disk: the files hold whole lines, re-run resumes
-        print(f"tiktok-async {kind.name}: {exc}", file=sys.stderr)
-        return EXIT_WRITE_FAILED
+    except OutputWriteError as exc:
+        return _write_failed(kind, exc)
     return outputs.finish(kind.name, code)
+
+
+def _write_failed(kind: Kind[Any, Any], exc: OutputWriteError) -> int:
+    """The exit code of a write that failed, said on standard error unless quiet."""
+    if isinstance(exc, OutputClosedError):  # `-o - | head`: the reader has enough
+        silence_stdout()
+        return EXIT_OUTPUT_CLOSED
+    # a full disk: the files hold whole lines, a re-run resumes
+    print(f"tiktok-async {kind.name}: {exc}", file=sys.stderr)
+    return EXIT_WRITE_FAILED
 
 
 def _print_note(kind: Kind[Any, Any], note: str | None) -> None:
@@ -172,8 +185,7 @@ def _prepare(kind: Kind[Any, Any], args: argparse.Namespace
         print(f"tiktok-async {kind.name}: {usage_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except OutputWriteError as exc:
-        print(f"tiktok-async {kind.name}: {exc}", file=sys.stderr)
-        return EXIT_WRITE_FAILED
+        return _write_failed(kind, exc)
     return client, outputs, short_link_resolver(args), memory
 
 
@@ -257,6 +269,9 @@ class EnrichRun:
             print(f"tiktok-async {self.kind.name}: aborted: "
                   f"{abort_reason(exc, self.client.base_url)}", file=sys.stderr)
             return EXIT_ABORTED
+        except InputFormatError as exc:  # a table on standard input broke off (a stray quote)
+            print(f"tiktok-async {self.kind.name}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         except asyncio.CancelledError:
             self._interrupted = True
         if self._interrupted:

@@ -3,7 +3,8 @@ write with.
 
 `LineWriter` appends whole lines to one file descriptor (in a running event loop, the
 lines of one turn of the loop in one `write` at its end), and cuts a failed write (ENOSPC)
-back to the last whole line (`OutputWriteError`). CSV cells:
+back to the last whole line (`OutputWriteError`); a pipe whose reader closed it (EPIPE)
+is `OutputClosedError`, which the command takes as a quiet stop. CSV cells:
 `csv_cell` (None empty, `true`/`false`, numbers bare, lists and dicts as JSON, text a
 spreadsheet would run as a formula defused with a leading apostrophe), `csv_line`.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import errno
 import io
 import json
 import json.encoder
@@ -23,9 +25,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["BOM", "LineWriter", "OutputWriteError", "StderrWriter", "Writer", "csv_cell",
-           "csv_line", "flatten", "json_line_encoder", "json_string", "open_append",
-           "stdout_writer"]
+__all__ = ["BOM", "LineWriter", "OutputClosedError", "OutputWriteError", "StderrWriter",
+           "Writer", "csv_cell", "csv_line", "flatten", "json_line_encoder", "json_string",
+           "open_append", "silence_stdout", "stdout_writer"]
 
 #: A UTF-8 byte-order mark: what tells Excel a CSV file is UTF-8.
 BOM = b"\xef\xbb\xbf"
@@ -41,6 +43,27 @@ class OutputWriteError(Exception):
                          "free some space, then run the same command again to resume")
         self.where = where
         self.error = error
+
+
+class OutputClosedError(OutputWriteError):
+    """The reader of a pipe closed it (`-o - | head -1`): the reader's normal way to say it
+    has enough, not a disk problem, and `-o -` has nothing to resume. The command stops
+    quietly, as a Unix filter killed by SIGPIPE does (`silence_stdout`, exit 141)."""
+
+    def __init__(self, where: str, error: OSError) -> None:
+        Exception.__init__(self, f"{where} was closed by its reader: stopped")
+        self.where = where
+        self.error = error
+
+
+def silence_stdout() -> None:
+    """Point standard output at the null device, so that Python's flush at exit does not
+    write to the closed pipe again ("Exception ignored ... BrokenPipeError")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 # -- encoding ----------------------------------------------------------------------------
@@ -186,6 +209,8 @@ class LineWriter:
                 view = view[written:]
         except OSError as exc:
             self._cut_back()
+            if exc.errno == errno.EPIPE:
+                raise OutputClosedError(self.where, exc) from exc
             raise OutputWriteError(self.where, exc) from exc
         self._end += len(line)
 
