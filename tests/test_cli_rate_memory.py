@@ -58,6 +58,31 @@ async def test_a_second_run_starts_at_the_rate_the_first_reached(emulator: Emula
     assert len(rows(tmp_path / "more.jsonl")) == 40
 
 
+async def test_a_run_held_back_by_its_input_does_not_lower_the_figure(
+    emulator: Emulator, tmp_path: Path,
+) -> None:
+    """`slow-producer | tiktok-async users -`: three lines 0.7 s apart, no 429, slower than
+    it started. It replaced the figure with 4/s, and the next run started there."""
+    code, _, err = await run(emulator, "users", handles_file(tmp_path, 120), "-q",
+                             key=KEY, cwd=tmp_path)
+    assert code == 0, err
+    reached = remembered(emulator)
+    assert reached is not None
+    assert reached > 10
+    proc = await start(emulator, "users", "-", "-o", "trickle.jsonl", "-q", key=KEY,
+                       stdin=b"", cwd=tmp_path)
+    assert proc.stdin is not None
+    for n in range(3):
+        proc.stdin.write(f"{existing_handle(500 + n)}\n".encode())
+        await proc.stdin.drain()
+        await asyncio.sleep(0.7)
+    proc.stdin.close()
+    _, err_bytes = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err_bytes.decode()
+    assert len(rows(tmp_path / "trickle.jsonl")) == 3
+    assert remembered(emulator) == pytest.approx(reached, abs=0.001)
+
+
 async def test_a_fixed_rate_neither_reads_nor_writes_it(emulator: Emulator,
                                                         tmp_path: Path) -> None:
     RateMemory.load(KEY, emulator.base_url).save(500.0)

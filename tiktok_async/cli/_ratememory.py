@@ -9,7 +9,11 @@ start goes on as usual: doubling until the first 429, then the quota measured.
 
 - What is kept: the answers a second the run reached (its busiest half second, 429s not
   counted), no more than the rate in force when it ended (0.95 of a measured quota). A
-  run that got no answer keeps nothing; a later run always replaces the figure.
+  run that got no answer keeps nothing, and so does one that saw no 429 and never went
+  faster than it started: held back by its input (`slow-producer | tiktok-async users -`,
+  or a job of a few hundred lines), it says nothing of the key's rate (a trickle of 4/s
+  replaced a measured 6,790/s, and the next run started at 4/s). Any other run replaces
+  the figure.
 - Where: `$XDG_STATE_HOME/tiktok-async/rates.json` (default `~/.local/state/...`), one
   entry per key and base URL, named by a SHA-256 of both: the key itself is never
   written. At most `MAX_ENTRIES`, the oldest dropped. Read, changed and written under the
@@ -110,9 +114,11 @@ class PeakRate:
     def __init__(self, client: TikTokClient) -> None:
         self._client = client
         self.peak = 0.0
+        self._started_at = 0.0  # the client's rate when the run began
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> PeakRate:
+        self._started_at = self._client.rate
         self._task = asyncio.get_running_loop().create_task(self._sample())
         return self
 
@@ -124,8 +130,12 @@ class PeakRate:
 
     def reached(self) -> float | None:
         """The rate to remember: the peak, no more than the client's rate now; None when
-        no answer came."""
+        no answer came, or when no 429 came and the peak stayed under the rate the run
+        began at (the input held it back: nothing learnt of the key)."""
         if self.peak <= 0:
+            return None
+        throttled = self._client.stats.responses.get(429, 0)
+        if not throttled and self.peak < self._started_at:
             return None
         return min(self.peak, self._client.rate)
 
