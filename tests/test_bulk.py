@@ -199,14 +199,17 @@ async def test_fetch_videos_takes_urls_pairs_and_refs(emulator: Emulator) -> Non
         f"https://www.tiktok.com/@{handle}/video/{vid}?lang=en",
         (handle, vid),
         f"{handle},{vid}",
+        (handle, int(vid)),  # as get_video takes it: an id from JSON or a DataFrame
         f"https://m.tiktok.com/v/{vid}.html",
         "https://vm.tiktok.com/ZMabc/",
+        (handle, True),
     ]
     async with client_for(emulator) as client:
         results = [r async for r in client.fetch_videos(inputs, ordered=True)]
-    assert [r.ok for r in results] == [True, True, True, False, False]
-    assert all(r.value is not None and r.value.id == vid for r in results[:3])
-    assert "handle" in str(results[3].error)
+    assert [r.ok for r in results] == [True, True, True, True, False, False, False]
+    assert all(r.value is not None and r.value.id == vid for r in results[:4])
+    assert "handle" in str(results[4].error)
+    assert "not a video id" in str(results[6].error)
     assert emulator.stats().total == 1
 
 

@@ -110,8 +110,9 @@ class TikTokClient:
       open-file limit allows (its soft limit is raised when needed).
     - `timeout`: seconds for one attempt, answer included (35: API Gateway gives up at
       29 s); `connect_timeout`: seconds to connect (10).
-    - `retry`: a `RetryPolicy` (default: up to 6 attempts, backoff from 0.5 s, at most
-      60 s a call); `RetryPolicy.testing()` for tests, `RetryPolicy.never()` for none.
+    - `retry`: a `RetryPolicy` (default: up to 6 attempts, backoff from 0.5 s, no retry
+      wait ending later than 60 s into the call; an attempt begun before then still has
+      its `timeout`); `RetryPolicy.testing()` for tests, `RetryPolicy.never()` for none.
     - `proxy`: an `http://[user:password@]host:port` proxy for every request. Without it,
       with `trust_env` (default), `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` and
       `NO_PROXY`, read once here. Over https the proxy only tunnels (`CONNECT`): it never
@@ -254,7 +255,9 @@ class TikTokClient:
 
         The input (any iterable or async iterable) is read only as fast as work is taken;
         at most `concurrency` requests are in flight. With `dedupe`, one handle in any form
-        is fetched once and every duplicate still gets its own `Result`. One bad input
+        is fetched once (while in flight, and for the last 10,000 distinct handles
+        answered: one further back is fetched again) and every duplicate still gets its
+        own `Result`. One bad input
         never stops the run: its `Result` carries the error. A bad key (`ForbiddenError`)
         or a used-up quota (`QuotaExceededError`) stops it: what is in flight settles and
         is yielded, then the error is raised. Breaking out of the loop cancels the work;

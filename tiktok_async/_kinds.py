@@ -84,7 +84,9 @@ def _video_ref(raw: object) -> VideoRef:
     if isinstance(raw, VideoRef):
         return make_video_ref(raw.handle, raw.video_id)
     if isinstance(raw, tuple) and len(raw) == 2:
-        return make_video_ref(_as_text(raw[0]), _as_text(raw[1]))
+        video_id = raw[1]  # an int as get_video takes it (ids from JSON or a DataFrame)
+        return make_video_ref(_as_text(raw[0]),
+                              video_id if isinstance(video_id, int) else _as_text(video_id))
     return parse_video(_as_text(raw))
 
 
