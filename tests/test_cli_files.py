@@ -108,6 +108,33 @@ async def test_a_second_run_on_the_same_output_is_refused_at_once_naming_the_hol
     assert keys_once(out, tmp_path / "out.errors.jsonl") == handles(200)
 
 
+@pytest.mark.parametrize("link", [os.symlink, os.link], ids=["symlink", "hard link"])
+async def test_a_second_run_through_another_name_of_the_output_is_refused(
+    emulator: Emulator, tmp_path: Path, link: Callable[[Path, Path], None]
+) -> None:
+    """A symlink `latest.jsonl -> out.jsonl`, or a hard link: the same file, the same lock."""
+    source, out = handles_file(tmp_path, 200), tmp_path / "out.jsonl"
+    first = await start(emulator, "users", str(source), "-o", str(out), "-q", "--rate", "5")
+    await wait_until(lambda: line_count(out) >= 2)
+    other_name = tmp_path / "other" / "latest.jsonl"
+    other_name.parent.mkdir()
+    link(out, other_name)
+    code, _, err = await run(emulator, "users", str(source), "-o", str(other_name), "-q",
+                             "--errors", str(tmp_path / "other.errors.jsonl"), key=SECOND_KEY)
+    assert code == 2, err
+    assert f"{other_name} is in use by another run (PID {first.pid} on " in err
+    assert "Traceback" not in err
+    assert first.returncode is None  # refused while the first still ran
+    assert emulator.stats().count(key=SECOND_KEY) == 0
+    first.send_signal(signal.SIGINT)
+    await asyncio.wait_for(first.communicate(), 30)
+    errors = tmp_path / "out.errors.jsonl"
+    code, _, err = await run(emulator, "users", str(source), "-o", str(other_name), "-q",
+                             "--errors", str(errors))
+    assert code == 0, err  # the lock went with the first run
+    assert keys_once(out, errors) == handles(200)
+
+
 async def test_a_run_after_a_sigkilled_one_is_not_refused(
     emulator: Emulator, tmp_path: Path
 ) -> None:

@@ -28,9 +28,11 @@ grows unseen); `--errors -` asks for that too. One object per input that got no 
 `{"input", "key" (null when invalid), "kind" ("invalid", "not_found", "failed", ...),
 "status" (HTTP status or null), "message", "attempts", "line"}`.
 
-One run at a time: each file is locked (`_lock`: an OS lock on `<file>.lock`, freed
-even by SIGKILL) before it is scanned or written; a second run is refused at once
-(`FileInUseError`, naming the holder's PID and host).
+One run at a time: each file is locked (`_lock`: OS locks on `<file>.lock` beside the
+file its name resolves to, and on the file's device and inode, freed even by SIGKILL)
+before it is scanned or written, so a second run is refused at once through any name of
+the file, a symlink or a hard link too (`FileInUseError`, naming the holder's PID and
+host).
 
 A write that fails (a full disk) is cut back to the last whole line and raised as
 `OutputWriteError`; what was written before stays whole, so a re-run resumes.
@@ -221,6 +223,9 @@ def open_locked(out: str | os.PathLike[str], errors: str | os.PathLike[str] | No
         undo.callback(out_writer.close)
         errors_writer = open_append(errors_path) if errors_path else StderrWriter()
         undo.callback(errors_writer.close)
+        for path in (out_path, errors_path):  # one just made: its inode is locked now
+            if path is not None:
+                locks.take_file(path)
         if header and out_writer.at_start:
             out_writer.write(header)
         undo.pop_all()

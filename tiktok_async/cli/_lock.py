@@ -1,8 +1,26 @@
-"""One run at a time per file: an OS lock (`filelock`, imported only here) on `<file>.lock`.
+"""One run at a time per file: OS locks (`filelock`, imported only here) on lock files.
 
-The lock is `flock` on Unix (`LockFileEx` on Windows): the OS drops it when the holder
+A file is locked twice, so that every name it has leads to the same lock:
+
+- by its name, resolved (`os.path.realpath`: symlinks followed): `<resolved file>.lock`,
+  beside it. `out.jsonl`, `./out.jsonl` and a symlink `latest.jsonl -> out.jsonl` all lock
+  `out.jsonl.lock`. This lock exists before the file does (a run that creates it), and it
+  holds across hosts wherever the file system's locks do.
+- by the file itself, once it exists: its device and inode, in the per-user state folder
+  (`$XDG_STATE_HOME/tiktok-async/locks/<device>-<inode>.lock`, like `rates.json`). A hard
+  link is another name for the same inode, in any folder, and no name-based lock can
+  see it; the inode is the one thing all its names share. A run takes it before it reads
+  the file, or just after it creates the file. When that folder cannot be made (no home,
+  read-only), this second lock is skipped: the first still holds for every name but a
+  hard link's.
+
+Locking the output file itself instead was not chosen: on Windows a lock is mandatory and
+would refuse the run's own reads and writes through its other handles, and filelock
+treats the file it locks as its own (it may create, stamp or remove it).
+
+The locks are `flock` on Unix (`LockFileEx` on Windows): the OS drops them when the holder
 exits, even by SIGKILL, so a crashed run never blocks the next. The holder writes its PID,
-host and start time into the lock file once it holds the lock (filelock's `on_acquired`;
+host and start time into each lock file once it holds the lock (filelock's `on_acquired`;
 since filelock 3.30 a refused contender no longer truncates that file), and a refused
 run reads them back to say who holds it. The lock files are left in place after the run
 (`preserve_lock_file`): deleting one while another run waits on it would let two runs
@@ -21,7 +39,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-__all__ = ["FileInUseError", "FileLocks", "held", "lock_path"]
+__all__ = ["FileInUseError", "FileLocks", "file_lock_path", "held", "lock_path"]
 
 
 class FileInUseError(Exception):
@@ -35,8 +53,23 @@ class FileInUseError(Exception):
 
 
 def lock_path(path: Path) -> Path:
-    """The lock file of `path`: `out.jsonl` -> `out.jsonl.lock`."""
-    return path.with_name(path.name + ".lock")
+    """The lock file of `path`'s name, resolved: `out.jsonl` -> `out.jsonl.lock`, and so
+    for a symlink to `out.jsonl` (even one whose target does not exist yet)."""
+    real = Path(os.path.realpath(path))
+    return real.with_name(real.name + ".lock")
+
+
+def file_lock_path(path: Path) -> Path | None:
+    """The lock file of the file `path` is (its device and inode), in the per-user state
+    folder, made if missing; None when `path` does not exist or the folder cannot be made."""
+    try:
+        found = os.stat(path)
+        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        folder = Path(base) / "tiktok-async" / "locks"
+        folder.mkdir(parents=True, exist_ok=True)
+    except (OSError, RuntimeError):  # RuntimeError: no home folder to find
+        return None
+    return folder / f"{found.st_dev:x}-{found.st_ino:x}.lock"
 
 
 def _write_holder(fd: int) -> None:
@@ -62,10 +95,21 @@ class FileLocks:
 
     def __init__(self) -> None:
         self._held: list[FileLock] = []
+        self._files: set[Path] = set()  # the file locks held, by lock file
 
     def take(self, path: Path) -> None:
-        """Lock `path` now or raise `FileInUseError` (never waits)."""
-        self._held.append(_locked(path, wait=0.0))
+        """Lock `path` by its name and, if it exists, the file itself (`take_file`), now or
+        raise `FileInUseError` (never waits)."""
+        self._held.append(_locked(path, lock_path(path), wait=0.0))
+        self.take_file(path)
+
+    def take_file(self, path: Path) -> None:
+        """Lock the file `path` is (a file this run just made: before, it had no inode);
+        nothing when it is locked already, or missing. `FileInUseError` as `take`."""
+        lock_file = file_lock_path(path)
+        if lock_file is not None and lock_file not in self._files:
+            self._held.append(_locked(path, lock_file, wait=0.0))
+            self._files.add(lock_file)
 
     def release(self) -> None:
         while self._held:
@@ -76,20 +120,20 @@ class FileLocks:
 def held(path: Path, seconds: float) -> Iterator[None]:
     """Hold the lock on `path` for a short read-modify-write, waiting up to `seconds` for
     another holder to finish; `FileInUseError` when it does not."""
-    lock = _locked(path, wait=seconds)
+    lock = _locked(path, lock_path(path), wait=seconds)
     try:
         yield
     finally:
         lock.release()
 
 
-def _locked(path: Path, wait: float) -> FileLock:
-    """The lock on `path`, taken (waiting up to `wait` seconds; 0: one try), its holder
-    stamped in; `FileInUseError` naming the other holder when it cannot be."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(lock_path(path), on_acquired=_write_holder, preserve_lock_file=True)
+def _locked(path: Path, lock_file: Path, wait: float) -> FileLock:
+    """The lock on `path` (`lock_file`), taken (waiting up to `wait` seconds; 0: one try),
+    its holder stamped in; `FileInUseError` naming the other holder when it cannot be."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lock_file, on_acquired=_write_holder, preserve_lock_file=True)
     try:
         lock.acquire(timeout=wait, blocking=wait > 0)
     except Timeout:
-        raise FileInUseError(path, _holder_of(lock_path(path))) from None
+        raise FileInUseError(path, _holder_of(lock_file)) from None
     return lock
