@@ -247,6 +247,42 @@ async def test_a_header_only_csv_warns_and_makes_no_file(emulator: Emulator,
     assert not (tmp_path / "o.csv").exists()
 
 
+def stray_quote_csv(path: Path, count: int) -> Path:
+    """`count` rows of handles, line 3's cell opening a quote that nothing closes (csv
+    read every line after it into that one cell: 3,000 rows came back as 2)."""
+    lines = ["id,handle", f"1,{existing_handle(1)}", '2,"oops',
+             *(f"{n},user{n}.table" for n in range(3, count + 1))]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def test_a_stray_quote_in_a_csv_file_stops_the_run_before_any_request(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    path = stray_quote_csv(tmp_path / "in.csv", 3000)
+    out = tmp_path / "out.csv"
+    code, _, err = await run(emulator, "users", str(path), "-o", str(out), "-q")
+    assert code == 2, err
+    [message] = err.splitlines()
+    assert message.startswith(f"tiktok-async users: line 3 of {path} opens a quoted cell ")
+    assert emulator.stats().total == 0
+    assert not out.exists()
+
+
+async def test_a_stray_quote_in_a_table_on_standard_input_stops_the_run_there(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    data = stray_quote_csv(tmp_path / "in.csv", 3000).read_bytes()
+    out = tmp_path / "out.csv"
+    code, _, err = await run(emulator, "users", "-", "--column", "handle", "-o", str(out),
+                             "-q", stdin=data)
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert "tiktok-async users: line 3 of standard input opens a quoted cell " in err
+    _, table = read_csv(out)
+    assert [row[0] for row in table] == ["1"][:len(table)]  # the rows before it, at most
+
+
 async def test_excel_csv_has_a_bom_bare_numbers_and_no_formulas(
     emulator: Emulator, tmp_path: Path
 ) -> None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import csv
 import errno
 import io
+import itertools
 import json
 import os
 import re
 import sys
+import threading
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,6 +30,7 @@ from tiktok_async.cli._files import (
     written_format,
 )
 from tiktok_async.cli._inputfile import (
+    MAX_ROW_LINES,
     InputFormatError,
     InputLine,
     describe_empty,
@@ -214,6 +217,54 @@ def test_a_long_table_row_is_kept_whole(tmp_path: Path) -> None:
     [row] = list(read_table(path, column="handle").rows)
     assert row.problem is None
     assert row.cells == ("ann", notes)
+
+
+def stray_quote_table(rows: int) -> bytes:
+    """A CSV table whose line 3 opens a quote that nothing closes."""
+    lines = ["id,handle", "1,ann", '2,"oops', *(f"{n},user{n}" for n in range(3, rows + 1))]
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.mark.parametrize(("data", "how"), [
+    (stray_quote_table(50), "is still open at the end of the file (line 51)"),
+    (stray_quote_table(3000), f"runs over more than {MAX_ROW_LINES} lines"),
+    (b'id,handle\n1,ann\n2,"oops\n3,bob\n4,"cat\n5,dan\n',
+     "breaks on line 5 (',' expected after '\"')"),
+    (b'id,handle\n1,ann\n2,"x\n' + b"3,y\n" * MAX_ROW_LINES + b'99,z"\n100,ok\n',
+     f"runs over more than {MAX_ROW_LINES} lines"),
+])
+def test_a_stray_quote_in_a_csv_file_refuses_it_before_any_row(tmp_path: Path, data: bytes,
+                                                                 how: str) -> None:
+    path = write(tmp_path / "in.csv", data)
+    with pytest.raises(InputFormatError) as refused:
+        read_table(path, column="handle")
+    assert str(refused.value).startswith(f"line 3 of {path} opens a quoted cell that {how}: ")
+    assert "fix it" in str(refused.value)
+    assert "or give the inputs as a text file, one a line" in str(refused.value)
+
+
+def test_a_stray_quote_on_a_pipe_stops_the_rows_where_it_opens(tmp_path: Path) -> None:
+    """Standard input or a FIFO cannot be read twice: its rows stream up to the broken
+    one. Quoted cells of a few lines, and `"ab"cd` on one line, are still rows."""
+    good = b'id,handle,bio\n1,ann,"one\ntwo\nthree"\n2,"bob"by,x\n'
+    fifo = tmp_path / "in.csv"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "wb") as writer:
+            writer.write(good + stray_quote_table(3000).split(b"\n", 1)[1])
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    rows = read_table(fifo, column="handle").rows
+    try:
+        assert [(row.line_no, row.cells) for row in itertools.islice(rows, 3)] == [
+            (2, ("1", "ann", "one\ntwo\nthree")), (5, ("2", "bobby", "x")), (6, ("1", "ann", ""))]
+        with pytest.raises(InputFormatError, match=f"^line 7 of {fifo} opens a quoted cell"):
+            next(rows)
+    finally:
+        rows.close()  # type: ignore[attr-defined]
+        writer.join(10)
 
 
 # -- outputs ---------------------------------------------------------------------------

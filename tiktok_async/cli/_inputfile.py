@@ -12,8 +12,12 @@ Input (`read_table`, `read_inputs`), streamed, never read whole:
   `guesses` names (`handle`, `username`, `url`, ...; `Table.guessed` says so). Every
   row is an input, an empty cell included; rows with no cell filled (and blank lines)
   are skipped. A CSV's delimiter is the one of `, ; TAB |` its header holds most of (a
-  `.tsv` file: TAB); quoted cells may hold newlines. Header names are stripped; an empty
-  one becomes `column_N`, a repeated one `NAME_2`, so every column has its own name.
+  `.tsv` file: TAB); quoted cells may hold newlines. A quote that would swallow the rows
+  after it (still open at the end, its row over `MAX_ROW_LINES` lines, or closed by a
+  later stray quote) is an `InputFormatError` naming the line where it opened: from a
+  file, before the first row (the file is read twice); from standard input or a pipe,
+  when the reading comes to it. Header names are stripped; an empty one becomes
+  `column_N`, a repeated one `NAME_2`, so every column has its own name.
   A JSON-lines table's columns are the keys of its objects in order of first appearance
   (a file is read twice for that; standard input: the first object's keys, and keys of
   later objects outside them are dropped with one warning).
@@ -41,6 +45,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -59,8 +64,8 @@ from ._lines import (
     what_stream_is,
 )
 
-__all__ = ["MAX_LINE_BYTES", "MAX_TABLE_LINE_BYTES", "InputFormatError", "InputLine", "Table",
-           "describe_empty", "read_inputs", "read_table", "what_file_is"]
+__all__ = ["MAX_LINE_BYTES", "MAX_ROW_LINES", "MAX_TABLE_LINE_BYTES", "InputFormatError",
+           "InputLine", "Table", "describe_empty", "read_inputs", "read_table", "what_file_is"]
 
 MAX_LINE_BYTES = 4096
 #: A table's rows carry the user's own columns (notes, addresses): a line may be long.
@@ -68,6 +73,10 @@ MAX_TABLE_LINE_BYTES = 1 << 20
 _DELIMITERS = ",;\t|"
 _CSV_SUFFIXES = (".csv", ".tsv")
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
+#: A quoted cell may hold line breaks (a bio, an address, notes: a few lines); a row that
+#: runs over more lines than this is taken for a stray quote swallowing the rows after it
+#: (csv would make them one cell, up to its 1 MiB field limit: thousands of rows).
+MAX_ROW_LINES = 100
 
 Shape = Literal["text", "csv", "jsonl"]
 Warn = Callable[[str], None]
@@ -143,7 +152,8 @@ def read_table(
         if shape == "text":
             table = Table(_text_inputs(stream, limit))
         elif shape == "csv":
-            table = _csv_table(lines, _Choice(column, guesses), limit, _suffix(source))
+            table = _csv_table(lines, _Choice(column, guesses), limit,
+                               _Source.of(source, stream))
         else:
             keys = None if is_stdin else _json_keys(Path(source), limit)
             table = _jsonl_table(lines, _Choice(column, guesses), limit, keys, warn)
@@ -167,6 +177,26 @@ def _stdin() -> IO[bytes]:
 
 def _suffix(source: str | os.PathLike[str]) -> str:
     return "" if str(source) == "-" else Path(source).suffix.lower()
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a table comes from: its path (`-`: standard input), its name in messages, and
+    whether it can be read twice (a regular file; not standard input, a pipe, a FIFO)."""
+
+    path: str | os.PathLike[str]
+    name: str
+    rereadable: bool
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str], stream: IO[bytes]) -> _Source:
+        if str(path) == "-":
+            return cls(path, "standard input", False)
+        return cls(path, str(path), stat.S_ISREG(os.fstat(stream.fileno()).st_mode))
+
+    @property
+    def suffix(self) -> str:
+        return _suffix(self.path)
 
 
 def _shape(stream: IO[bytes], source: str | os.PathLike[str], column: str | None) -> Shape:
@@ -277,19 +307,20 @@ def _unique_names(header: Sequence[str]) -> tuple[str, ...]:
 # -- CSV tables ----------------------------------------------------------------------------
 
 
-def _csv_table(lines: Iterator[Line], choice: _Choice, limit: int, suffix: str) -> Table:
-    """Read the header now (a missing column fails here); the rows stream."""
+def _csv_table(lines: Iterator[Line], choice: _Choice, limit: int, source: _Source) -> Table:
+    """Read the header now (a missing column fails here); the rows stream. A file is first
+    read through once for a broken quote (`_csv_records`), so that none is sent for it."""
     first = next(lines, None)
     if first is None:
         raise InputFormatError("the CSV file is empty: a header row is needed")
-    delimiter = "\t" if suffix == ".tsv" else _delimiter(decode(first, limit)[0])
-    feed = _CsvFeed(_chain(first, lines), limit)
-    _allow_long_fields(limit)
-    reader = csv.reader(feed, delimiter=delimiter)
-    header = next(reader, None) or [""]
-    columns = _unique_names(header)
+    delimiter = "\t" if source.suffix == ".tsv" else _delimiter(decode(first, limit)[0])
+    records = _csv_records(_chain(first, lines), delimiter, limit, source.name)
+    header = next(records, None)
+    columns = _unique_names((header[1] if header else None) or [""])
     index, guessed = choice.pick(columns, "CSV header")
-    rows = _csv_rows(reader, feed, index, columns)
+    if source.rereadable:
+        _check_quotes(Path(source.path), delimiter, limit, source.name)
+    rows = _csv_rows(records, index, columns)
     return Table(rows, columns, columns[index], guessed, "csv")
 
 
@@ -312,20 +343,57 @@ def _allow_long_fields(limit: int) -> None:
         csv.field_size_limit(limit)
 
 
-def _csv_rows(reader: Iterator[list[str]], feed: _CsvFeed, index: int,
-              columns: tuple[str, ...]) -> Iterator[InputLine]:
+def _check_quotes(path: Path, delimiter: str, limit: int, name: str) -> None:
+    """Read the file through once: `_csv_records` raises at a broken quote."""
+    with open(path, "rb") as stream:
+        for _ in _csv_records(physical_lines(stream, limit), delimiter, limit, name):
+            pass
+
+
+#: (the line a record starts on, its cells or None when csv cannot read it, its problem)
+_Record = tuple[int, list[str] | None, str | None]
+
+
+def _csv_records(lines: Iterator[Line], delimiter: str, limit: int,
+                 name: str) -> Iterator[_Record]:
+    """The records of a CSV file; `InputFormatError` at a quote that swallows lines.
+
+    The reader is strict, so that a quoted cell still open at the end of the file, or
+    closed by a quote with text after it (the next stray quote), is an error rather than
+    a cell holding every line in between; `_CsvFeed` cuts one that runs on for more than
+    `MAX_ROW_LINES` lines. Such an error on a record of one line costs no row: that line
+    is read again the lenient way (`"ab"cd` is `abcd`, as a spreadsheet reads it).
+    """
+    feed = _CsvFeed(lines, limit, name)
+    _allow_long_fields(limit)
+    reader = csv.reader(feed, delimiter=delimiter, strict=True)
     while True:
-        start = feed.line_no + 1
-        feed.problem = None
+        start = feed.begin_record()
         try:
-            row = next(reader)
+            yield start, next(reader), feed.problem
         except StopIteration:
             return
         except csv.Error as exc:
-            yield InputLine(start, "", f"unreadable CSV row: {exc}", ("",) * len(columns))
-            continue
-        if any(cell.strip() for cell in row):
-            yield _csv_line(start, row, index, columns, feed.problem)
+            feed.refuse_if_swallowing(start, exc)
+            row, problem = _lenient_row(feed.text, delimiter)
+            yield start, row, feed.problem or problem
+
+
+def _lenient_row(text: str, delimiter: str) -> tuple[list[str] | None, str | None]:
+    """One line read by csv's default, lenient rules (None and why, if it cannot be)."""
+    try:
+        return next(csv.reader([text], delimiter=delimiter), []), None
+    except csv.Error as exc:
+        return None, f"unreadable CSV row: {exc}"
+
+
+def _csv_rows(records: Iterator[_Record], index: int,
+              columns: tuple[str, ...]) -> Iterator[InputLine]:
+    for start, row, problem in records:
+        if row is None:
+            yield InputLine(start, "", problem, ("",) * len(columns))
+        elif any(cell.strip() for cell in row):
+            yield _csv_line(start, row, index, columns, problem)
 
 
 def _csv_line(start: int, row: list[str], index: int, columns: tuple[str, ...],
@@ -341,23 +409,56 @@ def _csv_line(start: int, row: list[str], index: int, columns: tuple[str, ...],
 
 
 class _CsvFeed:
-    """Decoded lines for `csv.reader`, remembering the problem of the current record."""
+    """Decoded lines for `csv.reader`, remembering the current record's first line, last
+    line and problem; it stops a record that runs over more than `MAX_ROW_LINES` lines."""
 
-    def __init__(self, lines: Iterator[Line], limit: int) -> None:
+    def __init__(self, lines: Iterator[Line], limit: int, name: str) -> None:
         self._lines = lines
         self._limit = limit
+        self._name = name  # the file's, for errors
         self.problem: str | None = None
         self.line_no = 0  # the physical line last handed to csv.reader
+        self.text = ""  # that line's text
+        self._start = 1  # the line the current record starts on
+        self._ended = False  # the lines are all read
 
     def __iter__(self) -> _CsvFeed:
         return self
 
     def __next__(self) -> str:
-        line = next(self._lines)
+        if self.line_no - self._start + 1 >= MAX_ROW_LINES:
+            raise self._swallowing(f"runs over more than {MAX_ROW_LINES} lines")
+        try:
+            line = next(self._lines)
+        except StopIteration:
+            self._ended = True
+            raise
         self.line_no = line.no
         text, problem = decode(line, self._limit)
+        self.text = text
         self.problem = self.problem or problem
         return text + "\n"
+
+    def begin_record(self) -> int:
+        """A new record starts: its first line's number."""
+        self._start, self.problem = self.line_no + 1, None
+        return self._start
+
+    def refuse_if_swallowing(self, start: int, exc: csv.Error) -> None:
+        """Raise when csv's error ends the file inside a quoted cell, or a record of
+        several lines (a quote closed by a stray one)."""
+        if self._ended and self.line_no >= start:
+            raise self._swallowing(f"is still open at the end of the file (line "
+                                   f"{self.line_no})")
+        if self.line_no > start:
+            raise self._swallowing(f"breaks on line {self.line_no} ({exc})")
+
+    def _swallowing(self, how: str) -> InputFormatError:
+        return InputFormatError(
+            f"line {self._start} of {self._name} opens a quoted cell that {how}: a stray "
+            "quote, which would take the rows after it for one cell; fix it (a cell holding "
+            "a quote is quoted, its quote written twice: \"5\"\" tall\"), or give the "
+            "inputs as a text file, one a line")
 
 
 # -- JSON-lines tables --------------------------------------------------------------------
