@@ -283,6 +283,19 @@ async def test_a_stray_quote_in_a_table_on_standard_input_stops_the_run_there(
     assert [row[0] for row in table] == ["1"][:len(table)]  # the rows before it, at most
 
 
+async def test_json_lines_on_standard_input_are_a_table_without_column(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    handle = existing_handle(4)
+    data = f'{{"handle": "{handle}", "n": [1, 2]}}\n{{"handle": "bad!"}}\n'.encode()
+    out = tmp_path / "out.jsonl"
+    code, _, err = await run(emulator, "users", "-", "-o", str(out), "-q", stdin=data)
+    assert code == 0, err
+    assert "reading the inputs from column 'handle'" in err
+    assert [(row["handle"], row["n"], row["status"]) for row in rows(out)] == [
+        (handle, [1, 2], "ok"), ("bad!", None, "invalid")]
+
+
 async def test_excel_csv_has_a_bom_bare_numbers_and_no_formulas(
     emulator: Emulator, tmp_path: Path
 ) -> None:

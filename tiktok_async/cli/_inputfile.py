@@ -21,7 +21,8 @@ Input (`read_table`, `read_inputs`), streamed, never read whole:
   A JSON-lines table's columns are the keys of its objects in order of first appearance
   (a file is read twice for that; standard input: the first object's keys, and keys of
   later objects outside them are dropped with one warning).
-- `-`: standard input, as a text file (or a table when `column` is given).
+- `-`: standard input, as a text file; JSON lines when its first byte is `{`; a CSV table
+  when `column` is given.
 
 Each input is an `InputLine(line_no, text, problem, cells)`: `line_no` is the 1-based
 physical line (where a CSV record starts). `problem` is set, for the validator to report
@@ -200,18 +201,26 @@ class _Source:
 
 
 def _shape(stream: IO[bytes], source: str | os.PathLike[str], column: str | None) -> Shape:
-    """text, csv or jsonl: by the suffix; else a table with `column`, JSON when it
-    starts with `{`."""
+    """text, csv or jsonl: by the suffix; else JSON lines when it starts with `{` (standard
+    input, or a file with `column`); else a table with `column`, text without."""
     suffix = _suffix(source)
     if suffix in _CSV_SUFFIXES:
         return "csv"
     if suffix in _JSONL_SUFFIXES:
         return "jsonl"
-    if column is None:
+    if column is None and str(source) != "-":
         return "text"
+    if _starts_with_brace(stream):
+        return "jsonl"
+    return "text" if column is None else "csv"
+
+
+def _starts_with_brace(stream: IO[bytes]) -> bool:
+    """Does the stream start with `{` (after a BOM and blanks)? Peeked, not consumed: a pipe
+    cannot seek back."""
     peek = getattr(stream, "peek", None)
     head: bytes = peek(SAMPLE_BYTES) if peek is not None else b""
-    return "jsonl" if head.lstrip(BOM + b" \t\r\n").startswith(b"{") else "csv"
+    return head.lstrip(BOM + b" \t\r\n").startswith(b"{")
 
 
 def describe_empty(source: str | os.PathLike[str]) -> str:
