@@ -379,6 +379,70 @@ async def test_an_output_suffix_it_does_not_write_is_refused(
     assert emulator.stats().total == 0
 
 
+# -- files that are not the tool's -----------------------------------------------------------
+
+NOTES = b"my important notes line 1\nline 2\nline 3 no newline"
+
+
+@pytest.mark.parametrize(("args", "name", "data", "what"), [
+    (["-o", "n.jsonl", "--errors", "notes.txt"], "notes.txt", NOTES, "an errors file"),
+    (["-o", "notes.jsonl"], "notes.jsonl", NOTES, "an output"),
+    (["-o", "notes.jsonl"], "notes.jsonl", b"my notes\n" + b'{"input":"a","key":"a"}\n',
+     "an output"),  # its last line is a record, its first is not
+    (["-o", "notes.jsonl"], "notes.jsonl", b'{"input":"a","key":"a"}\nmy notes\n',
+     "an output"),  # a whole last line that is not one (today's repair cut it)
+    (["-o", "notes.csv"], "notes.csv", b"some text, no newline", "an output"),
+    (["-o", "notes.jsonl", "--column", "handle"], "notes.jsonl", NOTES, "an output"),
+], ids=["errors", "output", "first line", "last line", "csv", "table"])
+async def test_a_file_the_tool_did_not_write_is_refused_and_left_as_it_was(
+    emulator: Emulator, tmp_path: Path, args: list[str], name: str, data: bytes, what: str
+) -> None:
+    """Resume's repair cuts a torn last line: never in a file that is not its own."""
+    (tmp_path / "in.txt").write_text("handle\nuser1.files\nbad!\n")
+    (tmp_path / name).write_bytes(data)
+    code, _, err = await run(emulator, "users", "in.txt", *args, "-q", cwd=tmp_path)
+    assert code == 2, err
+    assert (f"{name} is not {what} of tiktok-async (its lines are not the records it "
+            "writes): choose another file") in err
+    assert "Traceback" not in err
+    assert (tmp_path / name).read_bytes() == data
+    assert emulator.stats().count() == 0
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (["-o", "w.jsonl", "--errors", "w"], "--errors w"),
+    (["-o", "w.jsonl", "--errors", "hard-link-to-w"], "--errors hard-link-to-w"),
+    (["-o", "w"], "-o w"),
+    (["-o", "w.jsonl"], "--errors w.errors.jsonl"),  # the default errors file: a symlink
+])
+async def test_an_output_or_errors_file_that_is_the_input_is_refused(
+    emulator: Emulator, tmp_path: Path, args: list[str], option: str
+) -> None:
+    """Else the run writes into what it reads (a "torn" last line of it cut, first)."""
+    source = b"user1.files\nbad!\n"
+    (tmp_path / "w").write_bytes(source)
+    os.link(tmp_path / "w", tmp_path / "hard-link-to-w")
+    os.symlink("w", tmp_path / "w.errors.jsonl")
+    code, _, err = await run(emulator, "users", "w", *args, "-q", cwd=tmp_path)
+    assert code == 2, err
+    assert f"{option}: that is the input file, which the run would write into" in err
+    assert "Traceback" not in err
+    assert (tmp_path / "w").read_bytes() == source
+    assert emulator.stats().count() == 0
+
+
+async def test_a_record_cut_short_in_a_file_of_its_own_is_still_repaired(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    source, out = handles_file(tmp_path, 3), tmp_path / "out.jsonl"
+    errors = tmp_path / "out.errors.jsonl"
+    out.write_bytes(b'{"input":"user0.files","key":"user0.files"}\n{"in')
+    errors.write_bytes(b'{"inp')
+    code, _, err = await run(emulator, "users", str(source), "-o", str(out), "-q")
+    assert code == 0, err
+    assert keys_once(out, errors) == handles(3)
+
+
 # -- the cheap write path (issue 13) -------------------------------------------------------
 
 SAMPLES = Path(__file__).parent / "samples"

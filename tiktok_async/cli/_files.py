@@ -54,7 +54,7 @@ from typing import Generic, Literal, TypeVar
 
 from .._models import to_builtins
 from ._lock import FileLocks
-from ._resume import OutputFormat, Resume, drop_failed
+from ._resume import RECORD_HEAD, OutputFormat, Resume, drop_failed, refuse_foreign
 from ._writers import (
     BOM,
     OutputWriteError,
@@ -85,6 +85,7 @@ __all__ = [
     "open_locked",
     "output_format",
     "parquet_rows_path",
+    "same_file",
     "written_format",
 ]
 
@@ -188,9 +189,20 @@ def _paths(out: str | os.PathLike[str], errors: str | os.PathLike[str] | None,
         _refuse_shared_errors(named, errors_path)
         return out_path, errors_path
     given = None if str(errors) == "-" else Path(errors)
-    if out_path and given and given.resolve() == out_path.resolve():
+    if out_path and given and same_file(given, out_path):
         raise OutputNameError("the errors file must not be the output file")
     return out_path, given
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Do `a` and `b` name one file: the same path resolved, or (both existing) the same
+    file through a symlink or a hard link?"""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
 
 
 Scan = TypeVar("Scan")
@@ -379,6 +391,10 @@ def _resume(out: Path | None, errors: Path | None, fmt: OutputFormat, columns: l
             retry_failed: bool, fresh: bool) -> Resume:
     """What earlier runs left in the (locked) files, torn tails cut; or empty them."""
     resume = Resume()
+    if errors is not None and errors.exists():
+        refuse_foreign(errors, RECORD_HEAD, "an errors file")
+    if out is not None and fmt == "jsonl" and out.exists():
+        refuse_foreign(out, RECORD_HEAD, "an output")
     for path in (out, errors) if fresh else ():
         if path is not None and path.exists():
             os.truncate(path, 0)

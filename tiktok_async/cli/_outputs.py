@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +25,13 @@ from .._kinds import Kind
 from .._models import encode_json
 from .._shortlinks import ShortLinkResolver
 from ._common import EXIT_SOME_FAILED, EXIT_WRITE_FAILED, UsageError
-from ._files import OutputFiles, WrittenFormat, parquet_rows_path, written_format
+from ._files import (
+    OutputFiles,
+    WrittenFormat,
+    default_errors_path,
+    parquet_rows_path,
+    written_format,
+)
 from ._inputfile import InputLine, Table, read_table
 from ._resume import OutputFormat
 from ._table import TableFiles, TableLayout, TableRows, skip_written_rows
@@ -129,6 +136,7 @@ def open_outputs(kind: Kind[Any, Any], args: argparse.Namespace, source: Table,
     written: OutputFormat = "jsonl" if fmt == "parquet" else fmt
     parquet = Path(output) if fmt == "parquet" else None
     where = str(parquet_rows_path(output)) if parquet is not None else output
+    _refuse_writing_the_input(args, output, where, parquet)
     common: dict[str, Any] = {"errors": args.errors, "encode": encode_json,
                               "bom": args.excel, "errors_of": parquet}
     if not source.is_table:
@@ -146,6 +154,32 @@ def open_outputs(kind: Kind[Any, Any], args: argparse.Namespace, source: Table,
         table.close()
         raise
     return Outputs(table, rest, TableRows(table, layout), parquet, layout.names)
+
+
+def _refuse_writing_the_input(args: argparse.Namespace, output: str, where: str,
+                              parquet: Path | None) -> None:
+    """A run must not append to the file it reads: `-o` or `--errors` (given, or the
+    default beside the output) naming the input, by any name (a link too), is refused."""
+    source = _stat_of(args.input)
+    if source is None or not stat.S_ISREG(source.st_mode):  # a pipe is no file to write
+        return
+    errors = args.errors
+    if errors is None and where != "-":
+        errors = str(default_errors_path(parquet or where))
+    for option, name, what in (("-o", output, "output"), ("-o", where, "output"),
+                               ("--errors", errors, "errors file")):  # where: Parquet's rows
+        found = None if name in (None, "-") else _stat_of(name)
+        if found is not None and os.path.samestat(found, source):
+            raise UsageError(f"{option} {name}: that is the input file, which the run would "
+                             f"write into: name another {what}")
+
+
+def _stat_of(name: str) -> os.stat_result | None:
+    """The file `name` is (`-`: standard input's), or None when there is none."""
+    try:
+        return os.fstat(sys.stdin.fileno()) if name == "-" else os.stat(name)
+    except (OSError, ValueError):  # missing, or no standard input with a descriptor
+        return None
 
 
 def _name(source: str | os.PathLike[str]) -> str:

@@ -6,7 +6,10 @@ invalid; the caller skips those (`is_done`). Resume goes by key, so a duplicate 
 whose key is done is skipped too: its answer is in the output under the input that
 came first. A torn tail from a crash (bytes after the
 last newline, or a last line that does not parse) is cut off before anything is
-appended, so no line is ever half-written twice or merged with the next. With
+appended, so no line is ever half-written twice or merged with the next. That repair
+only touches a file this tool wrote: a JSON-lines file whose first or last line does not
+start as its records do (a last line cut short: as the start of one), or a CSV file whose
+header is not this run's, is refused first (`refuse_foreign`). With
 `retry_failed=True`, "failed" errors are dropped from the errors file (rewritten
 atomically) so those inputs are tried again. Done keys are kept as sorted 64-bit
 hashes (`KeySet`, about 8 bytes a key), so resuming a 10-million-line run is cheap;
@@ -34,12 +37,13 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from ._inputfile import InputFormatError
+from ._writers import csv_line
 
 OutputFormat = Literal["jsonl", "csv"]
 _BOM = b"\xef\xbb\xbf"
 
 __all__ = ["KeySet", "OutputFormat", "Resume", "ResumeInfo", "TableScan", "drop_failed",
-           "scan_table"]
+           "refuse_foreign", "scan_table"]
 
 # -- done keys --------------------------------------------------------------------------
 
@@ -116,6 +120,56 @@ class KeySet:
             bucket = self._buckets[index] = array("q", sorted(bucket))
             self._unsorted[index] = 0
         return bucket
+
+
+# -- files this tool did not write -----------------------------------------------------
+
+#: How every line of a list's output (JSON lines) and of an errors file starts.
+RECORD_HEAD = b'{"input":'
+#: How every line of a table's JSON-lines output starts (its first column's name follows).
+TABLE_ROW_HEAD = b'{"'
+
+
+def refuse_foreign(path: Path, head: bytes, what: str) -> None:
+    """Refuse (`InputFormatError`) a JSON-lines file that this tool did not write, before
+    resume cuts its last line or appends to it: its first and its last line must start as
+    its records do (`head`); a last line cut short (no newline) may be any start of one.
+    Reads those two lines' starts only, however big the file."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        f.seek(size - 1)
+        whole = f.read(1) == b"\n"  # the last line has its newline
+        last_start = _line_start(f, size if whole else size + 1)
+        f.seek(last_start)
+        last = f.read(len(head))
+        f.seek(0)
+        first = f.readline(len(head))
+    if not (_starts_as(first, head, cut=not whole and last_start == 0)
+            and _starts_as(last, head, cut=not whole)):
+        raise _foreign(path, what)
+
+
+def _starts_as(data: bytes, head: bytes, *, cut: bool) -> bool:
+    return data.startswith(head) or (cut and head.startswith(data))
+
+
+def _foreign(path: Path, what: str) -> InputFormatError:
+    return InputFormatError(f"{path} is not {what} of tiktok-async (its lines are not the "
+                            "records it writes): choose another file")
+
+
+def _refuse_foreign_csv(path: Path, scan: _Scan, columns: list[str]) -> None:
+    """A CSV file with no whole line: what it holds must be the start of the header this
+    run writes (a crash while writing it), or it is not this tool's (`InputFormatError`)."""
+    header = csv_line(columns)
+    if scan.header is not None:
+        return
+    with open(path, "rb") as f:
+        data = f.read(len(_BOM) + len(header) + 1)
+    if data and not header.startswith(data.removeprefix(_BOM)):
+        raise _foreign(path, "an output")
 
 
 # -- scanning existing files for resume -------------------------------------------------
@@ -297,6 +351,8 @@ class Resume:
         if fmt == "csv" and result.header is not None and result.header != columns:
             raise InputFormatError(f"{path} has other CSV columns than this run writes; "
                                    "choose another output file")
+        if fmt == "csv":
+            _refuse_foreign_csv(path, result, columns)
         self.info.unreadable_lines += result.unreadable
         self.info.repaired_bytes += _repair(path, result)
         return result.rows
@@ -347,9 +403,15 @@ def scan_table(out: Path | None, errors: Path | None, fmt: OutputFormat,
                names: list[str], status: str) -> TableScan:
     """Scan (and repair) a table's files; `names` its columns, `status` the status column's."""
     found = TableScan()
+    if errors is not None and errors.exists():
+        refuse_foreign(errors, RECORD_HEAD, "an errors file")
     if out is not None and out.exists():
+        if fmt == "jsonl":
+            refuse_foreign(out, TABLE_ROW_HEAD, "an output")
         scan = (_scan_table_csv if fmt == "csv" else _scan_table_jsonl)(out, names, status,
                                                                          found)
+        if fmt == "csv":
+            _refuse_foreign_csv(out, scan, names)
         found.repaired_bytes += _repair(out, scan)
     if errors is not None and errors.exists():
         found.repaired_bytes += _repair(errors, _scan_jsonl(errors, _ignore))
