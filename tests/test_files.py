@@ -267,6 +267,26 @@ def test_a_stray_quote_on_a_pipe_stops_the_rows_where_it_opens(tmp_path: Path) -
         writer.join(10)
 
 
+def test_json_lines_from_a_fifo_are_read_once(tmp_path: Path) -> None:
+    """`tiktok-async users <(producer)`: a FIFO named .jsonl was read through for its keys
+    first, so the rows after that read found nothing left (or it hung for a writer)."""
+    fifo = tmp_path / "in.jsonl"
+    os.mkfifo(fifo)
+    data = b"".join(b'{"handle": "user%d", "n": %d}\n' % (n, n) for n in range(50))
+
+    def feed() -> None:
+        with open(fifo, "wb") as writer:
+            writer.write(data)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    try:
+        table = read_table(fifo, column="handle")
+        assert [row.cells[0] for row in table.rows] == [f"user{n}" for n in range(50)]
+    finally:
+        writer.join(10)
+
+
 # -- outputs ---------------------------------------------------------------------------
 
 

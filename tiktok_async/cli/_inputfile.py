@@ -19,8 +19,8 @@ Input (`read_table`, `read_inputs`), streamed, never read whole:
   when the reading comes to it. Header names are stripped; an empty one becomes
   `column_N`, a repeated one `NAME_2`, so every column has its own name.
   A JSON-lines table's columns are the keys of its objects in order of first appearance
-  (a file is read twice for that; standard input: the first object's keys, and keys of
-  later objects outside them are dropped with one warning).
+  (a regular file is read twice for that; standard input, a pipe or a FIFO: the first
+  object's keys, and keys of later objects outside them are dropped with one warning).
 - `-`: standard input, as a text file; JSON lines when its first byte is `{`; a CSV table
   when `column` is given.
 
@@ -155,8 +155,9 @@ def read_table(
         elif shape == "csv":
             table = _csv_table(lines, _Choice(column, guesses), limit,
                                _Source.of(source, stream))
-        else:
-            keys = None if is_stdin else _json_keys(Path(source), limit)
+        else:  # the keys of every object when it can be read twice (not a pipe or a FIFO)
+            rereadable = _Source.of(source, stream).rereadable
+            keys = _json_keys(Path(source), limit) if rereadable else None
             table = _jsonl_table(lines, _Choice(column, guesses), limit, keys, warn)
     except BaseException:
         if not is_stdin:
