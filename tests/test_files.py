@@ -282,7 +282,8 @@ def test_json_lines_from_a_fifo_are_read_once(tmp_path: Path) -> None:
     writer.start()
     try:
         table = read_table(fifo, column="handle")
-        assert [row.cells[0] for row in table.rows] == [f"user{n}" for n in range(50)]
+        assert [row.cells and row.cells[0] for row in table.rows] == [
+            f"user{n}" for n in range(50)]
     finally:
         writer.join(10)
 
