@@ -39,7 +39,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-__all__ = ["FileInUseError", "FileLocks", "file_lock_path", "held", "lock_path"]
+__all__ = ["FileInUseError", "FileLocks", "file_lock_path", "held", "lock_path", "state_folder"]
 
 
 class FileInUseError(Exception):
@@ -59,13 +59,19 @@ def lock_path(path: Path) -> Path:
     return real.with_name(real.name + ".lock")
 
 
+def state_folder() -> Path:
+    """The command line's per-user state: `$XDG_STATE_HOME/tiktok-async`, or under
+    `~/.local/state` (`RuntimeError` when there is no home folder to find)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "tiktok-async"
+
+
 def file_lock_path(path: Path) -> Path | None:
     """The lock file of the file `path` is (its device and inode), in the per-user state
     folder, made if missing; None when `path` does not exist or the folder cannot be made."""
     try:
         found = os.stat(path)
-        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-        folder = Path(base) / "tiktok-async" / "locks"
+        folder = state_folder() / "locks"
         folder.mkdir(parents=True, exist_ok=True)
     except (OSError, RuntimeError):  # RuntimeError: no home folder to find
         return None

@@ -42,7 +42,7 @@ from typing import Any, TypeGuard
 
 from .._client import TikTokClient
 from ._common import duration_text
-from ._lock import FileInUseError, held
+from ._lock import FileInUseError, held, state_folder
 
 __all__ = ["MAX_AGE", "MAX_ENTRIES", "PeakRate", "RateMemory", "state_file"]
 
@@ -56,8 +56,7 @@ SAMPLE_EVERY = 0.5
 
 def state_file() -> Path:
     """`$XDG_STATE_HOME/tiktok-async/rates.json`, or under `~/.local/state`."""
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "tiktok-async" / "rates.json"
+    return state_folder() / "rates.json"
 
 
 @dataclass(frozen=True)
