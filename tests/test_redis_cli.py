@@ -6,6 +6,9 @@ import asyncio
 import contextlib
 import csv
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,6 +74,29 @@ def test_unknown_job_is_a_usage_error(redis_server: RedisServer, tmp_path: Path)
     assert cli("status", *job_args(redis_server, "nope")) == 2
     assert cli("collect", *job_args(redis_server, "nope"), "-o", str(tmp_path / "o")) == 2
     assert cli("worker", *job_args(redis_server, "nope"), "--api-key", "k") == 2
+
+
+def test_collect_to_a_closed_standard_output_stops_quietly_with_141(
+    redis_server: RedisServer, emulator: EmulatorProcess, tmp_path: Path,
+) -> None:
+    """`collect -o - | head`: exit 4 and the full-disk advice before, as `users` gave."""
+    source = tmp_path / "in.txt"
+    source.write_text("alice\ncarol\n")
+    job = job_args(redis_server, "piped")
+    assert cli("enqueue", str(source), *job) == 0
+    assert cli("worker", *job, "--api-key", "test-key", "--base-url", emulator.base_url,
+               "--rate", "100", "--burst", "10") == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line
+    try:
+        done = subprocess.run([sys.executable, "-m", "tiktok_async", "collect", *job, "-o", "-"],
+                              stdout=write_end, stderr=subprocess.PIPE, timeout=60, check=False)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141, done.stderr
+    assert b"free some space" not in done.stderr
+    assert b"Exception ignored" not in done.stderr
+    assert b"Traceback" not in done.stderr
 
 
 def test_worker_collect_and_status_write_every_input_once(

@@ -29,6 +29,9 @@ EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
 EXIT_ABORTED = 3
 EXIT_WRITE_FAILED = 4  # an output or errors file could not be written (a full disk)
+#: Standard output's reader closed it (`-o - | head`): 128 + SIGPIPE, what a shell
+#: reports for a Unix filter stopped that way.
+EXIT_OUTPUT_CLOSED = 141
 EXIT_INTERRUPTED = 130
 
 

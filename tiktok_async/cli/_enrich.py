@@ -34,6 +34,7 @@ from ._common import (
     EXIT_ABORTED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_OUTPUT_CLOSED,
     EXIT_SOME_FAILED,
     EXIT_USAGE,
     EXIT_WRITE_FAILED,
@@ -59,9 +60,6 @@ from ._resume import KeySet
 from ._table import TableRows
 from ._writers import OutputClosedError, silence_stdout
 
-#: The exit code when standard output's reader closed it (`-o - | head`): 128 + SIGPIPE,
-#: what a shell reports for a Unix filter stopped that way.
-EXIT_OUTPUT_CLOSED = 141
 #: Seconds the requests on the wire get to settle after a first Ctrl-C.
 INTERRUPT_GRACE = 3.0
 #: Input lines read, parsed and checked against earlier runs at a time. Run one line at a

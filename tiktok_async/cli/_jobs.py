@@ -33,7 +33,7 @@ from .._kinds import KINDS, Kind, Parsed
 from .._models import encode_json
 from .._redis_limiter import Redis, connect
 from . import _worker
-from ._common import EXIT_OK, EXIT_USAGE, EXIT_WRITE_FAILED, UsageError
+from ._common import EXIT_OK, EXIT_OUTPUT_CLOSED, EXIT_USAGE, EXIT_WRITE_FAILED, UsageError
 from ._files import OutputFiles, OutputWriteError, output_format
 from ._inputfile import InputLine, read_inputs
 from ._jobkeys import (
@@ -47,6 +47,7 @@ from ._jobkeys import (
     run_job_command,
 )
 from ._lock import FileInUseError
+from ._writers import OutputClosedError, silence_stdout
 
 __all__ = ["register"]
 
@@ -184,6 +185,9 @@ async def _collect(args: argparse.Namespace) -> int:
             written = await _collect_to_files(redis, job, kind, args)
         except FileInUseError as exc:  # the output rules of `users`, see _files
             return _refused(exc, EXIT_USAGE)
+        except OutputClosedError:  # `collect -o - | head`: the reader has enough
+            silence_stdout()
+            return EXIT_OUTPUT_CLOSED
         except OutputWriteError as exc:
             return _refused(exc, EXIT_WRITE_FAILED)
         left = int(await redis.xlen(job.queue))
