@@ -340,6 +340,27 @@ async def test_a_lent_session_that_raises_for_status_still_gives_the_api_s_answe
     assert emulator.stats().total == 2  # each answered once: no retry, no second input
 
 
+@pytest.mark.parametrize("kind", ["slow_body", "silent"])
+async def test_closing_the_client_ends_the_requests_it_has_on_the_wire(
+    emulator: Emulator, kind: str,
+) -> None:
+    """A call reading a body that trickles ran on to its own timeout after `aclose()`
+    (aiohttp's close drops the connection's reader without waking it); one waiting for
+    its answer ended with "Connector is closed", a ConnectError."""
+    emulator.inject(kind)
+    client = client_for(emulator, timeout=30.0, retry=RetryPolicy.never())
+    await client.open()
+    call = asyncio.get_running_loop().create_task(client.get_user(HANDLE))
+    await asyncio.sleep(0.3)  # the request is out: headers read (slow_body) or awaited
+    assert not call.done()
+    started = time.monotonic()
+    await client.aclose()
+    with pytest.raises(ClientStateError, match="closed while this request"):
+        await asyncio.wait_for(call, 5)
+    assert time.monotonic() - started < 1.0
+    assert not call.cancelled()
+
+
 async def test_closing_an_unopened_client_closes_it(emulator: Emulator) -> None:
     client = client_for(emulator)
     await client.aclose()

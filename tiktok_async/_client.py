@@ -213,7 +213,8 @@ class TikTokClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client and its own session (a lent one stays open). Idempotent."""
+        """Close the client and its own session (a lent one stays open). Idempotent.
+        Calls still waiting for their answer end at once with `ClientStateError`."""
         if self._state == _OPEN:
             if asyncio.get_running_loop() is not self._loop:
                 raise self._state_error()

@@ -43,6 +43,10 @@ one GET and returns `(status, headers, body)`; it never interprets the answer (t
   frames hold the request's headers) and with the secret headers of the request it keeps
   (`request_info`) redacted. Each request says `raise_for_status=False`: a lent session
   made to raise for 4xx would hide the API's answers behind aiohttp's error.
+- `aclose()` ends the requests on the wire with `ClientStateError`: aiohttp's close drops
+  a connection's body reader without waking it (it would wait out its timeout), so the
+  tasks reading a body are tracked (a set, two operations a request) and cancelled, and
+  the cancel is taken back (`uncancel`) before the error is raised.
 - aiohttp itself resends a GET once, at once, when the connection drops before an answer
   (RFC 9112 9.3.1: a stale keep-alive connection). That resend is not an attempt of ours:
   the limiter, the stats and the hooks do not see it.
@@ -56,7 +60,7 @@ import socket
 import ssl
 import urllib.request
 from collections.abc import Mapping
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -73,6 +77,7 @@ from ._exceptions import (
 )
 from ._models import Record
 from ._protocol import REQUEST_ID_HEADER
+from ._runstop import _uncancel
 
 __all__ = ["MAX_BODY_BYTES", "RawResponse", "Secret", "Transport", "Verify", "redacted_url"]
 
@@ -125,11 +130,13 @@ class Transport:
         "_api_key",
         "_auth",
         "_base",
+        "_cut",
         "_owned",
         "_pool_size",
         "_proxy",
         "_proxy_auth",
         "_proxy_headers",
+        "_reading",
         "_request_headers",
         "_session",
         "_ssl",
@@ -171,6 +178,10 @@ class Transport:
             self._proxy_headers = {"Proxy-Authorization": self._proxy_auth.reveal()}
         self._session = session
         self._owned = session is None
+        # Tasks reading an answer's body, and those `aclose` cut short: aiohttp's close
+        # drops a connection's reader without waking it (it would wait out its timeout).
+        self._reading: set[asyncio.Task[Any] | None] = set()
+        self._cut: set[asyncio.Task[Any] | None] = set()
         # Our headers go with every request when a session is lent (it does not carry
         # them), or through a proxy: aiohttp sends a session's own headers to the proxy
         # too, on the CONNECT, and the key must not go there.
@@ -193,8 +204,13 @@ class Transport:
             )
 
     async def aclose(self) -> None:
-        """Close the session if we made it; a lent one is left open. Idempotent."""
+        """Close the session if we made it; a lent one is left open. Idempotent. A request
+        still reading its answer ends at once with `ClientStateError`."""
         session, self._session = self._session, None
+        for task in self._reading:
+            if task is not None:
+                self._cut.add(task)
+                task.cancel()
         if session is not None and self._owned:
             await session.close()
 
@@ -218,11 +234,31 @@ class Transport:
                 raise_for_status=False,  # a lent session's own setting would hide the answer
             ) as resp:
                 answered = True
-                # Not `_read_capped` for every answer: one coroutine fewer a request.
-                body = await resp.read() if _read_at_once(resp) else await _read_capped(resp)
+                task = asyncio.current_task()
+                self._reading.add(task)  # `aclose` cuts the read short (see `_was_cut`)
+                try:
+                    # Not `_read_capped` for every answer: one coroutine fewer a request.
+                    body = await resp.read() if _read_at_once(resp) else await _read_capped(resp)
+                except asyncio.CancelledError:
+                    if self._was_cut(task):
+                        raise _closed_meanwhile() from None
+                    raise
+                finally:
+                    self._reading.discard(task)
                 return RawResponse(resp.status, resp.headers, body)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            if self._session is None:  # closed while this request waited for its answer
+                raise _closed_meanwhile() from None
             raise _mapped(exc, answered=answered) from _without_secrets(exc)
+
+    def _was_cut(self, task: asyncio.Task[Any] | None) -> bool:
+        """Whether `aclose` cancelled `task` (then the cancel is taken back: the caller did
+        not cancel anything, its client was closed)."""
+        if task is None or task not in self._cut:
+            return False
+        self._cut.discard(task)
+        _uncancel(task)
+        return True
 
     def with_timeout(self, timeout: float, connect_timeout: float) -> Transport:
         """A view of this transport (its session, made or not yet) with other timeouts."""
@@ -389,6 +425,10 @@ def _mapped(exc: BaseException, *, answered: bool) -> TransportError:
             return CertificateError(_connect_detail(exc, detail))
         return ConnectError(_connect_detail(exc, detail))
     return TransportError(f"HTTP error: {detail}")
+
+
+def _closed_meanwhile() -> ClientStateError:
+    return ClientStateError("the client was closed while this request waited for its answer")
 
 
 def _without_secrets(exc: BaseException) -> BaseException:

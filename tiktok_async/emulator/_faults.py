@@ -31,6 +31,7 @@ backend or a hostile host can send instead of the API; see `_hostile`):
   page, an empty body, JSON without the API's message).
 - `silent`: the request is read and never answered (until the client gives up).
 - `bad_status_line`: an answer that is not HTTP (`HTTP/1.1 2OO OK`), as a broken proxy sends.
+- `slow_body`: the answer's headers at once, its body a byte every half second.
 
 `Faults` says what share of requests gets each random fault (drawn in arrival order from a
 `random.Random(seed)`, so a run repeats) and the added latency. `FaultPlan.inject(kind, n,
@@ -52,7 +53,7 @@ RANDOM_KINDS = ("500", "502", "503", "504", "drop", "truncate", "slow")
 HOSTILE_KINDS = (
     "throttle_long", "throttle_long_date", "gzip_bomb", "gzip_bomb_chunked", "gzip_bomb_eof",
     "deep_json", "deep_json_404", "deep_json_429", "broken_json", "html_200",
-    "html_404", "empty_404", "json_404", "silent", "bad_status_line",
+    "html_404", "empty_404", "json_404", "silent", "bad_status_line", "slow_body",
 )
 FAULT_KINDS = (*RANDOM_KINDS[:4], "408", *RANDOM_KINDS[4:], "throttle", "quota", "forbidden",
                *HOSTILE_KINDS)

@@ -16,6 +16,7 @@ Each is a fault kind (`_faults.HOSTILE_KINDS`), injected with `Emulator.inject(k
 | `throttle_long`, `throttle_long_date` | 429, `Retry-After: 99999` or a date a year ahead |
 | `silent` | the request is read, and nothing ever comes back |
 | `bad_status_line` | `HTTP/1.1 2OO OK`: an answer that is not HTTP (a broken proxy or middlebox) |
+| `slow_body` | the real answer's headers at once, then its body a byte every half second |
 
 The bomb is made once per size (about 0.2 s for 512 MB: a deflate stream of one
 compressed megabyte repeated, since a full flush makes the blocks identical).
@@ -39,6 +40,7 @@ HTML_TYPE = "text/html; charset=utf-8"
 DEEP_JSON_DEPTH = 100_000
 LONG_RETRY_AFTER = 99_999
 LONG_RETRY_AFTER_DATE_SECONDS = 365 * 86_400
+SLOW_BODY_PAUSE = 0.5
 _MEGABYTE = 1 << 20
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"  # no name, no mtime, max compression
 _WRITE_PIECE = 64 * 1024
@@ -92,9 +94,26 @@ async def answer(
         await asyncio.get_running_loop().create_future()  # cancelled when the client goes
     if kind == "bad_status_line":
         return _raw_until_close(request, {"Content-Type": JSON_TYPE}, b"{}", status="2OO OK")
+    if kind == "slow_body":
+        return await _slow_body(request, await backend())
     if kind in ("deep_json", "broken_json"):
         return _changed_answer(kind, await backend())
     return _error_page(kind, request_id)
+
+
+async def _slow_body(request: web.BaseRequest, real: web.Response) -> web.StreamResponse:
+    """`real`'s status and headers, then its body a byte every `SLOW_BODY_PAUSE` s."""
+    body = real.body if isinstance(real.body, bytes) else b""
+    response = web.StreamResponse(status=real.status, headers={
+        k: v for k, v in real.headers.items() if k.lower() != "content-length"})
+    response.content_length = len(body)
+    await response.prepare(request)
+    with contextlib.suppress(ConnectionError):  # the client gave up: fine
+        for start in range(len(body)):
+            await response.write(body[start : start + 1])
+            await asyncio.sleep(SLOW_BODY_PAUSE)
+        await response.write_eof()
+    return response
 
 
 def _changed_answer(kind: str, real: web.Response) -> web.Response:
