@@ -91,19 +91,24 @@ async def test_sigkill_mid_run_then_resume_completes_without_duplicates(
     assert_every_input_once(HANDLES, out)
 
 
-async def test_sigint_settles_in_flight_exits_130_and_resumes(
-    emulator: Emulator, tmp_path: Path
+@pytest.mark.parametrize(("signum", "code", "says"), [
+    (signal.SIGINT, 130, "interrupted"),
+    # `docker stop`, systemd, `timeout`: killed at once before, no summary (exit -15)
+    (signal.SIGTERM, 143, "terminated"),
+])
+async def test_a_stop_signal_settles_in_flight_and_the_rerun_resumes(
+    emulator: Emulator, tmp_path: Path, signum: int, code: int, says: str,
 ) -> None:
     proc, source, out = await run_until_150_rows(emulator, tmp_path)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 130
-    assert "interrupted" in err.decode()
+    assert proc.returncode == code, err.decode()
+    assert f"{says} (re-run to resume)" in err.decode()
     assert "Traceback" not in err.decode()
     first = len(rows(out)) + len(rows(tmp_path / "users.errors.jsonl"))
     assert 150 <= first < len(HANDLES)
-    code, _, err2 = await run(emulator, "users", str(source), "-o", str(out), "-q")
-    assert code == 0, err2
+    rerun, _, err2 = await run(emulator, "users", str(source), "-o", str(out), "-q")
+    assert rerun == 0, err2
     assert_every_input_once(HANDLES, out)
 
 

@@ -33,6 +33,7 @@ EXIT_WRITE_FAILED = 4  # an output or errors file could not be written (a full d
 #: reports for a Unix filter stopped that way.
 EXIT_OUTPUT_CLOSED = 141
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15): `docker stop`, systemd, `timeout`
 
 
 class UsageError(Exception):

@@ -5,7 +5,8 @@ file with its reason. A re-run resumes: inputs already answered are skipped. Ctr
 taking new inputs and sending (no retry either), gives the requests on the wire
 `INTERRUPT_GRACE` seconds to settle, flushes, prints the summary and exits 130; what was
 cut short is not recorded, so the re-run asks again. A second Ctrl-C abandons the
-requests on the wire at once (the files stay consistent).
+requests on the wire at once (the files stay consistent). SIGTERM (`docker stop`,
+systemd, `timeout`) does the same and exits 143.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ._common import (
     EXIT_OK,
     EXIT_OUTPUT_CLOSED,
     EXIT_SOME_FAILED,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     EXIT_WRITE_FAILED,
     UsageError,
@@ -232,6 +234,7 @@ class EnrichRun:
         self._piped_lines: ThreadedLines[InputLine] | None = None
         self._stopping = False
         self._interrupted = False
+        self._signal: int | None = None  # the signal that stopped the run, if one did
         self._stop = RunStop()
         # keys (and invalid inputs' texts) recorded this run; the files' sets hold the earlier
         # runs' (apart: an answer costs one KeySet.add_new, not a lookup and two adds)
@@ -246,6 +249,8 @@ class EnrichRun:
         with _sigint_handler(self._on_sigint, main_task, grace=INTERRUPT_GRACE):
             with display:
                 code = await self._run_guarded(inputs, display)
+            if code == EXIT_INTERRUPTED and self._signal == signal.SIGTERM:
+                code = EXIT_TERMINATED
             self.files.close()
             self._count_client_stats()
             display.print_summary(self._title(code))
@@ -424,11 +429,13 @@ class EnrichRun:
         counts.concurrency, counts.held_back = stats.concurrency, stats.concurrency_held_back
         counts.max_concurrency = self.client.max_concurrency
 
-    def _on_sigint(self) -> bool:
-        """First Ctrl-C: no new input, no new request; the second: cancel (return True)."""
+    def _on_sigint(self, signum: int) -> bool:
+        """First Ctrl-C (or SIGTERM): no new input, no new request; the second: cancel
+        (return True)."""
         if self._stopping:
             return True
         self._stopping = self._interrupted = True
+        self._signal = signum
         self._stop.set(RunInterrupted("interrupted"))
         if self._piped_lines is not None:
             self._piped_lines.close()  # a wait for the next piped line ends now
@@ -438,7 +445,8 @@ class EnrichRun:
 
     def _title(self, code: int) -> str:
         words = {EXIT_OK: "finished", EXIT_SOME_FAILED: "finished, some inputs failed",
-                 EXIT_ABORTED: "aborted", EXIT_INTERRUPTED: "interrupted (re-run to resume)"}
+                 EXIT_ABORTED: "aborted", EXIT_INTERRUPTED: "interrupted (re-run to resume)",
+                 EXIT_TERMINATED: "terminated (re-run to resume)"}
         return f"tiktok-async {self.kind.name}: {words.get(code, 'stopped')}"
 
 
@@ -448,31 +456,39 @@ def _key(result: Result[Any]) -> str:
 
 
 class _sigint_handler:
-    """Route SIGINT to `on_sigint`; when it returns True, or `grace` seconds after the
-    first one, cancel `task` (the requests still in flight are abandoned, not recorded)."""
+    """Route SIGINT and SIGTERM to `on_sigint(signum)`; when it returns True, or `grace`
+    seconds after the first one, cancel `task` (the requests still in flight are
+    abandoned, not recorded)."""
 
-    def __init__(self, on_sigint: Callable[[], bool], task: asyncio.Task[Any] | None, *,
+    def __init__(self, on_sigint: Callable[[int], bool], task: asyncio.Task[Any] | None, *,
                  grace: float) -> None:
         self._on_sigint = on_sigint
         self._task = task
         self._grace = grace
         self._installed = False
 
-    def _handle(self) -> None:
+    def _handle(self, signum: int) -> None:
         if self._task is None:
             return
-        if self._on_sigint():
+        if self._on_sigint(signum):
             self._task.cancel()
         else:
             asyncio.get_running_loop().call_later(self._grace, self._task.cancel)
 
     def __enter__(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._handle)
+            for signum in _STOP_SIGNALS:
+                loop.add_signal_handler(signum, self._handle, signum)
             self._installed = True
         except (NotImplementedError, RuntimeError):  # pragma: no cover - not on Windows
             pass
 
     def __exit__(self, *exc_info: object) -> None:
         if self._installed:
-            asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
+            for signum in _STOP_SIGNALS:
+                asyncio.get_running_loop().remove_signal_handler(signum)
+
+
+#: The signals that stop a run cleanly: Ctrl-C, and what `docker stop` or systemd send.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
