@@ -94,7 +94,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--format", choices=("jsonl", "csv", "parquet"), default=None,
         help="output format (default: from the output's suffix, else jsonl)")
     add("--errors", default=None,
-        help="errors file (default: <output>.errors.jsonl; with -o -, standard error)")
+        help="errors file (default: beside the output, .errors.jsonl for its suffix: "
+             "users.jsonl -> users.errors.jsonl; with -o -, standard error)")
     add("--column", default=None,
         help="a table's column (or JSON field) holding the inputs (default: the one named "
              "handle, username, url or link)")
