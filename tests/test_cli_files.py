@@ -409,6 +409,28 @@ async def test_a_file_the_tool_did_not_write_is_refused_and_left_as_it_was(
     assert emulator.stats().count() == 0
 
 
+async def test_answers_of_the_other_kind_are_not_appended_to_an_output(
+    emulator: Emulator, tmp_path: Path,
+) -> None:
+    """`videos` into the `users` output appended videos to profiles (CSV refused it by its
+    header, JSON lines did not look)."""
+    (tmp_path / "users.txt").write_text("user1.files\nuser2.files\n")
+    code, _, err = await run(emulator, "users", "users.txt", "-o", "out.jsonl", "-q",
+                             cwd=tmp_path)
+    assert code == 0, err
+    written = (tmp_path / "out.jsonl").read_bytes()
+    (tmp_path / "videos.txt").write_text("user1.files,7000000000000000001\n")
+    code, _, err = await run(emulator, "videos", "videos.txt", "-o", "out.jsonl", "-q",
+                             cwd=tmp_path)
+    assert code == 2, err
+    assert "out.jsonl holds answers of another kind (its first has stats, user)" in err
+    assert (tmp_path / "out.jsonl").read_bytes() == written
+    code, _, err = await run(emulator, "users", "users.txt", "-o", "out.jsonl", "-q",
+                             cwd=tmp_path)  # its own kind still resumes
+    assert code == 0, err
+    assert (tmp_path / "out.jsonl").read_bytes() == written
+
+
 @pytest.mark.parametrize(("args", "option"), [
     (["-o", "w.jsonl", "--errors", "w"], "--errors w"),
     (["-o", "w.jsonl", "--errors", "hard-link-to-w"], "--errors hard-link-to-w"),

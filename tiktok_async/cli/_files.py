@@ -54,7 +54,14 @@ from typing import Generic, Literal, TypeVar
 
 from .._models import to_builtins
 from ._lock import FileLocks
-from ._resume import RECORD_HEAD, OutputFormat, Resume, drop_failed, refuse_foreign
+from ._resume import (
+    RECORD_HEAD,
+    OutputFormat,
+    Resume,
+    drop_failed,
+    refuse_foreign,
+    refuse_other_kind,
+)
 from ._writers import (
     BOM,
     OutputWriteError,
@@ -395,6 +402,7 @@ def _resume(out: Path | None, errors: Path | None, fmt: OutputFormat, columns: l
         refuse_foreign(errors, RECORD_HEAD, "an errors file")
     if out is not None and fmt == "jsonl" and out.exists():
         refuse_foreign(out, RECORD_HEAD, "an output")
+        refuse_other_kind(out, columns)
     for path in (out, errors) if fresh else ():
         if path is not None and path.exists():
             os.truncate(path, 0)

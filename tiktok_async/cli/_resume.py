@@ -43,7 +43,7 @@ OutputFormat = Literal["jsonl", "csv"]
 _BOM = b"\xef\xbb\xbf"
 
 __all__ = ["KeySet", "OutputFormat", "Resume", "ResumeInfo", "TableScan", "drop_failed",
-           "refuse_foreign", "scan_table"]
+           "refuse_foreign", "refuse_other_kind", "scan_table"]
 
 # -- done keys --------------------------------------------------------------------------
 
@@ -149,6 +149,31 @@ def refuse_foreign(path: Path, head: bytes, what: str) -> None:
     if not (_starts_as(first, head, cut=not whole and last_start == 0)
             and _starts_as(last, head, cut=not whole)):
         raise _foreign(path, what)
+
+
+#: The most of a first record read to tell its kind (a profile or a video is a few KB).
+_FIRST_RECORD_BYTES = 1 << 20
+
+
+def refuse_other_kind(path: Path, columns: Iterable[str]) -> None:
+    """Refuse (`InputFormatError`) a list's JSON-lines output whose first answer is of
+    another kind (`videos` into `users.jsonl`: the run would append videos to profiles).
+    Its fields are compared with this run's (`columns`' first parts, `user.id` -> `user`):
+    the same kind shares most (a field added or dropped by another version of the tool
+    still passes), users and videos one (`stats`) of nine. No columns: nothing to tell."""
+    with open(path, "rb") as f:
+        first = f.readline(_FIRST_RECORD_BYTES)
+    try:
+        record = json.loads(first)
+    except ValueError:  # a torn first line: the resume cuts it
+        return
+    if not isinstance(record, dict):
+        return
+    ours = {name.split(".", 1)[0] for name in columns} - {"input", "key"}
+    theirs = set(record) - {"input", "key"}
+    if ours and theirs and len(ours & theirs) < len(ours | theirs) / 2:
+        raise InputFormatError(f"{path} holds answers of another kind (its first has "
+                               f"{', '.join(sorted(theirs)[:4])}): choose another file")
 
 
 def _starts_as(data: bytes, head: bytes, *, cut: bool) -> bool:
