@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,25 @@ def test_collect_to_a_closed_standard_output_stops_quietly_with_141(
     assert b"free some space" not in done.stderr
     assert b"Exception ignored" not in done.stderr
     assert b"Traceback" not in done.stderr
+
+
+def test_a_worker_whose_key_is_refused_exits_3_though_it_read_the_whole_queue(
+    redis_server: RedisServer, emulator: EmulatorProcess, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Its own unanswered entries kept the queue from being empty, and the reading loop
+    ended only on an empty queue: a small job (or a big one's last batch) hung for good,
+    renewing its hold so that no other worker could take the entries over."""
+    source = tmp_path / "in.txt"
+    source.write_text("alice\nbob\ncarol\n")
+    job = job_args(redis_server, "refused")
+    assert cli("enqueue", str(source), *job) == 0
+    started = time.monotonic()
+    assert cli("worker", *job, "--api-key", "wrong-key", "--base-url", emulator.base_url) == 3
+    assert time.monotonic() - started < 10
+    assert "the API refused the key" in capsys.readouterr().err
+    with syncredis.Redis.from_url(redis_server.url, decode_responses=True) as r:
+        assert r.xlen(JobKeys("refused").queue) == 3  # all still queued for a worker with a key
 
 
 def test_worker_collect_and_status_write_every_input_once(

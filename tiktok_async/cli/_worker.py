@@ -39,6 +39,7 @@ from .._kinds import Kind, Parsed
 from .._models import decode_json, to_builtins
 from .._redis_limiter import Redis, RedisConnectionError, RedisLimiter, connect
 from .._rows import error_message, outcome
+from .._runstop import RunStop
 from ._common import (
     EXIT_ABORTED,
     EXIT_OK,
@@ -214,6 +215,9 @@ class ScaleWorker:
         self.answered = self.failed = 0
         self.keeper = _Keeper(redis, job, self.consumer, self.claim_idle_ms / 1000)
         self._record = redis.register_script(_RECORD_LUA)
+        # Set by an answer that stops the run (a refused key, a used-up quota): the reading
+        # ends then, though this worker's own entries keep the queue from being empty.
+        self._stop = RunStop()
 
     async def run(self) -> int:
         """Work until the queue is empty; the exit code."""
@@ -230,7 +234,7 @@ class ScaleWorker:
         try:
             async with self.client:
                 results = run_bulk(self.client, self.kind, self._parsed_entries(),
-                                   dedupe=False)
+                                   dedupe=False, stop=self._stop)
                 async with aclosing(results):
                     async for result in results:
                         await self._store(result)
@@ -247,7 +251,7 @@ class ScaleWorker:
     # -- reading ------------------------------------------------------------------------
 
     async def _entries(self) -> AsyncIterator[_Entry]:
-        while True:
+        while self._stop.error is None:  # a batch reads for a second at most
             entries = await _until_done(self._next_batch)
             if not entries and not self.follow and await _until_done(self._drained):
                 return
