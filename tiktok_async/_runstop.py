@@ -44,11 +44,48 @@ BREAKER_FAILURES = 5
 UNREACHED: tuple[type[TikTokError], ...] = (ConnectError, RequestTimeoutError)
 
 
+class CutShort:
+    """Tasks in a wait that another task may cut short (`cut`): each is cancelled, and
+    the task, catching the `CancelledError`, asks `was_cut` whether that cancel was the
+    cut's. If so the cancel is taken back (its caller cancelled nothing) and the task
+    raises an error of its own instead; else the cancel is its caller's, and goes on."""
+
+    __slots__ = ("_cut", "_waiting")
+
+    def __init__(self) -> None:
+        self._waiting: set[asyncio.Task[Any]] = set()
+        self._cut: set[asyncio.Task[Any]] = set()
+
+    def enter(self, task: asyncio.Task[Any] | None) -> None:
+        """`task` waits now (None, outside a task: nothing to cut)."""
+        if task is not None:
+            self._waiting.add(task)
+
+    def leave(self, task: asyncio.Task[Any] | None) -> None:
+        if task is not None:
+            self._waiting.discard(task)
+
+    def cut(self) -> None:
+        """Cancel every task waiting."""
+        for task in self._waiting:
+            self._cut.add(task)
+            task.cancel()
+
+    def was_cut(self, task: asyncio.Task[Any] | None) -> bool:
+        """Whether `cut` cancelled `task`; if so, that cancel is taken back."""
+        if task is None or task not in self._cut:
+            return False
+        self._cut.discard(task)
+        uncancel = getattr(task, "uncancel", None)  # Python 3.11+ counts cancels; 3.10 not
+        if uncancel is not None:
+            uncancel()
+        return True
+
+
 class RunStop:
     """The first error that stopped a run (None while it runs)."""
 
-    __slots__ = ("_event", "_failures", "_first_failure", "_stopped_waiting", "_waiting",
-                 "backing_off", "error")
+    __slots__ = ("_event", "_failures", "_first_failure", "_waiting", "backing_off", "error")
 
     def __init__(self) -> None:
         self.error: TikTokError | None = None
@@ -57,26 +94,21 @@ class RunStop:
         self._event: asyncio.Event | None = None
         self._first_failure = 0.0
         self._failures = 0
-        self._waiting: set[asyncio.Task[Any]] = set()
-        self._stopped_waiting: set[asyncio.Task[Any]] = set()
+        self._waiting = CutShort()
 
     async def wait(self, awaitable: Awaitable[T]) -> T:
         """Await `awaitable` (a slot, a rate token): cut short with `NotSentError` when the
         run stops meanwhile (the task waiting is cancelled, and that cancel is consumed)."""
         task = asyncio.current_task()
-        if task is None:  # pragma: no cover - always inside a task
-            return await awaitable
-        self._waiting.add(task)
+        self._waiting.enter(task)
         try:
             return await awaitable
         except asyncio.CancelledError:
-            if task not in self._stopped_waiting:
-                raise
-            self._stopped_waiting.discard(task)
-            _uncancel(task)
-            raise NotSentError("not sent: the run stopped", status=None) from None
+            if self._waiting.was_cut(task):
+                raise NotSentError("not sent: the run stopped", status=None) from None
+            raise
         finally:
-            self._waiting.discard(task)
+            self._waiting.leave(task)
 
     def connect_failed(self, error: TikTokError, now: float) -> None:
         """A connection failed and nothing was ever answered: trip after long enough."""
@@ -96,9 +128,7 @@ class RunStop:
             self.error = error
             if self._event is not None:
                 self._event.set()
-            for task in self._waiting:
-                self._stopped_waiting.add(task)
-                task.cancel()
+            self._waiting.cut()
 
     async def sleep(self, seconds: float) -> None:
         """Sleep `seconds`, or less if the run stops meanwhile."""
@@ -112,13 +142,6 @@ class RunStop:
                 await asyncio.wait_for(self._event.wait(), seconds)
         finally:
             self.backing_off -= 1
-
-
-def _uncancel(task: asyncio.Task[Any]) -> None:
-    """Consume the cancel the stop sent (Python 3.11+ counts cancels; 3.10 does not)."""
-    uncancel = getattr(task, "uncancel", None)
-    if uncancel is not None:
-        uncancel()
 
 
 #: The run the current task works for; None outside a bulk run (a plain `get_user`).

@@ -60,7 +60,7 @@ import socket
 import ssl
 import urllib.request
 from collections.abc import Mapping
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -77,7 +77,7 @@ from ._exceptions import (
 )
 from ._models import Record
 from ._protocol import REQUEST_ID_HEADER
-from ._runstop import _uncancel
+from ._runstop import CutShort
 
 __all__ = ["MAX_BODY_BYTES", "RawResponse", "Secret", "Transport", "Verify", "redacted_url"]
 
@@ -130,7 +130,6 @@ class Transport:
         "_api_key",
         "_auth",
         "_base",
-        "_cut",
         "_owned",
         "_pool_size",
         "_proxy",
@@ -178,10 +177,9 @@ class Transport:
             self._proxy_headers = {"Proxy-Authorization": self._proxy_auth.reveal()}
         self._session = session
         self._owned = session is None
-        # Tasks reading an answer's body, and those `aclose` cut short: aiohttp's close
-        # drops a connection's reader without waking it (it would wait out its timeout).
-        self._reading: set[asyncio.Task[Any] | None] = set()
-        self._cut: set[asyncio.Task[Any] | None] = set()
+        # Tasks reading an answer's body, which `aclose` cuts short: aiohttp's close drops
+        # a connection's reader without waking it (it would wait out its timeout).
+        self._reading = CutShort()
         # Our headers go with every request when a session is lent (it does not carry
         # them), or through a proxy: aiohttp sends a session's own headers to the proxy
         # too, on the CONNECT, and the key must not go there.
@@ -207,10 +205,7 @@ class Transport:
         """Close the session if we made it; a lent one is left open. Idempotent. A request
         still reading its answer ends at once with `ClientStateError`."""
         session, self._session = self._session, None
-        for task in self._reading:
-            if task is not None:
-                self._cut.add(task)
-                task.cancel()
+        self._reading.cut()
         if session is not None and self._owned:
             await session.close()
 
@@ -235,30 +230,21 @@ class Transport:
             ) as resp:
                 answered = True
                 task = asyncio.current_task()
-                self._reading.add(task)  # `aclose` cuts the read short (see `_was_cut`)
+                self._reading.enter(task)  # `aclose` cuts the read short
                 try:
                     # Not `_read_capped` for every answer: one coroutine fewer a request.
                     body = await resp.read() if _read_at_once(resp) else await _read_capped(resp)
                 except asyncio.CancelledError:
-                    if self._was_cut(task):
+                    if self._reading.was_cut(task):
                         raise _closed_meanwhile() from None
                     raise
                 finally:
-                    self._reading.discard(task)
+                    self._reading.leave(task)
                 return RawResponse(resp.status, resp.headers, body)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             if self._session is None:  # closed while this request waited for its answer
                 raise _closed_meanwhile() from None
             raise _mapped(exc, answered=answered) from _without_secrets(exc)
-
-    def _was_cut(self, task: asyncio.Task[Any] | None) -> bool:
-        """Whether `aclose` cancelled `task` (then the cancel is taken back: the caller did
-        not cancel anything, its client was closed)."""
-        if task is None or task not in self._cut:
-            return False
-        self._cut.discard(task)
-        _uncancel(task)
-        return True
 
     def with_timeout(self, timeout: float, connect_timeout: float) -> Transport:
         """A view of this transport (its session, made or not yet) with other timeouts."""
