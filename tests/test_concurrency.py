@@ -13,6 +13,7 @@ from tiktok_async._concurrency import (
     BACKOFF_ROOM,
     FLOOR,
     OVERLOAD_CUT,
+    QUEUE_FLOOR,
     START,
     TICK,
     AdaptiveConcurrency,
@@ -198,6 +199,41 @@ def test_growth_that_brings_answers_goes_on() -> None:
     flow = AdaptiveConcurrency(4096)
     served(flow, 2.0, capacity=1e9, floor_s=0.01)
     assert flow.limit == 4096
+
+
+def test_a_client_at_full_speed_with_stalls_keeps_what_it_needs_in_flight() -> None:
+    """Cached answers on the same machine: 6,000 a second at most (this process's CPU),
+    0.5 ms each when nothing waits. At full speed the latency is this process's own
+    queue (a few ms), and a stall now and then (a collection, the machine busy: 20 ms)
+    delays the answers in flight, then it is over whatever the limit did. Traced in the
+    bulk benchmark: each stall's cut looked like a queue that drained, and the limit
+    went down to 4-5 in flight (0.60x the bare loop's answers a second)."""
+    flow = AdaptiveConcurrency(4096)
+    now, lowest = 0.0, flow.limit
+    flow.tick(now, flow.limit)
+    for tick in range(200):
+        per_s = min(flow.limit / 0.0005, 6000.0)
+        stalled = flow.limit if tick % 4 == 3 else 0  # one stall a second
+        for n in range(int(per_s * TICK)):
+            now += 1 / per_s
+            flow.on_answer(now, flow.limit / per_s + (0.02 if n < stalled else 0.0), 200)
+        flow.tick(now, flow.limit)
+        lowest = min(lowest, flow.limit)
+    assert lowest >= QUEUE_FLOOR
+
+
+def test_latency_cuts_stop_at_the_queue_floor_and_overload_goes_below() -> None:
+    """The server queues again and again, and each time the queue drains with the cut:
+    the latency rule stops at `QUEUE_FLOOR`; 429s may take the limit lower."""
+    flow = AdaptiveConcurrency(4096, start=64)
+    now = answers(flow, 0.0, 300, 0.1)
+    for _ in range(20):
+        now = answers(flow, now, 40, 0.5)  # a queue: latency x5
+        now = answers(flow, now, 200, 0.12)  # it drains with the cut
+    assert flow.limit == QUEUE_FLOOR
+    for second in range(30):
+        flow.on_answer(now + second, 0.1, 429)
+    assert flow.limit == FLOOR
 
 
 def test_never_below_the_floor() -> None:
