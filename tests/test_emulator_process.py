@@ -83,6 +83,15 @@ def test_serve_refuses_a_bad_option() -> None:
     assert "--faults" in done.stderr
 
 
+def test_serve_says_what_is_wrong_with_a_faults_spec() -> None:
+    done = subprocess.run([*SERVE, "--faults", "500=2"], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == ("tiktok-async serve: error: argument --faults: 500=2: a share is the "
+                    "fraction of requests that get the fault, from 0 to 1 (0.05: 5%)")
+
+
 async def test_two_processes_serve_the_same_data() -> None:
     """A child process and this one: same bodies but for the save timestamps."""
     handle, video = "Same.Data", "7301234567890123456"

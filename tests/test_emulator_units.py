@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -241,6 +242,26 @@ def test_fault_spec_list_sets_kinds() -> None:
         Faults.parse("418=0.1")
     with pytest.raises(ValueError, match="add up"):
         Faults(http_500=0.7, drop=0.5)
+
+
+@pytest.mark.parametrize(("spec", "says"), [
+    ("500=2", "500=2: a share is the fraction of requests that get the fault, from 0 to 1"),
+    ("2", "2: a share is the fraction"),
+    ("500=0.7,drop=0.5", "the fault shares add up to 1.2 (500=0.7, drop=0.5): together"),
+    ("bogus", "'bogus' is neither a share (0.05) nor a list of kind=value"),
+    ("500=abc", "500=abc: a number expected after '='"),
+    ("freeze_every=4,freeze_seconds=5",
+     "freeze_seconds (5) must be shorter than freeze_every (4)"),
+])
+def test_a_fault_spec_that_does_not_fit_says_what_is_wrong(spec: str, says: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(says)):
+        Faults.parse(spec)
+
+
+def test_an_unknown_fault_kind_lists_the_kinds_there_are() -> None:
+    kinds = "kinds 500, 502, 503, 504, drop, truncate, slow (shares), fields slow_seconds"
+    with pytest.raises(ValueError, match=re.escape(f"unknown fault 'bogus'; {kinds}")):
+        Faults.parse("bogus=0.1")
 
 
 def test_fault_draws_repeat_with_the_seed() -> None:

@@ -48,6 +48,14 @@ def parse_injection(text: str) -> tuple[str, int, int]:
     return kind, count, after
 
 
+def parse_faults(text: str) -> Faults:
+    """argparse type of `--faults`: what is wrong with a spec, not argparse's "invalid"."""
+    try:
+        return Faults.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `serve` options."""
     add = parser.add_argument
@@ -62,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--quota-period", default="day", help="seconds, or day/week/month (default day)")
     add("--retry-after", type=int, help="send Retry-After: N on 429 (default: no header)")
     add("--retry-after-date", action="store_true", help="send Retry-After as an HTTP date")
-    add("--faults", type=Faults.parse, default=Faults(), metavar="SPEC",
+    add("--faults", type=parse_faults, default=Faults(), metavar="SPEC",
         help="a share spread over 500/502/503/504 (0.05), or "
              "'500=0.01,drop=0.01,truncate=0.01,slow=0.001,slow_seconds=30'")
     add("--latency-ms", type=float, default=0.0, help="added latency per request")
