@@ -83,13 +83,24 @@ def test_serve_refuses_a_bad_option() -> None:
     assert "--faults" in done.stderr
 
 
+def refused(*args: str) -> str:
+    """The last line `serve ARGS` wrote on stderr, once it exited 2 without a traceback."""
+    done = subprocess.run([*SERVE, *args], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    return done.stderr.strip().splitlines()[-1]
+
+
 def test_serve_says_what_is_wrong_with_a_faults_spec() -> None:
-    done = subprocess.run([*SERVE, "--faults", "500=2"], capture_output=True, text=True,
-                          timeout=30)
-    assert done.returncode == 2
-    last = done.stderr.strip().splitlines()[-1]
-    assert last == ("tiktok-async serve: error: argument --faults: 500=2: a share is the "
-                    "fraction of requests that get the fault, from 0 to 1 (0.05: 5%)")
+    assert refused("--faults", "500=2") == (
+        "tiktok-async serve: error: argument --faults: 500=2: a share is the fraction of "
+        "requests that get the fault, from 0 to 1 (0.05: 5%)")
+
+
+def test_serve_names_the_quota_periods_it_takes() -> None:
+    assert refused("--quota-period", "fortnight") == (
+        "tiktok-async serve: error: argument --quota-period: 'fortnight' is not a period: "
+        "seconds (3600), or one of day, week, month")
 
 
 async def test_two_processes_serve_the_same_data() -> None:

@@ -108,6 +108,9 @@ def test_quota_periods_parse() -> None:
     assert parse_period("day") == 86_400
     assert parse_period("Week") == 7 * 86_400
     assert parse_period("90") == 90
+    with pytest.raises(ValueError, match=re.escape(
+            "'fortnight' is not a period: seconds (3600), or one of day, week, month")):
+        parse_period("fortnight")
 
 
 # --- routes -------------------------------------------------------------------------------

@@ -56,6 +56,14 @@ def parse_faults(text: str) -> Faults:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def parse_quota_period(text: str) -> float:
+    """argparse type of `--quota-period`: seconds or a named period, else what is accepted."""
+    try:
+        return parse_period(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `serve` options."""
     add = parser.add_argument
@@ -67,7 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--rate", type=float, help="token bucket rate per key, requests/s (default: none)")
     add("--burst", type=int, help="token bucket size (default: ceil(rate))")
     add("--quota", type=int, help="requests per key per quota period (default: none)")
-    add("--quota-period", default="day", help="seconds, or day/week/month (default day)")
+    add("--quota-period", type=parse_quota_period, default="day",
+        help="seconds, or day/week/month (default day)")
     add("--retry-after", type=int, help="send Retry-After: N on 429 (default: no header)")
     add("--retry-after-date", action="store_true", help="send Retry-After as an HTTP date")
     add("--faults", type=parse_faults, default=Faults(), metavar="SPEC",
@@ -123,7 +132,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     return EmulatorConfig(
         host=args.host, port=args.port, prefix=args.prefix, api_keys=tuple(keys),
         rate=args.rate, burst=args.burst, quota=args.quota,
-        quota_period=parse_period(args.quota_period), retry_after=args.retry_after,
+        quota_period=args.quota_period, retry_after=args.retry_after,
         retry_after_date=args.retry_after_date,
         missing_share=args.missing_share, upstream_latency_ms=args.upstream_latency_ms,
         upstream_jitter_ms=args.upstream_jitter_ms, latency_profile=args.latency_profile,
