@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,7 @@ from tiktok_async.emulator import (
     missing_video_id,
     video_id_for,
 )
+from tiktok_async.emulator._db import Database, DatabaseOpenError
 from tiktok_async.emulator._faults import FaultPlan
 from tiktok_async.emulator._gateway import UsagePlan, match_route, parse_period
 from tiktok_async.emulator._store import iso_timestamp
@@ -225,6 +227,18 @@ def test_missing_videos_follow_the_documented_rule() -> None:
 
 def test_iso_timestamps_have_milliseconds_and_z() -> None:
     assert iso_timestamp(1_709_294_400.5) == "2024-03-01T12:00:00.500Z"
+
+
+async def test_a_database_that_cannot_be_opened_is_named_with_the_reason(
+    tmp_path: Path
+) -> None:
+    not_a_db = tmp_path / "notes.db"
+    not_a_db.write_bytes(b"not a database, " * 64)
+    for path, reason in [(tmp_path, "it is a folder"), (not_a_db, "file is not a database"),
+                         (tmp_path / "a" / "x.db", f"the folder {tmp_path / 'a'} does not")]:
+        with pytest.raises(DatabaseOpenError, match=re.escape(
+                f"cannot open the database {path}: {reason}")):
+            await Database(str(path)).open()
 
 
 # --- faults -------------------------------------------------------------------------------

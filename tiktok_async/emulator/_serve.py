@@ -25,6 +25,7 @@ from typing import Any
 
 from ._config import CONTROL_TOKEN_HEADER, DEFAULT_API_KEY, DEFAULT_PREFIX, EmulatorConfig
 from ._data import DEFAULT_MISSING_SHARE, QUIRKS
+from ._db import DatabaseOpenError
 from ._faults import FAULT_KINDS, Faults
 from ._gateway import parse_period
 from ._profiles import profile_names
@@ -239,6 +240,10 @@ def run(args: argparse.Namespace) -> int:
             pin(args.cpu)
         tune_gc()
         run_loop(serve(config, args.inject, args.ca_out), use_uvloop=not args.no_uvloop)
+    except DatabaseOpenError as exc:
+        print(f"tiktok-async serve: {exc} (--db: a new file, or one an emulator made, in a "
+              "folder you can write to)", file=sys.stderr)
+        return 2
     except (OSError, sqlite3.Error, RuntimeError) as exc:  # RuntimeError: no trustme
         print(f"tiktok-async serve: {exc}", file=sys.stderr)
         return 1
