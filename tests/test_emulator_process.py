@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 
 from tiktok_async.emulator import Emulator, EmulatorProcess
+from tiktok_async.emulator._serve import listen_problem
 
 SERVE = [sys.executable, "-m", "tiktok_async.cli", "serve", "--port", "0"]
 
@@ -101,6 +104,30 @@ def test_serve_names_the_quota_periods_it_takes() -> None:
     assert refused("--quota-period", "fortnight") == (
         "tiktok-async serve: error: argument --quota-period: 'fortnight' is not a period: "
         "seconds (3600), or one of day, week, month")
+
+
+def test_serve_says_which_port_is_in_use() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert refused("--port", str(port)) == (
+            f"tiktok-async serve: port {port} on 127.0.0.1 is in use: Address already in "
+            "use; stop what listens there, or pick another --port (0 picks a free one)")
+
+
+def test_serve_names_a_host_it_cannot_listen_on() -> None:
+    assert refused("--host", "192.0.2.1").startswith(  # TEST-NET-1: no machine's address
+        "tiktok-async serve: cannot listen on 192.0.2.1: not an address of this machine (")
+
+
+def test_a_host_name_that_does_not_resolve_is_named() -> None:
+    error = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    assert listen_problem(error, "999.1.1.1", 8080) == (
+        "cannot listen on 999.1.1.1: not an address, nor a name it can resolve (Name or "
+        "service not known); --host takes 127.0.0.1, 0.0.0.0 (every interface) or an "
+        "address of this machine")
+    assert listen_problem(OSError(errno.EINVAL, "Invalid argument"), "::1", 80) is None
 
 
 async def test_two_processes_serve_the_same_data() -> None:

@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import gc
 import os
 import signal
+import socket
 import sqlite3
 import sys
 from collections.abc import Coroutine, Sequence
@@ -240,16 +242,43 @@ def run(args: argparse.Namespace) -> int:
             pin(args.cpu)
         tune_gc()
         run_loop(serve(config, args.inject, args.ca_out), use_uvloop=not args.no_uvloop)
-    except DatabaseOpenError as exc:
-        print(f"tiktok-async serve: {exc} (--db: a new file, or one an emulator made, in a "
-              "folder you can write to)", file=sys.stderr)
-        return 2
     except (OSError, sqlite3.Error, RuntimeError) as exc:  # RuntimeError: no trustme
-        print(f"tiktok-async serve: {exc}", file=sys.stderr)
-        return 1
+        code, message = failure(exc, config)
+        print(f"tiktok-async serve: {message}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
         return 0
     return 0
+
+
+def failure(exc: BaseException, config: EmulatorConfig) -> tuple[int, str]:
+    """The exit code and the line for what stopped `serve`: 2 where an option given is
+    what to change (the database, the host, the port), else 1."""
+    if isinstance(exc, DatabaseOpenError):
+        return 2, (f"{exc} (--db: a new file, or one an emulator made, in a folder you "
+                   "can write to)")
+    problem = listen_problem(exc, config.host, config.port)
+    return (2, problem) if problem else (1, str(exc))
+
+
+def listen_problem(exc: BaseException, host: str, port: int) -> str | None:
+    """What a failed listen on `host` and `port` means and what to do; None when `exc` is
+    not one of those."""
+    hosts = "--host takes 127.0.0.1, 0.0.0.0 (every interface) or an address of this machine"
+    if isinstance(exc, socket.gaierror):
+        return (f"cannot listen on {host}: not an address, nor a name it can resolve "
+                f"({exc.strerror}); {hosts}")
+    code = exc.errno if isinstance(exc, OSError) else None
+    reason = os.strerror(code) if code else ""
+    if code == errno.EADDRINUSE:
+        return (f"port {port} on {host} is in use: {reason}; stop what listens there, or "
+                "pick another --port (0 picks a free one)")
+    if code == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {host}: not an address of this machine ({reason}); {hosts}"
+    if code == errno.EACCES and 0 < port < 1024:
+        return (f"port {port} on {host}: {reason}; ports below 1024 need privileges: pick "
+                "another --port (0 picks a free one)")
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
