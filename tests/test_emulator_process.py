@@ -11,7 +11,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +86,9 @@ def test_serve_refuses_a_bad_option() -> None:
     assert "--faults" in done.stderr
 
 
-def refused(*args: str) -> str:
+def refused(*args: str, command: Sequence[str] = SERVE) -> str:
     """The last line `serve ARGS` wrote on stderr, once it exited 2 without a traceback."""
-    done = subprocess.run([*SERVE, *args], capture_output=True, text=True, timeout=30)
+    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=30)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     return done.stderr.strip().splitlines()[-1]
@@ -104,6 +104,12 @@ def test_serve_names_the_quota_periods_it_takes() -> None:
     assert refused("--quota-period", "fortnight") == (
         "tiktok-async serve: error: argument --quota-period: 'fortnight' is not a period: "
         "seconds (3600), or one of day, week, month")
+
+
+def test_the_emulator_module_says_its_own_name_in_its_messages() -> None:
+    module = [sys.executable, "-m", "tiktok_async.emulator"]
+    assert refused("--port", "99999", command=module) == (
+        "python -m tiktok_async.emulator: port: must be >= 0 and <= 65535, got 99999")
 
 
 def test_serve_says_which_port_is_in_use() -> None:

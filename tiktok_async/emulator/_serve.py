@@ -68,7 +68,8 @@ def parse_quota_period(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `serve` options."""
+    """The `serve` options; `args.prog` is the name its messages start with."""
+    parser.set_defaults(prog=parser.prog)
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     add("--port", type=int, default=8080, help="TCP port; 0 picks a free one (default 8080)")
@@ -230,12 +231,13 @@ def tune_gc() -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The `serve` command: returns the exit code."""
+    prog = getattr(args, "prog", "tiktok-async serve")
     try:
         if args.ca_out and not args.tls:
             raise ValueError("--ca-out goes with --tls")
         config = config_from_args(args)
     except ValueError as exc:
-        print(f"tiktok-async serve: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     try:
         if args.cpu:
@@ -244,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
         run_loop(serve(config, args.inject, args.ca_out), use_uvloop=not args.no_uvloop)
     except (OSError, sqlite3.Error, RuntimeError) as exc:  # RuntimeError: no trustme
         code, message = failure(exc, config)
-        print(f"tiktok-async serve: {message}", file=sys.stderr)
+        print(f"{prog}: {message}", file=sys.stderr)
         return code
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
         return 0
