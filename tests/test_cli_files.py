@@ -151,6 +151,21 @@ async def test_a_run_after_a_sigkilled_one_is_not_refused(
     assert keys_once(out, tmp_path / "out.errors.jsonl") == handles(100)
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+async def test_an_output_where_no_file_can_be_made_is_refused_saying_so(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """/proc takes no new file: the lock file fails to be made, which is not another run."""
+    source = handles_file(tmp_path, 1)
+    code, _, err = await run(emulator, "users", str(source), "-o", "/proc/out.jsonl", "-q")
+    assert code == 2, err
+    assert err.startswith("tiktok-async users: cannot create /proc/out.jsonl.lock (the lock "
+                          "file of /proc/out.jsonl): "), err
+    assert err.rstrip().endswith("; write to a folder where files can be created"), err
+    assert "in use" not in err
+    assert emulator.stats().count() == 0
+
+
 # -- a full disk ---------------------------------------------------------------------------
 
 

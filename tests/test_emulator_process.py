@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tiktok_async.emulator import Emulator, EmulatorProcess
+from tiktok_async.emulator._serve import listen_problem
 
 SERVE = [sys.executable, "-m", "tiktok_async.cli", "serve", "--port", "0"]
 
@@ -83,6 +86,56 @@ def test_serve_refuses_a_bad_option() -> None:
     assert "--faults" in done.stderr
 
 
+def refused(*args: str, command: Sequence[str] = SERVE) -> str:
+    """The last line `serve ARGS` wrote on stderr, once it exited 2 without a traceback."""
+    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    return done.stderr.strip().splitlines()[-1]
+
+
+def test_serve_says_what_is_wrong_with_a_faults_spec() -> None:
+    assert refused("--faults", "500=2") == (
+        "tiktok-async serve: error: argument --faults: 500=2: a share is the fraction of "
+        "requests that get the fault, from 0 to 1 (0.05: 5%)")
+
+
+def test_serve_names_the_quota_periods_it_takes() -> None:
+    assert refused("--quota-period", "fortnight") == (
+        "tiktok-async serve: error: argument --quota-period: 'fortnight' is not a period: "
+        "seconds (3600), or one of day, week, month")
+
+
+def test_the_emulator_module_says_its_own_name_in_its_messages() -> None:
+    module = [sys.executable, "-m", "tiktok_async.emulator"]
+    assert refused("--port", "99999", command=module) == (
+        "python -m tiktok_async.emulator: port: must be >= 0 and <= 65535, got 99999")
+
+
+def test_serve_says_which_port_is_in_use() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert refused("--port", str(port)) == (
+            f"tiktok-async serve: port {port} on 127.0.0.1 is in use: Address already in "
+            "use; stop what listens there, or pick another --port (0 picks a free one)")
+
+
+def test_serve_names_a_host_it_cannot_listen_on() -> None:
+    assert refused("--host", "192.0.2.1").startswith(  # TEST-NET-1: no machine's address
+        "tiktok-async serve: cannot listen on 192.0.2.1: not an address of this machine (")
+
+
+def test_a_host_name_that_does_not_resolve_is_named() -> None:
+    error = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    assert listen_problem(error, "999.1.1.1", 8080) == (
+        "cannot listen on 999.1.1.1: not an address, nor a name it can resolve (Name or "
+        "service not known); --host takes 127.0.0.1, 0.0.0.0 (every interface) or an "
+        "address of this machine")
+    assert listen_problem(OSError(errno.EINVAL, "Invalid argument"), "::1", 80) is None
+
+
 async def test_two_processes_serve_the_same_data() -> None:
     """A child process and this one: same bodies but for the save timestamps."""
     handle, video = "Same.Data", "7301234567890123456"
@@ -113,9 +166,8 @@ def test_emulator_process_reports_a_failed_start() -> None:
         EmulatorProcess("--prefix", "no-slash").start()
 
 
-def test_serve_reports_a_database_it_cannot_open(tmp_path: Path) -> None:
-    bad = str(tmp_path / "no" / "such" / "dir" / "db.sqlite3")
-    done = subprocess.run([*SERVE, "--db", bad], capture_output=True, text=True, timeout=30)
-    assert done.returncode == 1
-    assert "tiktok-async serve:" in done.stderr
-    assert "Traceback" not in done.stderr
+def test_serve_reports_a_database_it_cannot_open_naming_it_and_why(tmp_path: Path) -> None:
+    bad = tmp_path / "no" / "such" / "dir" / "db.sqlite3"
+    assert refused("--db", str(bad)) == (
+        f"tiktok-async serve: cannot open the database {bad}: the folder {bad.parent} does "
+        "not exist (--db: a new file, or one an emulator made, in a folder you can write to)")

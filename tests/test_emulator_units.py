@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +25,7 @@ from tiktok_async.emulator import (
     missing_video_id,
     video_id_for,
 )
+from tiktok_async.emulator._db import Database, DatabaseOpenError
 from tiktok_async.emulator._faults import FaultPlan
 from tiktok_async.emulator._gateway import UsagePlan, match_route, parse_period
 from tiktok_async.emulator._store import iso_timestamp
@@ -107,6 +110,9 @@ def test_quota_periods_parse() -> None:
     assert parse_period("day") == 86_400
     assert parse_period("Week") == 7 * 86_400
     assert parse_period("90") == 90
+    with pytest.raises(ValueError, match=re.escape(
+            "'fortnight' is not a period: seconds (3600), or one of day, week, month")):
+        parse_period("fortnight")
 
 
 # --- routes -------------------------------------------------------------------------------
@@ -223,6 +229,18 @@ def test_iso_timestamps_have_milliseconds_and_z() -> None:
     assert iso_timestamp(1_709_294_400.5) == "2024-03-01T12:00:00.500Z"
 
 
+async def test_a_database_that_cannot_be_opened_is_named_with_the_reason(
+    tmp_path: Path
+) -> None:
+    not_a_db = tmp_path / "notes.db"
+    not_a_db.write_bytes(b"not a database, " * 64)
+    for path, reason in [(tmp_path, "it is a folder"), (not_a_db, "file is not a database"),
+                         (tmp_path / "a" / "x.db", f"the folder {tmp_path / 'a'} does not")]:
+        with pytest.raises(DatabaseOpenError, match=re.escape(
+                f"cannot open the database {path}: {reason}")):
+            await Database(str(path)).open()
+
+
 # --- faults -------------------------------------------------------------------------------
 
 
@@ -241,6 +259,26 @@ def test_fault_spec_list_sets_kinds() -> None:
         Faults.parse("418=0.1")
     with pytest.raises(ValueError, match="add up"):
         Faults(http_500=0.7, drop=0.5)
+
+
+@pytest.mark.parametrize(("spec", "says"), [
+    ("500=2", "500=2: a share is the fraction of requests that get the fault, from 0 to 1"),
+    ("2", "2: a share is the fraction"),
+    ("500=0.7,drop=0.5", "the fault shares add up to 1.2 (500=0.7, drop=0.5): together"),
+    ("bogus", "'bogus' is neither a share (0.05) nor a list of kind=value"),
+    ("500=abc", "500=abc: a number expected after '='"),
+    ("freeze_every=4,freeze_seconds=5",
+     "freeze_seconds (5) must be shorter than freeze_every (4)"),
+])
+def test_a_fault_spec_that_does_not_fit_says_what_is_wrong(spec: str, says: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(says)):
+        Faults.parse(spec)
+
+
+def test_an_unknown_fault_kind_lists_the_kinds_there_are() -> None:
+    kinds = "kinds 500, 502, 503, 504, drop, truncate, slow (shares), fields slow_seconds"
+    with pytest.raises(ValueError, match=re.escape(f"unknown fault 'bogus'; {kinds}")):
+        Faults.parse("bogus=0.1")
 
 
 def test_fault_draws_repeat_with_the_seed() -> None:

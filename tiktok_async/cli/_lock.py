@@ -39,7 +39,8 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-__all__ = ["FileInUseError", "FileLocks", "file_lock_path", "held", "lock_path", "state_folder"]
+__all__ = ["FileInUseError", "FileLocks", "LockFileError", "file_lock_path", "held", "lock_path",
+           "state_folder"]
 
 
 class FileInUseError(Exception):
@@ -50,6 +51,16 @@ class FileInUseError(Exception):
                          "to end, or write to another file")
         self.path = path
         self.holder = holder
+
+
+class LockFileError(OSError):
+    """The lock file of an output or errors file cannot be made, so neither can the file
+    beside it (exit 2); the OS's reason in the message."""
+
+    def __init__(self, path: Path, lock_file: Path, reason: str) -> None:
+        super().__init__(f"cannot create {lock_file} (the lock file of {path}): {reason}; "
+                         "write to a folder where files can be created")
+        self.path = path
 
 
 def lock_path(path: Path) -> Path:
@@ -136,10 +147,25 @@ def held(path: Path, seconds: float) -> Iterator[None]:
 def _locked(path: Path, lock_file: Path, wait: float) -> FileLock:
     """The lock on `path` (`lock_file`), taken (waiting up to `wait` seconds; 0: one try),
     its holder stamped in; `FileInUseError` naming the other holder when it cannot be."""
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(lock_file, on_acquired=_write_holder, preserve_lock_file=True)
     try:
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(lock_file, on_acquired=_write_holder, preserve_lock_file=True)
         lock.acquire(timeout=wait, blocking=wait > 0)
     except Timeout:
-        raise FileInUseError(path, _holder_of(lock_file)) from None
+        raise _refusal(path, lock_file) from None
+    except OSError as exc:
+        raise LockFileError(path, lock_file, exc.strerror or str(exc)) from None
     return lock
+
+
+def _refusal(path: Path, lock_file: Path) -> Exception:
+    """Why the lock was not had. Another run holds it, or (no lock file: filelock takes a
+    file it could not create, in a folder that exists, for one a holder just removed, and
+    tries again until the time is up) its file cannot be made: creating it says why."""
+    if os.path.lexists(lock_file):
+        return FileInUseError(path, _holder_of(lock_file))
+    try:
+        os.close(os.open(lock_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except OSError as exc:
+        return LockFileError(path, lock_file, exc.strerror or str(exc))
+    return FileInUseError(path, _holder_of(lock_file))

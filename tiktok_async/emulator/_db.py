@@ -12,6 +12,7 @@ encoded (JSON text).
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,32 @@ CREATE TABLE IF NOT EXISTS videos (
     PRIMARY KEY (handle, video_id)
 );
 """
+
+
+class DatabaseOpenError(sqlite3.OperationalError):
+    """The database file cannot be opened or made; says which file and why."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot open the database {path}: {reason}")
+        self.path = path
+
+
+def path_problem(path: str) -> str | None:
+    """Why a database file at `path` cannot be opened or made, as far as the file system
+    tells (None: nothing it can see; SQLite's own message is then the reason)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return "it is a folder"
+    if not os.path.exists(folder):
+        return f"the folder {folder} does not exist"
+    if not os.path.isdir(folder):
+        return f"{folder} is not a folder"
+    # SQLite makes `-wal` and `-shm` files beside the database: the folder must be writable.
+    if not os.access(folder, os.W_OK):
+        return f"the folder {folder} is not writable"
+    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
+        return "it is not readable and writable"
+    return None
 
 
 class Database:
@@ -78,11 +105,19 @@ class Database:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func)
 
     def _connect(self) -> None:
-        conn = sqlite3.connect(self.path)
-        if self.path != ":memory:":
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(_SCHEMA)
+        """Open the database; `DatabaseOpenError` naming the file and why when it cannot be."""
+        try:
+            conn = sqlite3.connect(self.path)
+        except sqlite3.Error as exc:
+            raise DatabaseOpenError(self.path, path_problem(self.path) or str(exc)) from exc
+        try:
+            if self.path != ":memory:":
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise DatabaseOpenError(self.path, path_problem(self.path) or str(exc)) from exc
         self._conn = conn
 
     def _disconnect(self) -> None:

@@ -60,6 +60,10 @@ FAULT_KINDS = (*RANDOM_KINDS[:4], "408", *RANDOM_KINDS[4:], "throttle", "quota",
 _RANDOM = {"500": "http_500", "502": "http_502", "503": "http_503", "504": "http_504",
            "drop": "drop", "truncate": "truncate", "slow": "slow"}
 _SPREAD = ("http_500", "http_502", "http_503", "http_504")
+_KIND_OF = {name: kind for kind, name in _RANDOM.items()}
+_NAMES = ("kinds 500, 502, 503, 504, drop, truncate, slow (shares), "
+          "fields slow_seconds, latency_ms, jitter_ms, bomb_mb, freeze_every, freeze_seconds")
+_SHARE = "a share is the fraction of requests that get the fault, from 0 to 1 (0.05: 5%)"
 _FORMS = ("a Faults, a mapping of kind or field to a number ({'500': 0.01, 'drop': 0.01}), "
           "or a string ('500=0.01,drop=0.01', or a bare share such as '0.05')")
 
@@ -84,17 +88,30 @@ class Faults:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = getattr(self, f.name)
+            value, name = getattr(self, f.name), _KIND_OF.get(f.name, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{f.name}: a number expected, got {value!r}")
+                raise ValueError(f"{name}: a number expected, got {value!r}")
             if value < 0 or (isinstance(value, float) and not math.isfinite(value)):
-                raise ValueError(f"{f.name}: a finite number >= 0 expected, got {value!r}")
-        if sum(getattr(self, name) for name in _RANDOM.values()) > 1:
-            raise ValueError("fault shares must be >= 0 and add up to at most 1")
+                raise ValueError(f"{name}: a finite number >= 0 expected, got {value!r}")
+        self._check_shares()
         if not isinstance(self.bomb_mb, int) or not 1 <= self.bomb_mb <= 4096:
             raise ValueError(f"bomb_mb: an integer from 1 to 4096 expected, got {self.bomb_mb!r}")
         if self.freeze_every and self.freeze_seconds >= self.freeze_every:
-            raise ValueError("freeze_seconds must be shorter than freeze_every")
+            raise ValueError(f"freeze_seconds ({self.freeze_seconds:g}) must be shorter than "
+                             f"freeze_every ({self.freeze_every:g}): the server is frozen "
+                             "for the last freeze_seconds of every freeze_every seconds")
+
+    def _check_shares(self) -> None:
+        """Each share is a fraction of the requests, and together they are at most all."""
+        shares = {kind: getattr(self, name) for kind, name in _RANDOM.items()}
+        for kind, share in shares.items():
+            if share > 1:
+                raise ValueError(f"{kind}={share:g}: {_SHARE}")
+        total = sum(shares.values())
+        if total > 1:
+            given = ", ".join(f"{k}={v:g}" for k, v in shares.items() if v)
+            raise ValueError(f"the fault shares add up to {total:g} ({given}): "
+                             "together they must be at most 1")
 
     @classmethod
     def parse(cls, spec: str) -> Faults:
@@ -102,15 +119,16 @@ class Faults:
 
         A bare number (`0.05`) is spread evenly over 500, 502, 503 and 504. Otherwise a
         comma list of `kind=value`, kinds `500 502 503 504 drop truncate slow` (shares) and
-        `slow_seconds latency_ms jitter_ms bomb_mb`:
-        `500=0.02,drop=0.01,slow=0.001,slow_seconds=5`.
+        `slow_seconds latency_ms jitter_ms bomb_mb freeze_every freeze_seconds`:
+        `500=0.02,drop=0.01,slow=0.001,slow_seconds=5`. A spec that does not fit raises
+        ValueError saying what is wrong (an unknown kind, a share above 1, ...).
         """
         spec = spec.strip()
         if not spec:
             return cls()
         if "=" not in spec:
-            share = float(spec) / len(_SPREAD)
-            return cls.from_mapping(dict.fromkeys(_SPREAD, share))
+            share = _bare_share(spec)
+            return cls.from_mapping(dict.fromkeys(_SPREAD, share / len(_SPREAD)))
         values: dict[str, str] = {}
         for item in spec.split(","):
             kind, _, value = item.partition("=")
@@ -125,10 +143,8 @@ class Faults:
         for kind, value in values.items():
             name = _RANDOM.get(str(kind).strip(), str(kind).strip())
             if name not in names:
-                raise ValueError(f"unknown fault {kind!r}; kinds {', '.join(_RANDOM)}, "
-                                 "fields slow_seconds latency_ms jitter_ms bomb_mb "
-                                 "freeze_every freeze_seconds")
-            number = float(value) if isinstance(value, str) else value
+                raise ValueError(f"unknown fault {kind!r}; {_NAMES}")
+            number = _number(kind, value) if isinstance(value, str) else value
             whole = name == "bomb_mb" and isinstance(number, float) and number.is_integer()
             kwargs[name] = int(number) if whole else number
         return cls(**kwargs)
@@ -156,6 +172,25 @@ class Faults:
                 total += share
                 rows.append((total, kind))
         return rows
+
+
+def _bare_share(spec: str) -> float:
+    """A spec without `=`: one share, spread over the 5xx kinds."""
+    try:
+        share = float(spec)
+    except ValueError:
+        raise ValueError(f"{spec!r} is neither a share (0.05) nor a list of kind=value "
+                         f"(500=0.01,drop=0.01); {_NAMES}") from None
+    if share > 1:
+        raise ValueError(f"{spec}: {_SHARE}")
+    return share
+
+
+def _number(kind: object, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{kind}={value}: a number expected after '='") from None
 
 
 class _Injection:

@@ -89,10 +89,15 @@ class Quota:
 
 
 def parse_period(text: str | float) -> float:
-    """A quota period: seconds, or `day` / `week` / `month` (30 days)."""
+    """A quota period: seconds, or `day` / `week` / `month` (30 days); ValueError naming
+    what is accepted."""
     if isinstance(text, (int, float)):
         return float(text)
-    return QUOTA_PERIODS.get(text.lower()) or float(text)
+    try:
+        return QUOTA_PERIODS.get(text.strip().lower()) or float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a period: seconds (3600), or one of "
+                         f"{', '.join(QUOTA_PERIODS)}") from None
 
 
 def default_burst(rate: float) -> int:

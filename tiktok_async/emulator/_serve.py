@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import gc
 import os
 import signal
+import socket
 import sqlite3
 import sys
 from collections.abc import Coroutine, Sequence
@@ -25,6 +27,7 @@ from typing import Any
 
 from ._config import CONTROL_TOKEN_HEADER, DEFAULT_API_KEY, DEFAULT_PREFIX, EmulatorConfig
 from ._data import DEFAULT_MISSING_SHARE, QUIRKS
+from ._db import DatabaseOpenError
 from ._faults import FAULT_KINDS, Faults
 from ._gateway import parse_period
 from ._profiles import profile_names
@@ -48,8 +51,25 @@ def parse_injection(text: str) -> tuple[str, int, int]:
     return kind, count, after
 
 
+def parse_faults(text: str) -> Faults:
+    """argparse type of `--faults`: what is wrong with a spec, not argparse's "invalid"."""
+    try:
+        return Faults.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_quota_period(text: str) -> float:
+    """argparse type of `--quota-period`: seconds or a named period, else what is accepted."""
+    try:
+        return parse_period(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `serve` options."""
+    """The `serve` options; `args.prog` is the name its messages start with."""
+    parser.set_defaults(prog=parser.prog)
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     add("--port", type=int, default=8080, help="TCP port; 0 picks a free one (default 8080)")
@@ -59,10 +79,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--rate", type=float, help="token bucket rate per key, requests/s (default: none)")
     add("--burst", type=int, help="token bucket size (default: ceil(rate))")
     add("--quota", type=int, help="requests per key per quota period (default: none)")
-    add("--quota-period", default="day", help="seconds, or day/week/month (default day)")
+    add("--quota-period", type=parse_quota_period, default="day",
+        help="seconds, or day/week/month (default day)")
     add("--retry-after", type=int, help="send Retry-After: N on 429 (default: no header)")
     add("--retry-after-date", action="store_true", help="send Retry-After as an HTTP date")
-    add("--faults", type=Faults.parse, default=Faults(), metavar="SPEC",
+    add("--faults", type=parse_faults, default=Faults(), metavar="SPEC",
         help="a share spread over 500/502/503/504 (0.05), or "
              "'500=0.01,drop=0.01,truncate=0.01,slow=0.001,slow_seconds=30'")
     add("--latency-ms", type=float, default=0.0, help="added latency per request")
@@ -115,7 +136,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     return EmulatorConfig(
         host=args.host, port=args.port, prefix=args.prefix, api_keys=tuple(keys),
         rate=args.rate, burst=args.burst, quota=args.quota,
-        quota_period=parse_period(args.quota_period), retry_after=args.retry_after,
+        quota_period=args.quota_period, retry_after=args.retry_after,
         retry_after_date=args.retry_after_date,
         missing_share=args.missing_share, upstream_latency_ms=args.upstream_latency_ms,
         upstream_jitter_ms=args.upstream_jitter_ms, latency_profile=args.latency_profile,
@@ -210,12 +231,13 @@ def tune_gc() -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The `serve` command: returns the exit code."""
+    prog = getattr(args, "prog", "tiktok-async serve")
     try:
         if args.ca_out and not args.tls:
             raise ValueError("--ca-out goes with --tls")
         config = config_from_args(args)
     except ValueError as exc:
-        print(f"tiktok-async serve: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     try:
         if args.cpu:
@@ -223,11 +245,42 @@ def run(args: argparse.Namespace) -> int:
         tune_gc()
         run_loop(serve(config, args.inject, args.ca_out), use_uvloop=not args.no_uvloop)
     except (OSError, sqlite3.Error, RuntimeError) as exc:  # RuntimeError: no trustme
-        print(f"tiktok-async serve: {exc}", file=sys.stderr)
-        return 1
+        code, message = failure(exc, config)
+        print(f"{prog}: {message}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
         return 0
     return 0
+
+
+def failure(exc: BaseException, config: EmulatorConfig) -> tuple[int, str]:
+    """The exit code and the line for what stopped `serve`: 2 where an option given is
+    what to change (the database, the host, the port), else 1."""
+    if isinstance(exc, DatabaseOpenError):
+        return 2, (f"{exc} (--db: a new file, or one an emulator made, in a folder you "
+                   "can write to)")
+    problem = listen_problem(exc, config.host, config.port)
+    return (2, problem) if problem else (1, str(exc))
+
+
+def listen_problem(exc: BaseException, host: str, port: int) -> str | None:
+    """What a failed listen on `host` and `port` means and what to do; None when `exc` is
+    not one of those."""
+    hosts = "--host takes 127.0.0.1, 0.0.0.0 (every interface) or an address of this machine"
+    if isinstance(exc, socket.gaierror):
+        return (f"cannot listen on {host}: not an address, nor a name it can resolve "
+                f"({exc.strerror}); {hosts}")
+    code = exc.errno if isinstance(exc, OSError) else None
+    reason = os.strerror(code) if code else ""
+    if code == errno.EADDRINUSE:
+        return (f"port {port} on {host} is in use: {reason}; stop what listens there, or "
+                "pick another --port (0 picks a free one)")
+    if code == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {host}: not an address of this machine ({reason}); {hosts}"
+    if code == errno.EACCES and 0 < port < 1024:
+        return (f"port {port} on {host}: {reason}; ports below 1024 need privileges: pick "
+                "another --port (0 picks a free one)")
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
