@@ -273,3 +273,86 @@ async def test_a_worker_stopped_by_ctrl_c_stops_renewing_its_entries(
         assert xclaim_calls(r) == stopped
         assert {row["consumer"] for row in pending(r, job).values()} == {"me"}
         assert r.xlen(job.queue) == 4
+
+
+# -- Redis that wants a password ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def locked_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis whose default user needs the password `s3cret`."""
+    with RedisServer(tmp_path_factory.mktemp("locked")) as server:
+        with syncredis.Redis.from_url(server.url) as r:
+            r.config_set("requirepass", "s3cret")
+        yield server
+
+
+def with_password(server: RedisServer, password: str) -> str:
+    return f"redis://:{password}@127.0.0.1:{server.port}/0"
+
+
+@pytest.mark.parametrize(("password", "said"), [
+    (None, "Redis needs a password: give it in --redis, redis://:PASSWORD@host:port/db"),
+    ("wrong", "Redis refused the password (or user) given in --redis"),
+])
+def test_a_missing_or_refused_redis_password_stops_every_job_command_at_once(
+    locked_redis: RedisServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    password: str | None, said: str,
+) -> None:
+    """redis-py makes a refused password a ConnectionError: it was retried ~40 s as if
+    Redis were restarting, then printed Redis's own words."""
+    url = locked_redis.url if password is None else with_password(locked_redis, password)
+    source = tmp_path / "in.txt"
+    source.write_text("alice\n")
+    worker = ["worker", "--api-key", "k", "--base-url", "http://127.0.0.1:9"]
+    for command in (["enqueue", str(source)], ["status"], worker,
+                    ["collect", "-o", str(tmp_path / "out.jsonl")]):
+        started = time.monotonic()
+        assert cli(*command, "--redis", url, "--job", "auth") == 2
+        assert time.monotonic() - started < 2, command
+        err = capsys.readouterr().err
+        assert err.startswith(f"tiktok-async {command[0]}: {said}"), err
+        assert err.count("\n") == 1, err
+        assert "s3cret" not in err
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_worker_told_of_no_password_exits_2_with_one_line_no_traceback(
+    locked_redis: RedisServer,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tiktok_async", "worker", "--redis", locked_redis.url,
+         "--job", "auth", "--api-key", "k", "--base-url", "http://127.0.0.1:9"],
+        capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == ("tiktok-async worker: Redis needs a password: give it in --redis, "
+                           "redis://:PASSWORD@host:port/db (or "
+                           "redis://USER:PASSWORD@host:port/db)\n")
+
+
+async def test_a_worker_whose_redis_starts_refusing_its_password_stops(
+    tmp_path: Path,
+) -> None:
+    """A password set (or changed) under a running worker: it stops with the error rather
+    than retrying for ever."""
+    job = JobKeys("late-auth")
+    with (RedisServer(tmp_path) as server,
+          syncredis.Redis.from_url(server.url, decode_responses=True) as r,
+          EmulatorProcess("--upstream-latency-ms", "300") as emu):
+        r.hset(job.meta, "kind", "users")
+        for i in range(20):
+            r.xadd(job.queue, {"item": json.dumps({"input": f"user_{i}", "line": i})})
+        r.xgroup_create(job.queue, GROUP, id="0")
+        redis = connect(server.url)
+        client = TikTokClient("test-key", emu.base_url, rate=100, burst=10, concurrency=2)
+        worker = ScaleWorker(redis, job, KINDS["users"], client, claim_idle=3, consumer="me")
+        run = asyncio.create_task(worker.run())
+        for _ in range(500):  # until it holds entries
+            if r.xpending(job.queue, GROUP)["pending"]:
+                break
+            await asyncio.sleep(0.02)
+        r.config_set("requirepass", "s3cret")
+        r.client_kill_filter(_type="normal", skipme=True)
+        with pytest.raises(syncredis.AuthenticationError):
+            await asyncio.wait_for(run, 5)
+        await redis.aclose()

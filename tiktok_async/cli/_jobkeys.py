@@ -10,7 +10,7 @@ from typing import Any
 
 from .._kinds import KINDS, Kind
 from .._models import encode_json
-from .._redis_limiter import Redis, RedisError
+from .._redis_limiter import Redis, RedisAuthError, RedisError, gives_password
 from ._common import EXIT_INTERRUPTED, EXIT_USAGE, UsageError, run_async, usage_message
 from ._inputfile import InputFormatError
 
@@ -97,6 +97,9 @@ def run_job_command(args: argparse.Namespace, command: Any) -> int:
     except (UsageError, InputFormatError, ValueError, OSError) as exc:
         print(f"tiktok-async {args.command}: {usage_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except RedisAuthError as exc:
+        print(f"tiktok-async {args.command}: {auth_problem(args.redis, exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except RedisError as exc:
         print(f"tiktok-async {args.command}: Redis: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -105,3 +108,11 @@ def run_job_command(args: argparse.Namespace, command: Any) -> int:
               "queued)", file=sys.stderr)
         return EXIT_INTERRUPTED
     return code
+
+
+def auth_problem(url: str, exc: RedisAuthError) -> str:
+    """What to do when Redis refuses us: give a password, or check the one given."""
+    if not gives_password(url):
+        return ("Redis needs a password: give it in --redis, "
+                "redis://:PASSWORD@host:port/db (or redis://USER:PASSWORD@host:port/db)")
+    return f"Redis refused the password (or user) given in --redis: {exc}"

@@ -108,7 +108,8 @@ def _job_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
     parser = subparsers.add_parser(name, help=help_text, description=help_text[0].upper()
                                    + help_text[1:] + " (Redis-backed, see docs/scale-out.md).")
     parser.add_argument("--redis", required=True, metavar="URL",
-                        help="Redis URL, e.g. redis://localhost:6379/0")
+                        help="Redis URL, e.g. redis://localhost:6379/0; with a password "
+                             "redis://:PASSWORD@host:6379/0")
     parser.add_argument("--job", required=True, metavar="NAME", help="the job's name")
     return parser
 

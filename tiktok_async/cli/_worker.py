@@ -7,7 +7,8 @@ acknowledges and deletes the entry in one script. It exits when the queue is emp
 entry left, pending or not), or runs on with `--follow`. A bad key (403) or a used-up
 quota (429 Limit Exceeded) stops it with exit 3: the entries it had not answered stay
 pending for a later run. Every Redis command rides out a dropped connection (a restart)
-with backoff (`_redis_limiter.connect`), and so does the read loop.
+with backoff (`_redis_limiter.connect`), and so does the read loop; a missing or refused
+Redis password stops it at once (exit 2).
 
 A live worker keeps what it holds: `_Keeper` renews its entries' idle time every third of
 `--claim-idle` (`XCLAIM ... JUSTID` to itself, a script call per 1,000 entries), so an
@@ -37,7 +38,13 @@ from .._client import TikTokClient
 from .._exceptions import TikTokError
 from .._kinds import Kind, Parsed
 from .._models import decode_json, to_builtins
-from .._redis_limiter import Redis, RedisConnectionError, RedisLimiter, connect
+from .._redis_limiter import (
+    Redis,
+    RedisAuthError,
+    RedisConnectionError,
+    RedisLimiter,
+    connect,
+)
 from .._rows import error_message, outcome
 from .._runstop import RunStop
 from ._common import (
@@ -327,11 +334,14 @@ class ScaleWorker:
 
 
 async def _until_done(call: Callable[[], Awaitable[_T]]) -> _T:
-    """`call()`, again after each dropped connection, for as long as Redis takes to return."""
+    """`call()`, again after each dropped connection, for as long as Redis takes to return
+    (a refused password is raised: waiting does not mend it)."""
     backoff = 0.1
     while True:
         try:
             return await call()
+        except RedisAuthError:
+            raise
         except RedisConnectionError as exc:
             backoff = await _wait_for_redis(exc, backoff)
 
