@@ -43,6 +43,13 @@ def cli(*args: str) -> int:
     return main(list(args))
 
 
+def cli_process(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`tiktok-async ARGS` as a real process: its exit code, output and errors."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
+    return subprocess.run([sys.executable, "-m", "tiktok_async", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
 def job_args(server: RedisServer, job: str) -> list[str]:
     return ["--redis", server.url, "--job", job]
 
@@ -75,6 +82,22 @@ def test_unknown_job_is_a_usage_error(redis_server: RedisServer, tmp_path: Path)
     assert cli("status", *job_args(redis_server, "nope")) == 2
     assert cli("collect", *job_args(redis_server, "nope"), "-o", str(tmp_path / "o")) == 2
     assert cli("worker", *job_args(redis_server, "nope"), "--api-key", "k") == 2
+
+
+def test_collect_into_a_folder_that_does_not_exist_is_refused_making_nothing(
+    redis_server: RedisServer, tmp_path: Path,
+) -> None:
+    """It made the missing folders (the lock file beside the output did) and wrote there."""
+    source = tmp_path / "in.txt"
+    source.write_text("not valid!\n")  # an invalid input: a result without a worker
+    job = job_args(redis_server, "nofolder")
+    assert cli("enqueue", str(source), *job) == 0
+    done = cli_process("collect", *job, "-o", str(tmp_path / "gone" / "x" / "out.jsonl"))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        f"tiktok-async collect: cannot write {tmp_path}/gone/x/out.jsonl: the folder "
+        f"{tmp_path}/gone/x does not exist (make it first, or write elsewhere)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
 
 
 def test_collect_to_a_closed_standard_output_stops_quietly_with_141(
@@ -320,10 +343,8 @@ def test_a_missing_or_refused_redis_password_stops_every_job_command_at_once(
 def test_a_worker_told_of_no_password_exits_2_with_one_line_no_traceback(
     locked_redis: RedisServer,
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "tiktok_async", "worker", "--redis", locked_redis.url,
-         "--job", "auth", "--api-key", "k", "--base-url", "http://127.0.0.1:9"],
-        capture_output=True, text=True, timeout=30, check=False)
+    done = cli_process("worker", "--redis", locked_redis.url, "--job", "auth",
+                       "--api-key", "k", "--base-url", "http://127.0.0.1:9")
     assert done.returncode == 2, done.stderr
     assert done.stderr == ("tiktok-async worker: Redis needs a password: give it in --redis, "
                            "redis://:PASSWORD@host:port/db (or "
