@@ -100,6 +100,50 @@ def test_collect_into_a_folder_that_does_not_exist_is_refused_making_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
 
 
+def test_collect_into_another_jobs_output_is_refused_and_leaves_it_as_it_was(
+    redis_server: RedisServer, emulator: EmulatorProcess, tmp_path: Path,
+) -> None:
+    """Job s1's rows were appended to job t1's files, exit 0; re-collecting t1 into its
+    own files still appends what is new."""
+    t1, s1 = job_args(redis_server, "t1"), job_args(redis_server, "s1")
+    (tmp_path / "t1.txt").write_text("alice\nnot valid!\n")
+    (tmp_path / "s1.txt").write_text("carol!\n")  # invalid: a result without a worker
+    assert cli("enqueue", str(tmp_path / "t1.txt"), *t1) == 0
+    assert cli("enqueue", str(tmp_path / "s1.txt"), *s1) == 0
+    assert cli("worker", *t1, "--api-key", "test-key", "--base-url", emulator.base_url) == 0
+    out = tmp_path / "t1.jsonl"
+    assert cli("collect", *t1, "-o", str(out)) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("t1*.jsonl")}
+    done = cli_process("collect", *s1, "-o", "t1.jsonl", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == ("tiktok-async collect: t1.jsonl (with its errors file) holds the "
+                           "results of job 't1', not of job 's1': collect job 's1' into "
+                           "another file\n")
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("t1*.jsonl")} == before
+    (tmp_path / "t1.txt").write_text("alice\nalso bad!\n")
+    assert cli("enqueue", str(tmp_path / "t1.txt"), *t1) == 0
+    assert cli("collect", *t1, "-o", str(out)) == 0  # its own: only what is new
+    assert [json.loads(x)["input"] for x in out.read_text().splitlines()] == ["alice"]
+    errors = (tmp_path / "t1.errors.jsonl").read_text().splitlines()
+    assert [json.loads(x)["input"] for x in errors] == ["not valid!", "also bad!"]
+
+
+def test_collect_into_a_file_of_inputs_no_job_has_is_refused(
+    redis_server: RedisServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("not valid!\n")
+    job = job_args(redis_server, "foreign")
+    assert cli("enqueue", str(source), *job) == 0
+    out = tmp_path / "users.jsonl"  # a users run's
+    out.write_text('{"input":"zed","key":"zed","user":{}}\n')
+    capsys.readouterr()
+    assert cli("collect", *job, "-o", str(out)) == 2
+    assert ("holds rows of inputs that job 'foreign' does not have (another job's, or a "
+            "users run's)") in capsys.readouterr().err
+    assert out.read_text() == '{"input":"zed","key":"zed","user":{}}\n'
+
+
 def test_collect_to_a_closed_standard_output_stops_quietly_with_141(
     redis_server: RedisServer, emulator: EmulatorProcess, tmp_path: Path,
 ) -> None:

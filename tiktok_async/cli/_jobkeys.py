@@ -15,6 +15,8 @@ from ._common import EXIT_INTERRUPTED, EXIT_USAGE, UsageError, run_async, usage_
 from ._inputfile import InputFormatError
 
 GROUP = "workers"
+_PREFIX = "tiktok_async:job:"
+_INVALID = "invalid:"
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,12 @@ class JobKeys:
 
     def key(self, part: str) -> str:
         """`tiktok_async:job:{NAME}:{part}`."""
-        return f"tiktok_async:job:{self.name}:{part}"
+        return f"{_PREFIX}{self.name}:{part}"
+
+    @classmethod
+    def of_seen(cls, key: str) -> JobKeys:
+        """The job whose `seen` set `key` is."""
+        return cls(key.removeprefix(_PREFIX).removesuffix(":seen"))
 
     @property
     def queue(self) -> str:
@@ -64,7 +71,15 @@ def result_value(kind: str, row: dict[str, Any]) -> str:
 
 def invalid_field(text: str) -> str:
     """The results field of an invalid input (it has no normalised key)."""
-    return "invalid:" + text
+    return _INVALID + text
+
+
+def field_input(field: str) -> tuple[str, str | None]:
+    """A results field (or `seen` member) as `(text, key)`: an invalid input's text and
+    None, or an empty text and the key."""
+    if field.startswith(_INVALID):
+        return field[len(_INVALID):], None
+    return "", field
 
 
 async def ensure_group(redis: Redis, job: JobKeys) -> None:

@@ -41,6 +41,7 @@ from ._jobkeys import (
     JobKeys,
     ensure_group,
     existing_job_kind,
+    field_input,
     invalid_field,
     job_kind,
     result_value,
@@ -205,7 +206,46 @@ async def _collect_to_files(redis: Redis, job: JobKeys, kind: Kind[Any, Any],
     fmt = output_format(args.output, args.format)  # a suffix it writes, or refused
     with OutputFiles.open(args.output, fmt=fmt, columns=kind.columns, errors=args.errors,
                           encode=encode_json) as files:
+        await refuse_other_jobs_files(redis, job, files, args.output)
         return await collect_into(redis, job, files)
+
+
+async def refuse_other_jobs_files(redis: Redis, job: JobKeys, files: OutputFiles,
+                                  output: str) -> None:
+    """A usage error when the files hold rows of inputs the job never had: another job's
+    output (or a `users` run's), which this job's rows would be mixed into.
+
+    Every row's key (an invalid row's text) must be in the job's `seen` set: the files
+    are then this job's, or hold only inputs it has too (then its rows complete them)."""
+    rows = len(files.done_keys) + len(files.invalid_inputs)
+    if not rows or await _rows_in_job(redis, job, files) == rows:
+        return
+    owner = await _owner_of(redis, job, files, rows)
+    where = f"{output} (with its errors file)"
+    then = f"collect job {job.name!r} into another file"
+    if owner is not None:
+        raise UsageError(f"{where} holds the results of job {owner.name!r}, not of job "
+                         f"{job.name!r}: {then}")
+    raise UsageError(f"{where} holds rows of inputs that job {job.name!r} does not have "
+                     f"(another job's, or a users run's): {then}")
+
+
+async def _rows_in_job(redis: Redis, job: JobKeys, files: OutputFiles) -> int:
+    """How many of the files' rows are of inputs `job` has (members of its `seen` set)."""
+    found = 0
+    async for member in redis.sscan_iter(job.seen, count=1000):
+        found += files.is_done(*field_input(str(member)))
+    return found
+
+
+async def _owner_of(redis: Redis, job: JobKeys, files: OutputFiles, rows: int
+                    ) -> JobKeys | None:
+    """The other job in this Redis whose inputs every row of the files is of, if one is."""
+    async for key in redis.scan_iter(match=JobKeys("*").seen, count=1000):
+        other = JobKeys.of_seen(str(key))
+        if other != job and await _rows_in_job(redis, other, files) == rows:
+            return other
+    return None
 
 
 def _refused(exc: Exception, code: int) -> int:
