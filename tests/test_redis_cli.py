@@ -232,6 +232,32 @@ def test_a_bad_key_stops_the_worker_and_leaves_its_entries_pending(
         assert r.xpending(keys.queue, GROUP)["pending"] > 0
 
 
+def test_a_worker_stopped_by_sigterm_says_so_and_exits_143(
+    redis_server: RedisServer, tmp_path: Path,
+) -> None:
+    """It died at once, silent (the default SIGTERM), where Ctrl-C says what happened."""
+    source = tmp_path / "in.txt"
+    source.write_text("user_1\nuser_2\nuser_3\n")
+    job, queue = job_args(redis_server, "sigterm"), JobKeys("sigterm").queue
+    assert cli("enqueue", str(source), *job) == 0
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
+    with (EmulatorProcess("--upstream-latency-ms", "20000") as emu,
+          syncredis.Redis.from_url(redis_server.url) as r):
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "tiktok_async", "worker", *job, "--api-key", "test-key",
+             "--base-url", emu.base_url], env=env, stderr=subprocess.PIPE, text=True)
+        for _ in range(500):  # until it holds the entries
+            if r.xinfo_groups(queue) and r.xinfo_groups(queue)[0]["pending"] == 3:
+                break
+            time.sleep(0.02)
+        time.sleep(0.3)  # its requests on the wire (see the report: a stop at the very
+        worker.terminate()  # moment they are sent hangs, Ctrl-C as well)
+        _, err = worker.communicate(timeout=10)
+        assert r.xlen(queue) == 3  # left for another worker
+    assert worker.returncode == 143, err
+    assert err == "tiktok-async worker: terminated (what was not answered stays queued)\n"
+
+
 # -- the keeper: a live worker keeps what it holds ------------------------------------
 
 

@@ -4,14 +4,24 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 import sys
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from .._kinds import KINDS, Kind
 from .._models import encode_json
 from .._redis_limiter import Redis, RedisAuthError, RedisError, gives_password
-from ._common import EXIT_INTERRUPTED, EXIT_USAGE, UsageError, run_async, usage_message
+from ._common import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    UsageError,
+    run_async,
+    usage_message,
+)
 from ._inputfile import InputFormatError
 
 GROUP = "workers"
@@ -105,10 +115,15 @@ async def existing_job_kind(redis: Redis, job: JobKeys) -> Kind[Any, Any]:
     return kind
 
 
+class _Terminated(Exception):
+    """SIGTERM stopped a job command (`docker stop`, systemd, `timeout`)."""
+
+
 def run_job_command(args: argparse.Namespace, command: Any) -> int:
-    """Run one job command's coroutine; usage, input and Redis errors exit 2 with one line."""
+    """Run one job command's coroutine; usage, input and Redis errors exit 2 with one line;
+    Ctrl-C and SIGTERM stop it with one line too (130, 143)."""
     try:
-        code: int = run_async(command(args))
+        code: int = run_async(_stopped_by_sigterm(command(args)))
     except (UsageError, InputFormatError, ValueError, OSError) as exc:
         print(f"tiktok-async {args.command}: {usage_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
@@ -119,10 +134,43 @@ def run_job_command(args: argparse.Namespace, command: Any) -> int:
         print(f"tiktok-async {args.command}: Redis: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"tiktok-async {args.command}: interrupted (what was not answered stays "
-              "queued)", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _stopped(args, "interrupted", EXIT_INTERRUPTED)
+    except _Terminated:
+        return _stopped(args, "terminated", EXIT_TERMINATED)
     return code
+
+
+def _stopped(args: argparse.Namespace, how: str, code: int) -> int:
+    print(f"tiktok-async {args.command}: {how} (what was not answered stays queued)",
+          file=sys.stderr)
+    return code
+
+
+async def _stopped_by_sigterm(command: Coroutine[Any, Any, int]) -> int:
+    """`command`, cancelled by SIGTERM as asyncio.run cancels it on Ctrl-C (its `finally`
+    blocks run: the worker's entries stay pending, its connections close); `_Terminated`
+    then."""
+    task, loop = asyncio.current_task(), asyncio.get_running_loop()
+    terminated = False
+
+    def terminate() -> None:
+        nonlocal terminated
+        terminated = True
+        if task is not None:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+    except (NotImplementedError, RuntimeError):  # pragma: no cover - not on Windows
+        return await command
+    try:
+        return await command
+    except asyncio.CancelledError:
+        if terminated:
+            raise _Terminated from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def auth_problem(url: str, exc: RedisAuthError) -> str:
