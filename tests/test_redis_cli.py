@@ -23,6 +23,7 @@ from tiktok_async._kinds import KINDS
 from tiktok_async._redis_limiter import connect
 from tiktok_async.cli import main
 from tiktok_async.cli._jobkeys import GROUP, JobKeys
+from tiktok_async.cli._jobs import job_status
 from tiktok_async.cli._worker import ScaleWorker, _Entry, _Keeper
 from tiktok_async.emulator import EmulatorProcess
 
@@ -256,6 +257,38 @@ def test_a_worker_stopped_by_sigterm_says_so_and_exits_143(
         assert r.xlen(queue) == 3  # left for another worker
     assert worker.returncode == 143, err
     assert err == "tiktok-async worker: terminated (what was not answered stays queued)\n"
+
+
+def test_status_counts_the_workers_alive_not_every_one_that_ever_read(
+    redis_server: RedisServer, emulator: EmulatorProcess, tmp_path: Path,
+) -> None:
+    """Workers that finished were still counted (`consumers: 2`: members of the group)."""
+    source = tmp_path / "in.txt"
+    source.write_text("alice\ncarol\n")
+    job = job_args(redis_server, "alive")
+    assert cli("enqueue", str(source), *job) == 0
+    assert cli("worker", *job, "--api-key", "test-key", "--base-url", emulator.base_url,
+               "--claim-idle", "0.5") == 0
+    done = cli_process("status", *job)
+    assert done.returncode == 0, done.stderr
+    assert "   workers: 0 active in the last 30 s\n" in done.stdout
+
+
+async def test_status_tells_a_silent_worker_from_an_active_one(
+    redis_server: RedisServer,
+) -> None:
+    """A worker killed (its entries pending) stays in the group: counted apart, once it
+    has been silent for the window."""
+    job = JobKeys("silent")
+    with syncredis.Redis.from_url(redis_server.url, decode_responses=True) as r:
+        queue_of(r, job, 2, consumer="killed")
+        redis = connect(redis_server.url)
+        await asyncio.sleep(0.3)
+        r.xadd(job.queue, {"item": json.dumps({"input": "user_new", "line": 3})})
+        r.xreadgroup(GROUP, "alive", {job.queue: ">"}, count=1)
+        status = await job_status(redis, job, active_within=0.2)
+        await redis.aclose()
+    assert status["workers"] == "1 active in the last 0.2 s (1 more silent: gone, or hung)"
 
 
 # -- the keeper: a live worker keeps what it holds ------------------------------------

@@ -54,6 +54,11 @@ __all__ = ["register"]
 
 _ENQUEUE_BATCH = 500
 _RATE_WINDOW = 10  # seconds of results `status` averages over
+#: A worker `status` counts as active read or renewed within this many seconds: a live one
+#: reads every second at most while it waits for entries, and renews what it holds every
+#: third of --claim-idle (30 s by default) while it holds some. A worker that exits
+#: cleanly leaves the group (`_worker`); one killed stays in it, silent.
+ACTIVE_WITHIN = 30.0
 
 # ARGV: triples (what, member, payload); what "q" queues payload, "r" stores it as a result.
 _ENQUEUE_LUA = """
@@ -296,8 +301,10 @@ async def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def job_status(redis: Redis, job: JobKeys) -> dict[str, Any]:
-    """Queued, in flight (pending), done, failed, invalid, and results a second lately."""
+async def job_status(redis: Redis, job: JobKeys, *,
+                     active_within: float = ACTIVE_WITHIN) -> dict[str, Any]:
+    """Queued, in flight (pending), done, failed, invalid, results a second lately, and
+    the workers heard from in the last `active_within` seconds."""
     await ensure_group(redis, job)
     length = int(await redis.xlen(job.queue))
     pending = int((await redis.xpending(job.queue, GROUP))["pending"])
@@ -306,6 +313,9 @@ async def job_status(redis: Redis, job: JobKeys) -> dict[str, Any]:
     ticks = await redis.mget([job.tick(now - i) for i in range(1, _RATE_WINDOW + 1)])
     recent = sum(int(t) for t in ticks if t is not None)
     consumers = await redis.xinfo_consumers(job.queue, GROUP)
+    active = sum(1 for c in consumers if int(c["idle"]) < active_within * 1000)
+    silent = f" ({len(consumers) - active} more silent: gone, or hung)" \
+        if len(consumers) > active else ""
     return {
         "queued": length - pending,
         "in flight": pending,
@@ -314,5 +324,5 @@ async def job_status(redis: Redis, job: JobKeys) -> dict[str, Any]:
         "failed": counts.get("failed", 0),
         "invalid": counts.get("invalid", 0),
         "rate": f"{recent / _RATE_WINDOW:.1f}/s (last {_RATE_WINDOW} s)",
-        "consumers": len(consumers),
+        "workers": f"{active} active in the last {active_within:g} s{silent}",
     }

@@ -42,6 +42,7 @@ from .._redis_limiter import (
     Redis,
     RedisAuthError,
     RedisConnectionError,
+    RedisError,
     RedisLimiter,
     connect,
 )
@@ -231,11 +232,23 @@ class ScaleWorker:
         await ensure_group(self.redis, self.job)
         keeping = asyncio.create_task(self.keeper.run())
         try:
-            return await self._work()
+            code = await self._work()
         finally:  # no renewal once stopped (done, aborted, Ctrl-C): what is left goes idle
             keeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeping
+        await self._leave_group()
+        return code
+
+    async def _leave_group(self) -> None:
+        """Leave the consumer group (`status` counts its members) when this worker holds
+        no entry: deleting a consumer drops the entries it holds from the group's
+        pending list, where no other worker would find them."""
+        with contextlib.suppress(RedisError):  # bookkeeping: the work is done and recorded
+            held = await self.redis.xpending_range(self.job.queue, GROUP, "-", "+", 1,
+                                                   consumername=self.consumer)
+            if not held:
+                await self.redis.xgroup_delconsumer(self.job.queue, GROUP, self.consumer)
 
     async def _work(self) -> int:
         try:
