@@ -394,6 +394,23 @@ async def test_an_output_suffix_it_does_not_write_is_refused(
     assert emulator.stats().total == 0
 
 
+@pytest.mark.parametrize("args", [["-o", "gone/out.jsonl"],
+                                  ["-o", "out.jsonl", "--errors", "gone/deeper/err.jsonl"]],
+                         ids=["output", "errors"])
+async def test_an_output_in_a_folder_that_does_not_exist_is_refused_making_nothing(
+    emulator: Emulator, tmp_path: Path, args: list[str]
+) -> None:
+    """The lock file beside it made the missing folders (filelock makes them)."""
+    handles_file(tmp_path, 3)
+    code, _, err = await run(emulator, "users", "in.txt", *args, "-q", cwd=tmp_path)
+    assert code == 2, err
+    folder = tmp_path / Path(args[-1]).parent
+    assert f"the folder {folder} does not exist (make it first, or write elsewhere)" in err
+    assert "Traceback" not in err
+    assert names(tmp_path) == ["in.txt"]
+    assert emulator.stats().total == 0
+
+
 # -- files that are not the tool's -----------------------------------------------------------
 
 NOTES = b"my important notes line 1\nline 2\nline 3 no newline"

@@ -23,6 +23,7 @@ from tiktok_async._kinds import KINDS
 from tiktok_async._redis_limiter import connect
 from tiktok_async.cli import main
 from tiktok_async.cli._jobkeys import GROUP, JobKeys
+from tiktok_async.cli._jobs import job_status
 from tiktok_async.cli._worker import ScaleWorker, _Entry, _Keeper
 from tiktok_async.emulator import EmulatorProcess
 
@@ -41,6 +42,13 @@ def emulator() -> Iterator[EmulatorProcess]:
 
 def cli(*args: str) -> int:
     return main(list(args))
+
+
+def cli_process(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`tiktok-async ARGS` as a real process: its exit code, output and errors."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
+    return subprocess.run([sys.executable, "-m", "tiktok_async", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def job_args(server: RedisServer, job: str) -> list[str]:
@@ -75,6 +83,67 @@ def test_unknown_job_is_a_usage_error(redis_server: RedisServer, tmp_path: Path)
     assert cli("status", *job_args(redis_server, "nope")) == 2
     assert cli("collect", *job_args(redis_server, "nope"), "-o", str(tmp_path / "o")) == 2
     assert cli("worker", *job_args(redis_server, "nope"), "--api-key", "k") == 2
+
+
+def test_collect_into_a_folder_that_does_not_exist_is_refused_making_nothing(
+    redis_server: RedisServer, tmp_path: Path,
+) -> None:
+    """It made the missing folders (the lock file beside the output did) and wrote there."""
+    source = tmp_path / "in.txt"
+    source.write_text("not valid!\n")  # an invalid input: a result without a worker
+    job = job_args(redis_server, "nofolder")
+    assert cli("enqueue", str(source), *job) == 0
+    done = cli_process("collect", *job, "-o", str(tmp_path / "gone" / "x" / "out.jsonl"))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        f"tiktok-async collect: cannot write {tmp_path}/gone/x/out.jsonl: the folder "
+        f"{tmp_path}/gone/x does not exist (make it first, or write elsewhere)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+
+
+def test_collect_into_another_jobs_output_is_refused_and_leaves_it_as_it_was(
+    redis_server: RedisServer, emulator: EmulatorProcess, tmp_path: Path,
+) -> None:
+    """Job s1's rows were appended to job t1's files, exit 0; re-collecting t1 into its
+    own files still appends what is new."""
+    t1, s1 = job_args(redis_server, "t1"), job_args(redis_server, "s1")
+    # Inputs no other test's job has: the job named is the one whose inputs cover the rows.
+    (tmp_path / "t1.txt").write_text("alice_t1\nt1 not valid!\n")
+    (tmp_path / "s1.txt").write_text("carol!\n")  # invalid: a result without a worker
+    assert cli("enqueue", str(tmp_path / "t1.txt"), *t1) == 0
+    assert cli("enqueue", str(tmp_path / "s1.txt"), *s1) == 0
+    assert cli("worker", *t1, "--api-key", "test-key", "--base-url", emulator.base_url) == 0
+    out = tmp_path / "t1.jsonl"
+    assert cli("collect", *t1, "-o", str(out)) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("t1*.jsonl")}
+    done = cli_process("collect", *s1, "-o", "t1.jsonl", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == ("tiktok-async collect: t1.jsonl (with its errors file) holds the "
+                           "results of job 't1', not of job 's1': collect job 's1' into "
+                           "another file\n")
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("t1*.jsonl")} == before
+    (tmp_path / "t1.txt").write_text("alice_t1\nt1 also bad!\n")
+    assert cli("enqueue", str(tmp_path / "t1.txt"), *t1) == 0
+    assert cli("collect", *t1, "-o", str(out)) == 0  # its own: only what is new
+    assert [json.loads(x)["input"] for x in out.read_text().splitlines()] == ["alice_t1"]
+    errors = (tmp_path / "t1.errors.jsonl").read_text().splitlines()
+    assert [json.loads(x)["input"] for x in errors] == ["t1 not valid!", "t1 also bad!"]
+
+
+def test_collect_into_a_file_of_inputs_no_job_has_is_refused(
+    redis_server: RedisServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("not valid!\n")
+    job = job_args(redis_server, "foreign")
+    assert cli("enqueue", str(source), *job) == 0
+    out = tmp_path / "users.jsonl"  # a users run's
+    out.write_text('{"input":"zed","key":"zed","user":{}}\n')
+    capsys.readouterr()
+    assert cli("collect", *job, "-o", str(out)) == 2
+    assert ("holds rows of inputs that job 'foreign' does not have (another job's, or a "
+            "users run's)") in capsys.readouterr().err
+    assert out.read_text() == '{"input":"zed","key":"zed","user":{}}\n'
 
 
 def test_collect_to_a_closed_standard_output_stops_quietly_with_141(
@@ -163,6 +232,64 @@ def test_a_bad_key_stops_the_worker_and_leaves_its_entries_pending(
         assert r.xlen(keys.queue) == 20
         assert r.hlen(keys.results) == 0
         assert r.xpending(keys.queue, GROUP)["pending"] > 0
+
+
+def test_a_worker_stopped_by_sigterm_says_so_and_exits_143(
+    redis_server: RedisServer, tmp_path: Path,
+) -> None:
+    """It died at once, silent (the default SIGTERM), where Ctrl-C says what happened."""
+    source = tmp_path / "in.txt"
+    source.write_text("user_1\nuser_2\nuser_3\n")
+    job, queue = job_args(redis_server, "sigterm"), JobKeys("sigterm").queue
+    assert cli("enqueue", str(source), *job) == 0
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
+    with (EmulatorProcess("--upstream-latency-ms", "20000") as emu,
+          syncredis.Redis.from_url(redis_server.url) as r):
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "tiktok_async", "worker", *job, "--api-key", "test-key",
+             "--base-url", emu.base_url], env=env, stderr=subprocess.PIPE, text=True)
+        for _ in range(500):  # until it holds the entries
+            if r.xinfo_groups(queue) and r.xinfo_groups(queue)[0]["pending"] == 3:
+                break
+            time.sleep(0.02)
+        time.sleep(0.3)  # its requests on the wire (see the report: a stop at the very
+        worker.terminate()  # moment they are sent hangs, Ctrl-C as well)
+        _, err = worker.communicate(timeout=10)
+        assert r.xlen(queue) == 3  # left for another worker
+    assert worker.returncode == 143, err
+    assert err == "tiktok-async worker: terminated (what was not answered stays queued)\n"
+
+
+def test_status_counts_the_workers_alive_not_every_one_that_ever_read(
+    redis_server: RedisServer, emulator: EmulatorProcess, tmp_path: Path,
+) -> None:
+    """Workers that finished were still counted (`consumers: 2`: members of the group)."""
+    source = tmp_path / "in.txt"
+    source.write_text("alice\ncarol\n")
+    job = job_args(redis_server, "alive")
+    assert cli("enqueue", str(source), *job) == 0
+    assert cli("worker", *job, "--api-key", "test-key", "--base-url", emulator.base_url,
+               "--claim-idle", "0.5") == 0
+    done = cli_process("status", *job)
+    assert done.returncode == 0, done.stderr
+    assert "   workers: 0 active in the last 30 s\n" in done.stdout
+
+
+async def test_status_tells_a_silent_worker_from_an_active_one(
+    redis_server: RedisServer,
+) -> None:
+    """A worker killed (its entries pending) stays in the group: counted apart, once it
+    has been silent for the window."""
+    job = JobKeys("silent")
+    with syncredis.Redis.from_url(redis_server.url, decode_responses=True) as r:
+        queue_of(r, job, 2, consumer="killed")
+        redis = connect(redis_server.url)
+        await asyncio.sleep(0.3)
+        r.xadd(job.queue, {"item": json.dumps({"input": "user_new", "line": 3})})
+        r.xreadgroup(GROUP, "alive", {job.queue: ">"}, count=1)
+        status = await job_status(redis, job, active_within=0.2)
+        await redis.aclose()
+    assert status["workers"] == "1 active in the last 0.2 s (1 more silent: gone, or hung)"
 
 
 # -- the keeper: a live worker keeps what it holds ------------------------------------
@@ -273,3 +400,84 @@ async def test_a_worker_stopped_by_ctrl_c_stops_renewing_its_entries(
         assert xclaim_calls(r) == stopped
         assert {row["consumer"] for row in pending(r, job).values()} == {"me"}
         assert r.xlen(job.queue) == 4
+
+
+# -- Redis that wants a password ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def locked_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis whose default user needs the password `s3cret`."""
+    with RedisServer(tmp_path_factory.mktemp("locked")) as server:
+        with syncredis.Redis.from_url(server.url) as r:
+            r.config_set("requirepass", "s3cret")
+        yield server
+
+
+def with_password(server: RedisServer, password: str) -> str:
+    return f"redis://:{password}@127.0.0.1:{server.port}/0"
+
+
+@pytest.mark.parametrize(("password", "said"), [
+    (None, "Redis needs a password: give it in --redis, redis://:PASSWORD@host:port/db"),
+    ("wrong", "Redis refused the password (or user) given in --redis"),
+])
+def test_a_missing_or_refused_redis_password_stops_every_job_command_at_once(
+    locked_redis: RedisServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    password: str | None, said: str,
+) -> None:
+    """redis-py makes a refused password a ConnectionError: it was retried ~40 s as if
+    Redis were restarting, then printed Redis's own words."""
+    url = locked_redis.url if password is None else with_password(locked_redis, password)
+    source = tmp_path / "in.txt"
+    source.write_text("alice\n")
+    worker = ["worker", "--api-key", "k", "--base-url", "http://127.0.0.1:9"]
+    for command in (["enqueue", str(source)], ["status"], worker,
+                    ["collect", "-o", str(tmp_path / "out.jsonl")]):
+        started = time.monotonic()
+        assert cli(*command, "--redis", url, "--job", "auth") == 2
+        assert time.monotonic() - started < 2, command
+        err = capsys.readouterr().err
+        assert err.startswith(f"tiktok-async {command[0]}: {said}"), err
+        assert err.count("\n") == 1, err
+        assert "s3cret" not in err
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_worker_told_of_no_password_exits_2_with_one_line_no_traceback(
+    locked_redis: RedisServer,
+) -> None:
+    done = cli_process("worker", "--redis", locked_redis.url, "--job", "auth",
+                       "--api-key", "k", "--base-url", "http://127.0.0.1:9")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == ("tiktok-async worker: Redis needs a password: give it in --redis, "
+                           "redis://:PASSWORD@host:port/db (or "
+                           "redis://USER:PASSWORD@host:port/db)\n")
+
+
+async def test_a_worker_whose_redis_starts_refusing_its_password_stops(
+    tmp_path: Path,
+) -> None:
+    """A password set (or changed) under a running worker: it stops with the error rather
+    than retrying for ever."""
+    job = JobKeys("late-auth")
+    with (RedisServer(tmp_path) as server,
+          syncredis.Redis.from_url(server.url, decode_responses=True) as r,
+          EmulatorProcess("--upstream-latency-ms", "300") as emu):
+        r.hset(job.meta, "kind", "users")
+        for i in range(20):
+            r.xadd(job.queue, {"item": json.dumps({"input": f"user_{i}", "line": i})})
+        r.xgroup_create(job.queue, GROUP, id="0")
+        redis = connect(server.url)
+        client = TikTokClient("test-key", emu.base_url, rate=100, burst=10, concurrency=2)
+        worker = ScaleWorker(redis, job, KINDS["users"], client, claim_idle=3, consumer="me")
+        run = asyncio.create_task(worker.run())
+        for _ in range(500):  # until it holds entries
+            if r.xpending(job.queue, GROUP)["pending"]:
+                break
+            await asyncio.sleep(0.02)
+        r.config_set("requirepass", "s3cret")
+        r.client_kill_filter(_type="normal", skipme=True)
+        with pytest.raises(syncredis.AuthenticationError):
+            await asyncio.wait_for(run, 5)
+        await redis.aclose()

@@ -59,12 +59,14 @@ import asyncio
 import contextlib
 import hashlib
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import AuthenticationError as RedisAuthError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -74,14 +76,17 @@ from ._slots import Slots
 
 __all__ = [
     "Redis",
+    "RedisAuthError",
     "RedisConnectionError",
     "RedisError",
     "RedisLimiter",
     "bucket_key",
     "connect",
+    "gives_password",
 ]
 
 Redis = aioredis.Redis
+_T = TypeVar("_T")
 
 KEY_PREFIX = "tiktok_async:rl:"
 # Seconds the bucket's hash outlives its last use (then it is a full bucket again anyway).
@@ -164,13 +169,34 @@ def connect(url: str, *, retry_seconds: float = 30.0) -> Redis:
 
     A command that meets a connection error (Redis restarting, a network blip) is
     retried with exponential backoff and jitter (up to 1 s apart) for about
-    `retry_seconds`, then the error propagates.
+    `retry_seconds`, then the error propagates. A missing or refused password is raised
+    at once (`RedisAuthError`).
     """
     backoff = ExponentialWithJitterBackoff(cap=1.0, base=0.05)
     retries = max(1, math.ceil(retry_seconds / 0.75))
-    retry = Retry(backoff, retries, (RedisConnectionError, RedisTimeoutError))
+    retry = _AuthFailsFast(backoff, retries, (RedisConnectionError, RedisTimeoutError))
     return aioredis.Redis.from_url(url, decode_responses=True, retry=retry,
                                    retry_on_error=[RedisConnectionError, RedisTimeoutError])
+
+
+def gives_password(url: str) -> bool:
+    """Whether the Redis URL carries a password (`redis://:PASSWORD@host`, `?password=`)."""
+    return bool(parse_url(url).get("password"))
+
+
+class _AuthFailsFast(Retry):
+    """redis-py's retry, but a refused or missing password (`AuthenticationError`, which
+    redis-py makes a `ConnectionError`) is raised at once: waiting does not mend it."""
+
+    async def call_with_retry(self, do: Callable[[], Awaitable[_T]], fail: Any,
+                              is_retryable: Callable[[Exception], bool] | None = None,
+                              with_failure_count: bool = False) -> _T:
+        def retryable(error: Exception) -> bool:
+            if isinstance(error, RedisAuthError):
+                return False
+            return is_retryable is None or is_retryable(error)
+
+        return await super().call_with_retry(do, fail, retryable, with_failure_count)
 
 
 class RedisLimiter:

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Generic, Literal, TypeVar
 
 from .._models import to_builtins
-from ._lock import FileLocks
+from ._lock import FileLocks, check_folder
 from ._resume import (
     RECORD_HEAD,
     OutputFormat,
@@ -229,22 +229,24 @@ def open_locked(out: str | os.PathLike[str], errors: str | os.PathLike[str] | No
                 scan: Callable[[Path | None, Path | None], Scan], header: bytes = b"",
                 errors_of: Path | None = None) -> Opened[Scan]:
     """Lock the output and errors files, `scan` them (resume: under the lock), open both
-    for appending and write `header` to an output that is empty. Undone on any error."""
+    for appending and write `header` to an output that is empty. Undone on any error;
+    `MissingFolderError` (nothing made) when a file's folder does not exist."""
     out_path, errors_path = _paths(out, errors, errors_of)
+    paths = [path for path in (out_path, errors_path) if path is not None]
+    for path in paths:  # both, before anything is made
+        check_folder(path)
     with contextlib.ExitStack() as undo:
         locks = FileLocks()
         undo.callback(locks.release)
-        for path in (out_path, errors_path):
-            if path is not None:
-                locks.take(path)
+        for path in paths:
+            locks.take(path)
         found = scan(out_path, errors_path)
         out_writer = open_append(out_path) if out_path else stdout_writer()
         undo.callback(out_writer.close)
         errors_writer = open_append(errors_path) if errors_path else StderrWriter()
         undo.callback(errors_writer.close)
-        for path in (out_path, errors_path):  # one just made: its inode is locked now
-            if path is not None:
-                locks.take_file(path)
+        for path in paths:  # one just made: its inode is locked now
+            locks.take_file(path)
         if header and out_writer.at_start:
             out_writer.write(header)
         undo.pop_all()
@@ -302,7 +304,7 @@ class OutputFiles:
         starts with a UTF-8 byte-order mark (for Excel). `errors_of`: name the default
         errors file after this path instead of `out` (a Parquet output's rows file).
         Raises `FileInUseError`, `OutputNameError`, `OutputWriteError` (the CSV header),
-        `OSError`.
+        `OSError` (`MissingFolderError`: a file's folder does not exist).
         """
         if fmt == "csv" and not columns:
             raise ValueError("CSV output needs its columns")

@@ -4,17 +4,29 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 import sys
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from .._kinds import KINDS, Kind
 from .._models import encode_json
-from .._redis_limiter import Redis, RedisError
-from ._common import EXIT_INTERRUPTED, EXIT_USAGE, UsageError, run_async, usage_message
+from .._redis_limiter import Redis, RedisAuthError, RedisError, gives_password
+from ._common import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    UsageError,
+    run_async,
+    usage_message,
+)
 from ._inputfile import InputFormatError
 
 GROUP = "workers"
+_PREFIX = "tiktok_async:job:"
+_INVALID = "invalid:"
 
 
 @dataclass(frozen=True)
@@ -25,7 +37,12 @@ class JobKeys:
 
     def key(self, part: str) -> str:
         """`tiktok_async:job:{NAME}:{part}`."""
-        return f"tiktok_async:job:{self.name}:{part}"
+        return f"{_PREFIX}{self.name}:{part}"
+
+    @classmethod
+    def of_seen(cls, key: str) -> JobKeys:
+        """The job whose `seen` set `key` is."""
+        return cls(key.removeprefix(_PREFIX).removesuffix(":seen"))
 
     @property
     def queue(self) -> str:
@@ -64,7 +81,15 @@ def result_value(kind: str, row: dict[str, Any]) -> str:
 
 def invalid_field(text: str) -> str:
     """The results field of an invalid input (it has no normalised key)."""
-    return "invalid:" + text
+    return _INVALID + text
+
+
+def field_input(field: str) -> tuple[str, str | None]:
+    """A results field (or `seen` member) as `(text, key)`: an invalid input's text and
+    None, or an empty text and the key."""
+    if field.startswith(_INVALID):
+        return field[len(_INVALID):], None
+    return "", field
 
 
 async def ensure_group(redis: Redis, job: JobKeys) -> None:
@@ -90,18 +115,67 @@ async def existing_job_kind(redis: Redis, job: JobKeys) -> Kind[Any, Any]:
     return kind
 
 
+class _Terminated(Exception):
+    """SIGTERM stopped a job command (`docker stop`, systemd, `timeout`)."""
+
+
 def run_job_command(args: argparse.Namespace, command: Any) -> int:
-    """Run one job command's coroutine; usage, input and Redis errors exit 2 with one line."""
+    """Run one job command's coroutine; usage, input and Redis errors exit 2 with one line;
+    Ctrl-C and SIGTERM stop it with one line too (130, 143)."""
     try:
-        code: int = run_async(command(args))
+        code: int = run_async(_stopped_by_sigterm(command(args)))
     except (UsageError, InputFormatError, ValueError, OSError) as exc:
         print(f"tiktok-async {args.command}: {usage_message(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except RedisAuthError as exc:
+        print(f"tiktok-async {args.command}: {auth_problem(args.redis, exc)}", file=sys.stderr)
         return EXIT_USAGE
     except RedisError as exc:
         print(f"tiktok-async {args.command}: Redis: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"tiktok-async {args.command}: interrupted (what was not answered stays "
-              "queued)", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _stopped(args, "interrupted", EXIT_INTERRUPTED)
+    except _Terminated:
+        return _stopped(args, "terminated", EXIT_TERMINATED)
     return code
+
+
+def _stopped(args: argparse.Namespace, how: str, code: int) -> int:
+    print(f"tiktok-async {args.command}: {how} (what was not answered stays queued)",
+          file=sys.stderr)
+    return code
+
+
+async def _stopped_by_sigterm(command: Coroutine[Any, Any, int]) -> int:
+    """`command`, cancelled by SIGTERM as asyncio.run cancels it on Ctrl-C (its `finally`
+    blocks run: the worker's entries stay pending, its connections close); `_Terminated`
+    then."""
+    task, loop = asyncio.current_task(), asyncio.get_running_loop()
+    terminated = False
+
+    def terminate() -> None:
+        nonlocal terminated
+        terminated = True
+        if task is not None:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+    except (NotImplementedError, RuntimeError):  # pragma: no cover - not on Windows
+        return await command
+    try:
+        return await command
+    except asyncio.CancelledError:
+        if terminated:
+            raise _Terminated from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def auth_problem(url: str, exc: RedisAuthError) -> str:
+    """What to do when Redis refuses us: give a password, or check the one given."""
+    if not gives_password(url):
+        return ("Redis needs a password: give it in --redis, "
+                "redis://:PASSWORD@host:port/db (or redis://USER:PASSWORD@host:port/db)")
+    return f"Redis refused the password (or user) given in --redis: {exc}"

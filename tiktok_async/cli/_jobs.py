@@ -41,6 +41,7 @@ from ._jobkeys import (
     JobKeys,
     ensure_group,
     existing_job_kind,
+    field_input,
     invalid_field,
     job_kind,
     result_value,
@@ -53,6 +54,11 @@ __all__ = ["register"]
 
 _ENQUEUE_BATCH = 500
 _RATE_WINDOW = 10  # seconds of results `status` averages over
+#: A worker `status` counts as active read or renewed within this many seconds: a live one
+#: reads every second at most while it waits for entries, and renews what it holds every
+#: third of --claim-idle (30 s by default) while it holds some. A worker that exits
+#: cleanly leaves the group (`_worker`); one killed stays in it, silent.
+ACTIVE_WITHIN = 30.0
 
 # ARGV: triples (what, member, payload); what "q" queues payload, "r" stores it as a result.
 _ENQUEUE_LUA = """
@@ -108,7 +114,8 @@ def _job_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
     parser = subparsers.add_parser(name, help=help_text, description=help_text[0].upper()
                                    + help_text[1:] + " (Redis-backed, see docs/scale-out.md).")
     parser.add_argument("--redis", required=True, metavar="URL",
-                        help="Redis URL, e.g. redis://localhost:6379/0")
+                        help="Redis URL, e.g. redis://localhost:6379/0; with a password "
+                             "redis://:PASSWORD@host:6379/0")
     parser.add_argument("--job", required=True, metavar="NAME", help="the job's name")
     return parser
 
@@ -204,7 +211,46 @@ async def _collect_to_files(redis: Redis, job: JobKeys, kind: Kind[Any, Any],
     fmt = output_format(args.output, args.format)  # a suffix it writes, or refused
     with OutputFiles.open(args.output, fmt=fmt, columns=kind.columns, errors=args.errors,
                           encode=encode_json) as files:
+        await refuse_other_jobs_files(redis, job, files, args.output)
         return await collect_into(redis, job, files)
+
+
+async def refuse_other_jobs_files(redis: Redis, job: JobKeys, files: OutputFiles,
+                                  output: str) -> None:
+    """A usage error when the files hold rows of inputs the job never had: another job's
+    output (or a `users` run's), which this job's rows would be mixed into.
+
+    Every row's key (an invalid row's text) must be in the job's `seen` set: the files
+    are then this job's, or hold only inputs it has too (then its rows complete them)."""
+    rows = len(files.done_keys) + len(files.invalid_inputs)
+    if not rows or await _rows_in_job(redis, job, files) == rows:
+        return
+    owner = await _owner_of(redis, job, files, rows)
+    where = f"{output} (with its errors file)"
+    then = f"collect job {job.name!r} into another file"
+    if owner is not None:
+        raise UsageError(f"{where} holds the results of job {owner.name!r}, not of job "
+                         f"{job.name!r}: {then}")
+    raise UsageError(f"{where} holds rows of inputs that job {job.name!r} does not have "
+                     f"(another job's, or a users run's): {then}")
+
+
+async def _rows_in_job(redis: Redis, job: JobKeys, files: OutputFiles) -> int:
+    """How many of the files' rows are of inputs `job` has (members of its `seen` set)."""
+    found = 0
+    async for member in redis.sscan_iter(job.seen, count=1000):
+        found += files.is_done(*field_input(str(member)))
+    return found
+
+
+async def _owner_of(redis: Redis, job: JobKeys, files: OutputFiles, rows: int
+                    ) -> JobKeys | None:
+    """The other job in this Redis whose inputs every row of the files is of, if one is."""
+    async for key in redis.scan_iter(match=JobKeys("*").seen, count=1000):
+        other = JobKeys.of_seen(str(key))
+        if other != job and await _rows_in_job(redis, other, files) == rows:
+            return other
+    return None
 
 
 def _refused(exc: Exception, code: int) -> int:
@@ -255,8 +301,10 @@ async def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def job_status(redis: Redis, job: JobKeys) -> dict[str, Any]:
-    """Queued, in flight (pending), done, failed, invalid, and results a second lately."""
+async def job_status(redis: Redis, job: JobKeys, *,
+                     active_within: float = ACTIVE_WITHIN) -> dict[str, Any]:
+    """Queued, in flight (pending), done, failed, invalid, results a second lately, and
+    the workers heard from in the last `active_within` seconds."""
     await ensure_group(redis, job)
     length = int(await redis.xlen(job.queue))
     pending = int((await redis.xpending(job.queue, GROUP))["pending"])
@@ -265,6 +313,9 @@ async def job_status(redis: Redis, job: JobKeys) -> dict[str, Any]:
     ticks = await redis.mget([job.tick(now - i) for i in range(1, _RATE_WINDOW + 1)])
     recent = sum(int(t) for t in ticks if t is not None)
     consumers = await redis.xinfo_consumers(job.queue, GROUP)
+    active = sum(1 for c in consumers if int(c["idle"]) < active_within * 1000)
+    silent = f" ({len(consumers) - active} more silent: gone, or hung)" \
+        if len(consumers) > active else ""
     return {
         "queued": length - pending,
         "in flight": pending,
@@ -273,5 +324,5 @@ async def job_status(redis: Redis, job: JobKeys) -> dict[str, Any]:
         "failed": counts.get("failed", 0),
         "invalid": counts.get("invalid", 0),
         "rate": f"{recent / _RATE_WINDOW:.1f}/s (last {_RATE_WINDOW} s)",
-        "consumers": len(consumers),
+        "workers": f"{active} active in the last {active_within:g} s{silent}",
     }

@@ -39,8 +39,17 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-__all__ = ["FileInUseError", "FileLocks", "LockFileError", "file_lock_path", "held", "lock_path",
-           "state_folder"]
+__all__ = [
+    "FileInUseError",
+    "FileLocks",
+    "LockFileError",
+    "MissingFolderError",
+    "check_folder",
+    "file_lock_path",
+    "held",
+    "lock_path",
+    "state_folder",
+]
 
 
 class FileInUseError(Exception):
@@ -61,6 +70,23 @@ class LockFileError(OSError):
         super().__init__(f"cannot create {lock_file} (the lock file of {path}): {reason}; "
                          "write to a folder where files can be created")
         self.path = path
+
+
+class MissingFolderError(FileNotFoundError):
+    """The folder a run's file would go in does not exist (exit 2); it is not made."""
+
+    def __init__(self, path: Path, folder: Path) -> None:
+        super().__init__(f"cannot write {path}: the folder {folder} does not exist (make it "
+                         "first, or write elsewhere)")
+
+
+def check_folder(path: Path) -> None:
+    """`MissingFolderError` unless the folder `path` (resolved) goes in exists. Checked
+    before locking: filelock makes a lock file's missing folders, and so would have made
+    the output's."""
+    folder = lock_path(path).parent
+    if not folder.is_dir():
+        raise MissingFolderError(path, folder)
 
 
 def lock_path(path: Path) -> Path:
@@ -148,7 +174,6 @@ def _locked(path: Path, lock_file: Path, wait: float) -> FileLock:
     """The lock on `path` (`lock_file`), taken (waiting up to `wait` seconds; 0: one try),
     its holder stamped in; `FileInUseError` naming the other holder when it cannot be."""
     try:
-        lock_file.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(lock_file, on_acquired=_write_holder, preserve_lock_file=True)
         lock.acquire(timeout=wait, blocking=wait > 0)
     except Timeout:

@@ -7,7 +7,8 @@ acknowledges and deletes the entry in one script. It exits when the queue is emp
 entry left, pending or not), or runs on with `--follow`. A bad key (403) or a used-up
 quota (429 Limit Exceeded) stops it with exit 3: the entries it had not answered stay
 pending for a later run. Every Redis command rides out a dropped connection (a restart)
-with backoff (`_redis_limiter.connect`), and so does the read loop.
+with backoff (`_redis_limiter.connect`), and so does the read loop; a missing or refused
+Redis password stops it at once (exit 2).
 
 A live worker keeps what it holds: `_Keeper` renews its entries' idle time every third of
 `--claim-idle` (`XCLAIM ... JUSTID` to itself, a script call per 1,000 entries), so an
@@ -37,7 +38,14 @@ from .._client import TikTokClient
 from .._exceptions import TikTokError
 from .._kinds import Kind, Parsed
 from .._models import decode_json, to_builtins
-from .._redis_limiter import Redis, RedisConnectionError, RedisLimiter, connect
+from .._redis_limiter import (
+    Redis,
+    RedisAuthError,
+    RedisConnectionError,
+    RedisError,
+    RedisLimiter,
+    connect,
+)
 from .._rows import error_message, outcome
 from .._runstop import RunStop
 from ._common import (
@@ -224,11 +232,23 @@ class ScaleWorker:
         await ensure_group(self.redis, self.job)
         keeping = asyncio.create_task(self.keeper.run())
         try:
-            return await self._work()
+            code = await self._work()
         finally:  # no renewal once stopped (done, aborted, Ctrl-C): what is left goes idle
             keeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeping
+        await self._leave_group()
+        return code
+
+    async def _leave_group(self) -> None:
+        """Leave the consumer group (`status` counts its members) when this worker holds
+        no entry: deleting a consumer drops the entries it holds from the group's
+        pending list, where no other worker would find them."""
+        with contextlib.suppress(RedisError):  # bookkeeping: the work is done and recorded
+            held = await self.redis.xpending_range(self.job.queue, GROUP, "-", "+", 1,
+                                                   consumername=self.consumer)
+            if not held:
+                await self.redis.xgroup_delconsumer(self.job.queue, GROUP, self.consumer)
 
     async def _work(self) -> int:
         try:
@@ -327,11 +347,14 @@ class ScaleWorker:
 
 
 async def _until_done(call: Callable[[], Awaitable[_T]]) -> _T:
-    """`call()`, again after each dropped connection, for as long as Redis takes to return."""
+    """`call()`, again after each dropped connection, for as long as Redis takes to return
+    (a refused password is raised: waiting does not mend it)."""
     backoff = 0.1
     while True:
         try:
             return await call()
+        except RedisAuthError:
+            raise
         except RedisConnectionError as exc:
             backoff = await _wait_for_redis(exc, backoff)
 
