@@ -72,14 +72,15 @@ class CutShort:
             task.cancel()
 
     def was_cut(self, task: asyncio.Task[Any] | None) -> bool:
-        """Whether `cut` cancelled `task`; if so, that cancel is taken back."""
+        """Whether `cut` cancelled `task` and nobody else did; if so, that cancel is taken
+        back. Cancelled by someone else too (in the same turn: the bulk pool closing as
+        the run stops), the cancel is theirs and goes on: taken back, the task went on
+        as if only the cut had come, and whoever awaited its end waited for good."""
         if task is None or task not in self._cut:
             return False
         self._cut.discard(task)
         uncancel = getattr(task, "uncancel", None)  # Python 3.11+ counts cancels; 3.10 not
-        if uncancel is not None:
-            uncancel()
-        return True
+        return uncancel is None or uncancel() == 0
 
 
 class RunStop:
