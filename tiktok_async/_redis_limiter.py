@@ -186,17 +186,20 @@ def gives_password(url: str) -> bool:
 
 class _AuthFailsFast(Retry):
     """redis-py's retry, but a refused or missing password (`AuthenticationError`, which
-    redis-py makes a `ConnectionError`) is raised at once: waiting does not mend it."""
+    redis-py makes a `ConnectionError`) is raised at once: waiting does not mend it.
+
+    Through the failure handler, which every redis-py we take (5 to 8) awaits after each
+    failure with the error first: `call_with_retry`'s other parameters came in 7."""
 
     async def call_with_retry(self, do: Callable[[], Awaitable[_T]], fail: Any,
-                              is_retryable: Callable[[Exception], bool] | None = None,
-                              with_failure_count: bool = False) -> _T:
-        def retryable(error: Exception) -> bool:
+                              *args: Any, **kwargs: Any) -> _T:
+        async def failed(error: Exception, *more: Any) -> Any:
+            handled = await fail(error, *more)
             if isinstance(error, RedisAuthError):
-                return False
-            return is_retryable is None or is_retryable(error)
+                raise error
+            return handled
 
-        return await super().call_with_retry(do, fail, retryable, with_failure_count)
+        return await super().call_with_retry(do, failed, *args, **kwargs)
 
 
 class RedisLimiter:
