@@ -419,8 +419,9 @@ def with_password(server: RedisServer, password: str) -> str:
 
 
 @pytest.mark.parametrize(("password", "said"), [
-    (None, "Redis needs a password: give it in --redis, redis://:PASSWORD@host:port/db"),
-    ("wrong", "Redis refused the password (or user) given in --redis"),
+    (None, "Redis needs a password: give it in the URL (--redis or $TIKTOK_REDIS_URL), "
+           "redis://:PASSWORD@host:port/db"),
+    ("wrong", "Redis refused the password (or user) in the URL (--redis or $TIKTOK_REDIS_URL)"),
 ])
 def test_a_missing_or_refused_redis_password_stops_every_job_command_at_once(
     locked_redis: RedisServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -450,9 +451,38 @@ def test_a_worker_told_of_no_password_exits_2_with_one_line_no_traceback(
     done = cli_process("worker", "--redis", locked_redis.url, "--job", "auth",
                        "--api-key", "k", "--base-url", "http://127.0.0.1:9")
     assert done.returncode == 2, done.stderr
-    assert done.stderr == ("tiktok-async worker: Redis needs a password: give it in --redis, "
-                           "redis://:PASSWORD@host:port/db (or "
+    assert done.stderr == ("tiktok-async worker: Redis needs a password: give it in the URL "
+                           "(--redis or $TIKTOK_REDIS_URL), redis://:PASSWORD@host:port/db (or "
                            "redis://USER:PASSWORD@host:port/db)\n")
+
+
+def test_the_redis_url_with_its_password_can_come_from_the_environment(
+    locked_redis: RedisServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A password in `--redis` is on the command line, which every user of the machine
+    can read (`ps`); `$TIKTOK_REDIS_URL` keeps it out."""
+    source = tmp_path / "in.txt"
+    source.write_text("alice\nbob\n")
+    monkeypatch.setenv("TIKTOK_REDIS_URL", with_password(locked_redis, "s3cret"))
+    assert cli("enqueue", str(source), "--job", "from-env") == 0
+    assert cli("status", "--job", "from-env") == 0
+    out, err = capsys.readouterr()
+    assert "2 new" in err, err
+    assert "s3cret" not in out + err
+    monkeypatch.setenv("TIKTOK_REDIS_URL", with_password(locked_redis, "wrong"))
+    assert cli("status", "--job", "from-env", "--redis",
+               with_password(locked_redis, "s3cret")) == 0  # --redis first
+
+
+def test_no_redis_url_anywhere_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TIKTOK_REDIS_URL", raising=False)
+    assert cli("status", "--job", "j") == 2
+    assert capsys.readouterr().err == (
+        "tiktok-async status: no Redis URL: give --redis URL or set $TIKTOK_REDIS_URL "
+        "(e.g. redis://localhost:6379/0)\n")
 
 
 async def test_a_worker_whose_redis_starts_refusing_its_password_stops(

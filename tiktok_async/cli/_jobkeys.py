@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Coroutine
@@ -25,6 +26,8 @@ from ._common import (
 from ._inputfile import InputFormatError
 
 GROUP = "workers"
+#: Where the job commands read the Redis URL when `--redis` is not given.
+REDIS_URL_ENV = "TIKTOK_REDIS_URL"
 _PREFIX = "tiktok_async:job:"
 _INVALID = "invalid:"
 
@@ -123,6 +126,7 @@ def run_job_command(args: argparse.Namespace, command: Any) -> int:
     """Run one job command's coroutine; usage, input and Redis errors exit 2 with one line;
     Ctrl-C and SIGTERM stop it with one line too (130, 143)."""
     try:
+        args.redis = redis_url(args.redis)
         code: int = run_async(_stopped_by_sigterm(command(args)))
     except (UsageError, InputFormatError, ValueError, OSError) as exc:
         print(f"tiktok-async {args.command}: {usage_message(exc)}", file=sys.stderr)
@@ -173,9 +177,20 @@ async def _stopped_by_sigterm(command: Coroutine[Any, Any, int]) -> int:
         loop.remove_signal_handler(signal.SIGTERM)
 
 
+def redis_url(given: str | None) -> str:
+    """The Redis URL: `--redis`, else `$TIKTOK_REDIS_URL` (which keeps a password out of
+    the command line, where other users of the machine can read it)."""
+    url = given or os.environ.get(REDIS_URL_ENV, "").strip()
+    if not url:
+        raise UsageError(f"no Redis URL: give --redis URL or set ${REDIS_URL_ENV} "
+                         "(e.g. redis://localhost:6379/0)")
+    return url
+
+
 def auth_problem(url: str, exc: RedisAuthError) -> str:
     """What to do when Redis refuses us: give a password, or check the one given."""
+    where = f"--redis or ${REDIS_URL_ENV}"
     if not gives_password(url):
-        return ("Redis needs a password: give it in --redis, "
+        return (f"Redis needs a password: give it in the URL ({where}), "
                 "redis://:PASSWORD@host:port/db (or redis://USER:PASSWORD@host:port/db)")
-    return f"Redis refused the password (or user) given in --redis: {exc}"
+    return f"Redis refused the password (or user) in the URL ({where}): {exc}"

@@ -38,6 +38,7 @@ from ._files import OutputFiles, OutputWriteError, output_format
 from ._inputfile import InputLine, read_inputs
 from ._jobkeys import (
     GROUP,
+    REDIS_URL_ENV,
     JobKeys,
     ensure_group,
     existing_job_kind,
@@ -113,9 +114,11 @@ def _job_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
                 help_text: str) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(name, help=help_text, description=help_text[0].upper()
                                    + help_text[1:] + " (Redis-backed, see docs/scale-out.md).")
-    parser.add_argument("--redis", required=True, metavar="URL",
-                        help="Redis URL, e.g. redis://localhost:6379/0; with a password "
-                             "redis://:PASSWORD@host:6379/0")
+    parser.add_argument("--redis", metavar="URL",
+                        help=f"Redis URL (default: ${REDIS_URL_ENV}), e.g. "
+                             "redis://localhost:6379/0; with a password "
+                             "redis://:PASSWORD@host:6379/0 (on a shared machine give that "
+                             f"in ${REDIS_URL_ENV}: other users can read a command line)")
     parser.add_argument("--job", required=True, metavar="NAME", help="the job's name")
     return parser
 
