@@ -109,7 +109,20 @@ def test_serve_names_the_quota_periods_it_takes() -> None:
 def test_the_emulator_module_says_its_own_name_in_its_messages() -> None:
     module = [sys.executable, "-m", "tiktok_async.emulator"]
     assert refused("--port", "99999", command=module) == (
-        "python -m tiktok_async.emulator: port: must be >= 0 and <= 65535, got 99999")
+        "python -m tiktok_async.emulator: --port: must be >= 0 and <= 65535, got 99999")
+
+
+def test_a_value_out_of_range_is_named_by_its_option() -> None:
+    """It was named by the config's field (`quota_period: must be ...`)."""
+    assert refused("--quota-period", "0") == (
+        "tiktok-async serve: --quota-period: must be >= 0.001 and <= 1e+10, got 0.0")
+
+
+def test_a_cpu_this_process_cannot_run_on_is_named() -> None:
+    """It printed "[Errno 22] Invalid argument", exit 1."""
+    assert refused("--cpu", "9999").startswith(
+        "tiktok-async serve: --cpu 9999: cannot run there (Invalid argument); this process "
+        "may use CPUs 0")
 
 
 def test_serve_says_which_port_is_in_use() -> None:

@@ -204,11 +204,27 @@ def run_loop(coro: Coroutine[Any, Any, None], use_uvloop: bool = True) -> None:
 
 
 def pin(cpus: Sequence[int]) -> None:
-    """Pin this process to `cpus` (Linux); OSError where it cannot be done."""
+    """Pin this process to `cpus` (Linux); ValueError naming them where it cannot be."""
     setaffinity = getattr(os, "sched_setaffinity", None)
     if setaffinity is None:
-        raise OSError("--cpu needs os.sched_setaffinity (Linux)")
-    setaffinity(0, set(cpus))
+        raise ValueError("--cpu needs os.sched_setaffinity (Linux)")
+    try:
+        setaffinity(0, set(cpus))
+    except OSError as exc:
+        usable = sorted(os.sched_getaffinity(0))
+        raise ValueError(f"--cpu {', '.join(map(str, cpus))}: cannot run there "
+                         f"({exc.strerror}); this process may use CPUs "
+                         f"{', '.join(map(str, usable))}") from None
+
+
+def option_problem(exc: ValueError, args: argparse.Namespace) -> str:
+    """`exc`'s message, a config field named by the option that sets it (`--quota-period`,
+    not `quota_period`) where there is one."""
+    field = getattr(exc, "field", None)
+    message = str(exc)
+    if not isinstance(field, str) or not hasattr(args, field):
+        return message
+    return "--" + field.replace("_", "-") + message.removeprefix(field)
 
 
 #: The collector's youngest generation is collected every this many allocations (Python's
@@ -236,12 +252,12 @@ def run(args: argparse.Namespace) -> int:
         if args.ca_out and not args.tls:
             raise ValueError("--ca-out goes with --tls")
         config = config_from_args(args)
-    except ValueError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
-    try:
         if args.cpu:
             pin(args.cpu)
+    except ValueError as exc:
+        print(f"{prog}: {option_problem(exc, args)}", file=sys.stderr)
+        return 2
+    try:
         tune_gc()
         run_loop(serve(config, args.inject, args.ca_out), use_uvloop=not args.no_uvloop)
     except (OSError, sqlite3.Error, RuntimeError) as exc:  # RuntimeError: no trustme
