@@ -55,6 +55,19 @@ def job_args(server: RedisServer, job: str) -> list[str]:
     return ["--redis", server.url, "--job", job]
 
 
+def answered_job(server: RedisServer, emulator: EmulatorProcess, tmp_path: Path, job: str,
+                 *worker_options: str) -> list[str]:
+    """Job `job` of two handles, enqueued and answered by one worker run to its end; its
+    `--redis` and `--job` arguments."""
+    source = tmp_path / "in.txt"
+    source.write_text("alice\ncarol\n")
+    args = job_args(server, job)
+    assert cli("enqueue", str(source), *args) == 0
+    assert cli("worker", *args, "--api-key", "test-key", "--base-url", emulator.base_url,
+               *worker_options) == 0
+    return args
+
+
 def test_enqueue_skips_what_the_job_has_seen_and_records_invalid_lines(
     redis_server: RedisServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -150,12 +163,8 @@ def test_collect_to_a_closed_standard_output_stops_quietly_with_141(
     redis_server: RedisServer, emulator: EmulatorProcess, tmp_path: Path,
 ) -> None:
     """`collect -o - | head`: exit 4 and the full-disk advice before, as `users` gave."""
-    source = tmp_path / "in.txt"
-    source.write_text("alice\ncarol\n")
-    job = job_args(redis_server, "piped")
-    assert cli("enqueue", str(source), *job) == 0
-    assert cli("worker", *job, "--api-key", "test-key", "--base-url", emulator.base_url,
-               "--rate", "100", "--burst", "10") == 0
+    job = answered_job(redis_server, emulator, tmp_path, "piped", "--rate", "100", "--burst",
+                       "10")
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before the first line
     try:
@@ -264,12 +273,7 @@ def test_status_counts_the_workers_alive_not_every_one_that_ever_read(
     redis_server: RedisServer, emulator: EmulatorProcess, tmp_path: Path,
 ) -> None:
     """Workers that finished were still counted (`consumers: 2`: members of the group)."""
-    source = tmp_path / "in.txt"
-    source.write_text("alice\ncarol\n")
-    job = job_args(redis_server, "alive")
-    assert cli("enqueue", str(source), *job) == 0
-    assert cli("worker", *job, "--api-key", "test-key", "--base-url", emulator.base_url,
-               "--claim-idle", "0.5") == 0
+    job = answered_job(redis_server, emulator, tmp_path, "alive", "--claim-idle", "0.5")
     done = cli_process("status", *job)
     assert done.returncode == 0, done.stderr
     assert "   workers: 0 active in the last 30 s\n" in done.stdout
