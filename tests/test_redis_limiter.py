@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+import itertools
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from redis_server import RedisServer
 from virtual_clock import CountingRedis, run_virtual
 
 from tiktok_async import RedisLimiter, TikTokClient
+from tiktok_async._pool import bounded_map
 from tiktok_async._redis_limiter import Redis, bucket_key, connect
 from tiktok_async.emulator import Emulator, busiest_window
 
 KEY = "secret-api-key-123"
+# Python 3.10 does not count cancels (Task.cancelling): a cancel lost inside redis-py
+# (its asyncio.wait_for) cannot be told from none.
+counts_cancels = pytest.mark.skipif(sys.version_info < (3, 11),
+                                    reason="counting cancels (Task.cancelling) is Python 3.11+")
 # Grant times on the virtual clock are judged to a millisecond: it moves a microsecond a
 # turn of the loop, and a slot within 0.1 ms counts as due; slots here are >= 10 ms apart.
 SLOP = 1e-3
@@ -327,3 +335,87 @@ async def test_two_clients_on_one_redis_limiter_keep_the_servers_limit(
     assert sum(oks) >= 55  # a few handles do not exist (404)
     assert stats.count(status=429) <= 3
     assert stats.max_in_window(1.0, status=None) <= 40 + 5 + 1
+
+
+async def lost_cancels(call: Callable[[], Awaitable[object]], turns: int = 12) -> list[int]:
+    """Cancel a task running `call()` after 0, 1, ... turns of the loop: the turns after
+    which the task went on past `call()` as if no cancel had come."""
+    lost = []
+    for turn in range(turns):
+        went_on = False
+
+        async def command() -> None:
+            nonlocal went_on
+            await call()
+            went_on = True  # in the step that ends the task: not done, so not yet here
+
+        task = asyncio.create_task(command())
+        for _ in range(turn):
+            await asyncio.sleep(0)
+        if task.done():
+            continue
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if went_on:
+            lost.append(turn)
+    return lost
+
+
+@counts_cancels
+async def test_a_cancel_as_a_command_goes_out_is_not_lost(redis: Redis) -> None:
+    # redis-py sends through asyncio.wait_for, which (Python < 3.12) returns the answer
+    # when the cancel comes in the turn the send ends (turns 1-3 here): the task went on,
+    # and the bulk pool closing on Ctrl-C waited for it for good (the worker hang).
+    await redis.ping()  # connected: the sweep starts at the send
+    assert await lost_cancels(redis.ping) == []
+
+
+@counts_cancels
+async def test_a_limiter_on_a_lent_redis_loses_no_cancel(redis_server: RedisServer) -> None:
+    lent = aioredis.Redis.from_url(redis_server.url, decode_responses=True)  # not connect()'s
+    limiter = RedisLimiter(lent, KEY, rate=1e6, burst=1_000_000)
+    try:
+        await limiter.acquire()
+        assert await lost_cancels(limiter.acquire) == []
+    finally:
+        await limiter.aclose()
+        await lent.aclose()
+
+
+@counts_cancels
+async def test_closing_a_bulk_run_of_redis_limited_requests_ends_whenever_it_comes(
+    redis: Redis,
+) -> None:
+    limiter = RedisLimiter(redis, KEY, rate=1e6, burst=1_000_000)
+
+    async def request(item: int) -> int:
+        await limiter.acquire()
+        return item
+
+    await limiter.acquire()
+    for turn in range(12):  # a pool over an endless input, closed (Ctrl-C) after `turn` turns
+        async def run() -> None:
+            async with contextlib.aclosing(
+                    bounded_map(itertools.count(), request, concurrency=4)) as results:
+                async for _ in results:
+                    pass
+
+        task = asyncio.create_task(run())
+        for _ in range(turn):
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=2)
+        if not done:  # a worker lost its cancel and went on: the pool waits for it for good
+            await cancel_for_good(task)
+            pytest.fail(f"a bulk run closed after {turn} turns did not end")
+    await limiter.aclose()
+
+
+async def cancel_for_good(task: asyncio.Task[None]) -> None:
+    """End `task` and its pool's workers, cancelling them until they end (a failed test)."""
+    while not task.done():
+        for worker in asyncio.all_tasks():
+            if worker.get_coro().__qualname__ == "_Pool._run_worker":  # type: ignore[union-attr]
+                worker.cancel()
+        await asyncio.wait([task], timeout=0.1)

@@ -170,13 +170,37 @@ def connect(url: str, *, retry_seconds: float = 30.0) -> Redis:
     A command that meets a connection error (Redis restarting, a network blip) is
     retried with exponential backoff and jitter (up to 1 s apart) for about
     `retry_seconds`, then the error propagates. A missing or refused password is raised
-    at once (`RedisAuthError`).
+    at once (`RedisAuthError`). A cancel that comes while a command runs is never lost
+    (`_keeping_cancel`).
     """
     backoff = ExponentialWithJitterBackoff(cap=1.0, base=0.05)
     retries = max(1, math.ceil(retry_seconds / 0.75))
     retry = _AuthFailsFast(backoff, retries, (RedisConnectionError, RedisTimeoutError))
-    return aioredis.Redis.from_url(url, decode_responses=True, retry=retry,
-                                   retry_on_error=[RedisConnectionError, RedisTimeoutError])
+    return _Redis.from_url(url, decode_responses=True, retry=retry,
+                           retry_on_error=[RedisConnectionError, RedisTimeoutError])
+
+
+async def _keeping_cancel(command: Awaitable[_T]) -> _T:
+    """`await command`; a cancel of the task that came meanwhile is raised, even when it
+    got lost inside. redis-py sends each command through `asyncio.wait_for`, which before
+    Python 3.12 returns the result when the cancel comes in the turn the send ends: the
+    cancel is gone (`cancelling()` says 1), the task goes on as if none had come, and
+    whoever cancelled it and awaits its end (the bulk pool closing on Ctrl-C or SIGTERM)
+    waits for good. (Python 3.10 does not count cancels: nothing to see there.)"""
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)
+    before = 0 if cancelling is None else cancelling()
+    result = await command
+    if cancelling is not None and cancelling() > before:
+        raise asyncio.CancelledError
+    return result
+
+
+class _Redis(aioredis.Redis):
+    """`redis.asyncio.Redis` whose commands never lose a cancel (`_keeping_cancel`)."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        command = super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        return await _keeping_cancel(command)
 
 
 def gives_password(url: str) -> bool:
@@ -284,8 +308,8 @@ class RedisLimiter:
             self._keeper_now().soon(self._refresh_after())
             await slots.take_turn()
         due = None
-        try:
-            due = await self._run(book=True)
+        try:  # a Redis lent to us (not `connect`'s) loses cancels: every request waits here
+            due = await _keeping_cancel(self._run(book=True))
         finally:
             slots.end_turn(due)
         if not slots.due(due):
