@@ -53,3 +53,38 @@ async def test_a_cancel_alone_is_not_taken_for_the_stop() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     stop.set(ForbiddenError("bad key", status=403))  # after: nothing left to cut
+
+
+@needs_uncancel
+async def test_a_cancel_in_the_turn_the_stop_wakes_a_backoff_sleep_still_cancels() -> None:
+    """The stop wakes every backoff sleep. `asyncio.wait_for` (Python < 3.12) returned
+    normally when its caller was cancelled in that same turn: the cancel was lost, the
+    task went on to its next item, and the bulk pool closing meanwhile waited for it."""
+    stop = RunStop()
+    went_on = False
+
+    async def backing_off() -> None:
+        nonlocal went_on
+        await stop.sleep(60)
+        went_on = True
+
+    task = asyncio.create_task(backing_off())
+    await asyncio.sleep(0)
+    assert stop.backing_off == 1
+    stop.set(ForbiddenError("bad key", status=403))
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not went_on
+    assert stop.backing_off == 0
+
+
+async def test_the_stop_wakes_a_backoff_sleep_at_once_and_its_end_ends_it_too() -> None:
+    stop = RunStop()
+    await stop.sleep(0.01)  # its time is up
+    sleeping = asyncio.create_task(stop.sleep(60))
+    await asyncio.sleep(0)
+    stop.set(ForbiddenError("bad key", status=403))
+    await asyncio.wait_for(sleeping, 5)  # woken: not its 60 s
+    await stop.sleep(60)  # stopped already: no sleep at all
+    assert stop.backing_off == 0

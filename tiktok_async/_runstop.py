@@ -19,7 +19,6 @@ is not there, and retrying every input against it would take hours.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable
 from contextvars import ContextVar
@@ -86,13 +85,13 @@ class CutShort:
 class RunStop:
     """The first error that stopped a run (None while it runs)."""
 
-    __slots__ = ("_event", "_failures", "_first_failure", "_waiting", "backing_off", "error")
+    __slots__ = ("_failures", "_first_failure", "_sleepers", "_waiting", "backing_off", "error")
 
     def __init__(self) -> None:
         self.error: TikTokError | None = None
         #: Tasks of the run sleeping before a retry: they hold an input, no request.
         self.backing_off = 0
-        self._event: asyncio.Event | None = None
+        self._sleepers: set[asyncio.Future[None]] = set()  # backoff sleeps, woken by `set`
         self._first_failure = 0.0
         self._failures = 0
         self._waiting = CutShort()
@@ -127,22 +126,34 @@ class RunStop:
         """Stop the run with `error` (the first one wins); wake every backoff sleep."""
         if self.error is None:
             self.error = error
-            if self._event is not None:
-                self._event.set()
+            for sleeper in self._sleepers:
+                _wake(sleeper)
             self._waiting.cut()
 
     async def sleep(self, seconds: float) -> None:
-        """Sleep `seconds`, or less if the run stops meanwhile."""
+        """Sleep `seconds`, or less if the run stops meanwhile.
+
+        A future the stop or a timer resolves, not `asyncio.wait_for` on an event: before
+        Python 3.12 that returned normally when its caller was cancelled in the turn the
+        stop woke it, and the bulk pool closing then waited for a task that went on."""
         if self.error is not None:
             return
-        if self._event is None:
-            self._event = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(seconds, _wake, woken)
+        self._sleepers.add(woken)
         self.backing_off += 1
         try:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._event.wait(), seconds)
+            await woken
         finally:
+            timer.cancel()
+            self._sleepers.discard(woken)
             self.backing_off -= 1
+
+
+def _wake(woken: asyncio.Future[None]) -> None:
+    if not woken.done():
+        woken.set_result(None)
 
 
 #: The run the current task works for; None outside a bulk run (a plain `get_user`).
