@@ -337,3 +337,32 @@ async def test_a_server_down_for_good_gets_fewer_requests_not_more(
     # At most START x (1 + BACKOFF_ROOM) inputs at work, each sending at most 4 attempts
     # in 2.5 s (at 0, 0.2, 0.6 and 1.4 s).
     assert emu.stats().total <= START * (1 + BACKOFF_ROOM) * 4, emu.stats().total
+
+
+async def test_a_backend_that_queues_is_not_buried(tiktok_emulator_factory: Factory) -> None:
+    """The service fetches from TikTok with 4 workers, 50 ms a user: 80 first fetches a
+    second, and the rest wait in its queue. A bulk run under its default ceiling (4,096)
+    and no rate limit grows while answers come faster (its first ticks, the answers still
+    starting), and a growth that brings no more answers is undone: it holds 32 in
+    flight, as a fixed client held 64 (traced: 16, 32, 64, then 32 to the end)."""
+    emu = await tiktok_emulator_factory(upstream_workers=4, upstream_latency_ms=50,
+                                        upstream_jitter_ms=0, missing_share=0)
+    limits: list[int] = []
+    async with TikTokClient(emu.api_key, emu.base_url, retry=TESTING,
+                            rate=float("inf")) as client:
+
+        async def watch() -> None:
+            while True:
+                limits.append(client.concurrency)
+                await asyncio.sleep(0.05)
+
+        watcher = asyncio.create_task(watch())
+        results = [r async for r in client.fetch_users(existing_handle(n) for n in range(160))]
+        watcher.cancel()
+        stats = client.stats
+    assert all(r.ok for r in results)
+    assert client.max_concurrency == 4096
+    assert max(limits) <= 4 * START, limits  # one growth past the plateau, undone
+    assert limits[-1] <= 2 * START, limits
+    assert stats.latency_p95 is not None
+    assert stats.latency_p95 < 1.0, stats

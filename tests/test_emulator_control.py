@@ -51,6 +51,7 @@ BAD_SETTINGS = [
     ("retry_after", -1), ("retry_after", 10**12), ("retry_after", "soon"),
     ("retry_after_date", "yes"), ("missing_share", 1), ("missing_share", -0.1),
     ("upstream_latency_ms", -1), ("upstream_jitter_ms", "x"),
+    ("upstream_workers", 0), ("upstream_workers", 1.5),
     ("api_keys", []), ("api_keys", [1]), ("api_keys", ["a\r\nb"]), ("api_keys", [""]),
     ("seed", 1), ("db_path", "x.db"), ("host", "0.0.0.0"), ("nonsense", 1),
 ]

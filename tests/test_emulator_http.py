@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -305,3 +307,28 @@ def _somaxconn() -> int:
             return int(f.read())
     except OSError:  # not Linux: assume the common default of today's kernels
         return 4096
+
+
+# --- a backend that queues ----------------------------------------------------------------
+
+
+async def test_with_few_upstream_workers_first_fetches_queue_and_cached_answers_do_not(
+    tiktok_emulator_factory: Any, session: aiohttp.ClientSession,
+) -> None:
+    """Two workers, 100 ms a first fetch: six new users at once take three turns (the
+    last about 300 ms); cached ones are answered at once, beside a queue of first fetches."""
+    emu = await tiktok_emulator_factory(upstream_workers=2, upstream_latency_ms=100,
+                                        upstream_jitter_ms=0, missing_share=0)
+    cached = f"{emu.base_url}/user/{existing_handle(99)}"
+    assert (await get(session, cached))[0] == 200
+    started = time.perf_counter()
+
+    async def timed(url: str) -> float:
+        assert (await get(session, url))[0] == 200
+        return time.perf_counter() - started
+
+    fresh = [timed(f"{emu.base_url}/user/{existing_handle(n)}") for n in range(6)]
+    seconds = await asyncio.gather(*fresh, timed(cached))
+    assert sorted(seconds[:6])[-1] >= 0.28  # the third turn: never sooner
+    assert sorted(seconds[:6])[1] < 0.2  # the first turn did not wait for a worker
+    assert seconds[6] < sorted(seconds[:6])[-1]  # the cached one did not queue

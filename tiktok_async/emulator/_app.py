@@ -54,7 +54,8 @@ class EmulatorCore:
         self.db = Database(config.db_path)
         self._jitter = random.Random(config.seed + 1)
         self.store = Store(self.db, missing_share=config.missing_share,
-                           upstream_delay=self._upstream_delay, quirks=config.quirks)
+                           upstream_delay=self._upstream_delay, quirks=config.quirks,
+                           upstream_workers=config.upstream_workers)
         self.stats = Stats()
         self.ids = RequestIds()
         self.faults = FaultPlan(config.faults, config.seed)
@@ -107,6 +108,8 @@ class EmulatorCore:
         self._prefix = new.prefix
         self._routes.clear()
         self.store.missing_share = new.missing_share
+        if new.upstream_workers != old.upstream_workers:
+            self.store.set_upstream_workers(new.upstream_workers)
         return new
 
     def reset(self) -> None:

@@ -49,6 +49,9 @@ class EmulatorConfig:
       user's or video's first request; later requests come from the database.
     - `latency_profile`: a named first-fetch profile instead (`"service"`: log-normal,
       median 1.5 s, p99 about 10 s; `"slow"`, `"fast"`: see `emulator._profiles`).
+    - `upstream_workers`: first fetches made at once (the service's workers fetching from
+      TikTok); more wait their turn, first come first served, so their latency grows with
+      the requests in flight, as a backend that queues does. None: no limit.
     - `faults`: random faults and added per-request latency: a `Faults`, a mapping
       (`{"500": 0.01, "drop": 0.01}`) or the command line's string (`"500=0.01,drop=0.01"`),
       drawn from `random.Random(seed)`.
@@ -80,6 +83,7 @@ class EmulatorConfig:
     upstream_latency_ms: float = 20.0
     upstream_jitter_ms: float = 10.0
     latency_profile: str | None = None
+    upstream_workers: int | None = None
     faults: Faults = field(default_factory=Faults)
     quirks: tuple[str, ...] = ()
     db_path: str = ":memory:"
@@ -220,6 +224,7 @@ _CHECKS: Mapping[str, Callable[[Any], str | None]] = {
     "upstream_latency_ms": _number(0, high=3_600_000),
     "upstream_jitter_ms": _number(0, high=3_600_000),
     "latency_profile": _profile,
+    "upstream_workers": _number(1, optional=True, integer=True, high=1_000_000),
     "db_path": _text(),
     "seed": _number(-(2**63), integer=True, high=2**63),
     "shutdown_timeout": _number(0, high=3600),

@@ -6,7 +6,8 @@
   `{"data": true}` also delete every stored user and video.
 - `GET  /_emulator/config`, `POST /_emulator/config`: read or change `rate`, `burst`,
   `quota`, `quota_period`, `retry_after`, `retry_after_date`, `missing_share`,
-  `upstream_latency_ms`, `upstream_jitter_ms`, `api_keys` (keys are never shown).
+  `upstream_latency_ms`, `upstream_jitter_ms`, `latency_profile`, `upstream_workers`,
+  `api_keys` (keys are never shown).
 - `POST /_emulator/faults`: change `Faults` fields (`http_500` ... `bomb_mb`) and/or
   `{"inject": "503", "count": 2, "after": 0}`; answers the faults now in force.
 
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
 
 _CONFIGURABLE = frozenset({
     "rate", "burst", "quota", "quota_period", "retry_after", "retry_after_date",
-    "missing_share", "upstream_latency_ms", "upstream_jitter_ms", "latency_profile", "api_keys",
+    "missing_share", "upstream_latency_ms", "upstream_jitter_ms", "latency_profile",
+    "upstream_workers", "api_keys",
 })
 
 

@@ -95,6 +95,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "median 1.5 s, p99 10 s, as the real service fetching an unseen user)")
     add("--upstream-jitter-ms", type=float, default=10.0,
         help="added uniform jitter of a first fetch (default 10)")
+    add("--upstream-workers", type=int, metavar="N",
+        help="first fetches made at once; more queue, so their latency grows with the "
+             "requests in flight (default: no limit)")
     add("--inject", action="append", type=parse_injection, default=[],
         metavar="KIND[:COUNT[:AFTER]]",
         help="force COUNT (1) requests to get fault KIND once AFTER (0) have passed; "
@@ -140,6 +143,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         retry_after_date=args.retry_after_date,
         missing_share=args.missing_share, upstream_latency_ms=args.upstream_latency_ms,
         upstream_jitter_ms=args.upstream_jitter_ms, latency_profile=args.latency_profile,
+        upstream_workers=args.upstream_workers,
         faults=faults, quirks=tuple(args.quirks), db_path=args.db, seed=args.seed,
         idle_timeout=args.idle_timeout,
         control_token=args.control_token or os.environ.get(TOKEN_ENV) or None,

@@ -65,6 +65,7 @@ class Store:
         upstream_delay: Callable[[], float],
         clock: Callable[[], float] = time.time,
         quirks: tuple[str, ...] = (),
+        upstream_workers: int | None = None,
     ) -> None:
         self.db = db
         self.quirks = quirks
@@ -74,6 +75,8 @@ class Store:
         self.cache: dict[str, bytes] = {}
         self._pending: dict[str, asyncio.Task[bytes]] = {}
         self.upstream_fetches = 0
+        self._workers: asyncio.Semaphore | None = None
+        self.set_upstream_workers(upstream_workers)
 
     def cached(self, key: str) -> bytes | None:
         """The cached body for `key` (`u/<handle>` or `v/<handle>/<id>`), or None."""
@@ -126,12 +129,25 @@ class Store:
             del self.cache[next(iter(self.cache))]
         self.cache[key] = body
 
+    def set_upstream_workers(self, workers: int | None) -> None:
+        """First fetches made at once from now on (None: no limit); those waiting for a
+        worker of the old limit are served by it."""
+        self._workers = None if workers is None else asyncio.Semaphore(workers)
+
     async def _upstream(self) -> str:
         self.upstream_fetches += 1
+        workers = self._workers
+        if workers is None:
+            await self._fetch_upstream()
+        else:
+            async with workers:  # a queue: first come, first served
+                await self._fetch_upstream()
+        return iso_timestamp(self._clock())
+
+    async def _fetch_upstream(self) -> None:
         delay = self._delay()
         if delay > 0:
             await asyncio.sleep(delay)
-        return iso_timestamp(self._clock())
 
     async def _load_user(self, key: str) -> bytes:
         stored = await self.db.get_user(key)
