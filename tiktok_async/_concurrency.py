@@ -33,8 +33,8 @@ happened. The rules (the constants are the module's):
    collection, the machine busy) delays every answer in flight, then ends whatever the
    limit did, so its cut looked like a queue that drained and was kept. Traced in the
    bulk benchmark: stall after stall, the limit went down to 4-5 in flight, and the run
-   to 0.60x the bare loop's answers a second (64 fixed: 0.81x). A server that queues
-   is held to 16 requests at once (a fixed client sent it 64).
+   to 0.60x the bare loop's answers a second (64 fixed: 0.81x). Against a server that
+   queues, this rule alone takes the limit no lower than 16 (a fixed client sent 64).
 3. **Shrink on overload answers**: a 429 Too Many Requests cuts x`OVERLOAD_CUT`, at most
    once a second (the adaptive rate does the main work on 429s); so does a 5xx while 5xx
    are at least `OVERLOAD_SHARE` of the recent answers (a mean over about `SHORT`). A
