@@ -61,8 +61,6 @@ _RANDOM = {"500": "http_500", "502": "http_502", "503": "http_503", "504": "http
            "drop": "drop", "truncate": "truncate", "slow": "slow"}
 _SPREAD = ("http_500", "http_502", "http_503", "http_504")
 _KIND_OF = {name: kind for kind, name in _RANDOM.items()}
-_NAMES = ("kinds 500, 502, 503, 504, drop, truncate, slow (shares), "
-          "fields slow_seconds, latency_ms, jitter_ms, bomb_mb, freeze_every, freeze_seconds")
 _SHARE = "a share is the fraction of requests that get the fault, from 0 to 1 (0.05: 5%)"
 _FORMS = ("a Faults, a mapping of kind or field to a number ({'500': 0.01, 'drop': 0.01}), "
           "or a string ('500=0.01,drop=0.01', or a bare share such as '0.05')")
@@ -143,7 +141,7 @@ class Faults:
         for kind, value in values.items():
             name = _RANDOM.get(str(kind).strip(), str(kind).strip())
             if name not in names:
-                raise ValueError(f"unknown fault {kind!r}; {_NAMES}")
+                raise ValueError(f"unknown fault {kind!r}; {_names()}")
             number = _number(kind, value) if isinstance(value, str) else value
             whole = name == "bomb_mb" and isinstance(number, float) and number.is_integer()
             kwargs[name] = int(number) if whole else number
@@ -174,13 +172,19 @@ class Faults:
         return rows
 
 
+def _names() -> str:
+    """What a spec may name: the kinds (shares) and the other fields, as `Faults` has them."""
+    others = (f.name for f in fields(Faults) if f.name not in _KIND_OF)
+    return f"kinds {', '.join(_RANDOM)} (shares), fields {', '.join(others)}"
+
+
 def _bare_share(spec: str) -> float:
     """A spec without `=`: one share, spread over the 5xx kinds."""
     try:
         share = float(spec)
     except ValueError:
         raise ValueError(f"{spec!r} is neither a share (0.05) nor a list of kind=value "
-                         f"(500=0.01,drop=0.01); {_NAMES}") from None
+                         f"(500=0.01,drop=0.01); {_names()}") from None
     if share > 1:
         raise ValueError(f"{spec}: {_SHARE}")
     return share
