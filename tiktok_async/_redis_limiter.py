@@ -212,8 +212,8 @@ class _AuthFailsFast(Retry):
     """redis-py's retry, but a refused or missing password (`AuthenticationError`, which
     redis-py makes a `ConnectionError`) is raised at once: waiting does not mend it.
 
-    Through the failure handler, which every redis-py we take (5 to 8) awaits after each
-    failure with the error first: `call_with_retry`'s other parameters came in 7."""
+    Through the failure handler, which redis-py awaits after each failure with the error
+    first (so in 5 and 6 as in 8), not through `call_with_retry`'s later parameters."""
 
     async def call_with_retry(self, do: Callable[[], Awaitable[_T]], fail: Any,
                               *args: Any, **kwargs: Any) -> _T:
