@@ -23,6 +23,7 @@ from .._exceptions import (
 )
 from .._limiter import Limiter
 from .._retry import RetryPolicy
+from ._writers import silence_stdout
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -34,6 +35,13 @@ EXIT_WRITE_FAILED = 4  # an output or errors file could not be written (a full d
 EXIT_OUTPUT_CLOSED = 141
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # SIGTERM (128 + 15): `docker stop`, systemd, `timeout`
+
+
+def output_closed() -> int:
+    """Standard output's reader has enough (`-o - | head`): stop writing there, quietly,
+    as a Unix filter stopped by SIGPIPE does; the exit code to return."""
+    silence_stdout()
+    return EXIT_OUTPUT_CLOSED
 
 
 class UsageError(Exception):

@@ -35,7 +35,6 @@ from ._common import (
     EXIT_ABORTED,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    EXIT_OUTPUT_CLOSED,
     EXIT_SOME_FAILED,
     EXIT_TERMINATED,
     EXIT_USAGE,
@@ -46,6 +45,7 @@ from ._common import (
     api_key_from,
     check_base_url,
     client_from,
+    output_closed,
     positive_float,
     run_async,
     usage_message,
@@ -60,7 +60,7 @@ from ._progress import ProgressDisplay, RunCounts
 from ._ratememory import PeakRate, RateMemory
 from ._resume import KeySet
 from ._table import TableRows
-from ._writers import OutputClosedError, silence_stdout
+from ._writers import OutputClosedError
 
 #: Seconds the requests on the wire get to settle after a first Ctrl-C.
 INTERRUPT_GRACE = 3.0
@@ -142,8 +142,7 @@ def run_command(kind: Kind[Any, Any], args: argparse.Namespace) -> int:
 def _write_failed(kind: Kind[Any, Any], exc: OutputWriteError) -> int:
     """The exit code of a write that failed, said on standard error unless quiet."""
     if isinstance(exc, OutputClosedError):  # `-o - | head`: the reader has enough
-        silence_stdout()
-        return EXIT_OUTPUT_CLOSED
+        return output_closed()
     # a full disk: the files hold whole lines, a re-run resumes
     print(f"tiktok-async {kind.name}: {exc}", file=sys.stderr)
     return EXIT_WRITE_FAILED

@@ -33,7 +33,7 @@ from .._kinds import KINDS, Kind, Parsed
 from .._models import encode_json
 from .._redis_limiter import Redis, connect
 from . import _worker
-from ._common import EXIT_OK, EXIT_OUTPUT_CLOSED, EXIT_USAGE, EXIT_WRITE_FAILED, UsageError
+from ._common import EXIT_OK, EXIT_USAGE, EXIT_WRITE_FAILED, UsageError, output_closed
 from ._files import OutputFiles, OutputWriteError, output_format
 from ._inputfile import InputLine, read_inputs
 from ._jobkeys import (
@@ -49,7 +49,7 @@ from ._jobkeys import (
     run_job_command,
 )
 from ._lock import FileInUseError
-from ._writers import OutputClosedError, silence_stdout
+from ._writers import OutputClosedError
 
 __all__ = ["register"]
 
@@ -196,8 +196,7 @@ async def _collect(args: argparse.Namespace) -> int:
         except FileInUseError as exc:  # the output rules of `users`, see _files
             return _refused(exc, EXIT_USAGE)
         except OutputClosedError:  # `collect -o - | head`: the reader has enough
-            silence_stdout()
-            return EXIT_OUTPUT_CLOSED
+            return output_closed()
         except OutputWriteError as exc:
             return _refused(exc, EXIT_WRITE_FAILED)
         left = int(await redis.xlen(job.queue))
