@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tiktok_async._exceptions import ForbiddenError
-from tiktok_async._runstop import NotSentError, RunStop
+from tiktok_async._runstop import CutShort, NotSentError, RunStop
 
 needs_uncancel = pytest.mark.skipif(sys.version_info < (3, 11),
                                     reason="counting cancels (Task.uncancel) is Python 3.11+")
@@ -88,3 +88,65 @@ async def test_the_stop_wakes_a_backoff_sleep_at_once_and_its_end_ends_it_too() 
     await asyncio.wait_for(sleeping, 5)  # woken: not its 60 s
     await stop.sleep(60)  # stopped already: no sleep at all
     assert stop.backing_off == 0
+
+
+async def waiting_in(cut_short: CutShort, deadline: float) -> asyncio.Task[str]:
+    """A task waiting (until `deadline`) for a future nobody sets; ends with the reason its
+    cancel was given, when it was `cut_short`'s."""
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def wait() -> str:
+        task = asyncio.current_task()
+        cut_short.enter(task, deadline)
+        try:
+            await never
+        except asyncio.CancelledError:
+            reason = cut_short.cut_reason(task)
+            if reason is None:
+                raise
+            return reason
+        finally:
+            cut_short.leave(task)
+        return "answered"
+
+    task = asyncio.create_task(wait())
+    await asyncio.sleep(0)
+    return task
+
+
+async def test_expire_ends_the_waits_past_their_deadline_and_says_why() -> None:
+    cut_short = CutShort()
+    early, late = await waiting_in(cut_short, 10.0), await waiting_in(cut_short, 20.0)
+    assert cut_short.expire(5.0) == 10.0  # none due: the earliest deadline
+    assert cut_short.expire(10.0, "timed out") == 20.0
+    assert await early == "timed out"
+    assert not late.done()
+    cut_short.cut("closed")
+    assert await late == "closed"
+    assert cut_short.expire(30.0) == float("inf")  # nobody left
+
+
+@needs_uncancel
+async def test_a_cancel_in_the_turn_the_deadline_passes_still_cancels() -> None:
+    """The transport's timer ends a request and its caller cancels it in the same turn:
+    the caller's cancel goes on (taken back with the timer's, the task would go on as if
+    nobody had cancelled it)."""
+    cut_short = CutShort()
+    task = await waiting_in(cut_short, 1.0)
+    cut_short.expire(2.0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+
+
+@needs_uncancel
+async def test_a_wait_expired_twice_is_cancelled_once() -> None:
+    """A sweep that comes again before the task ran (a busy loop) does not cancel it a
+    second time: one cancel to take back, and the task answers for itself."""
+    cut_short = CutShort()
+    task = await waiting_in(cut_short, 1.0)
+    cut_short.expire(2.0)
+    cut_short.expire(3.0)
+    assert await task == "expired"
+    assert getattr(task, "cancelling")() == 0  # noqa: B009 (Python 3.11+, mypy checks 3.10)

@@ -9,6 +9,7 @@ import errno
 import socket
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -374,3 +375,115 @@ async def test_gzip_body_under_the_cap_is_read_decoded(
 ])
 def test_a_connection_failure_says_why_in_the_system_s_words(error: OSError, reason: str) -> None:
     assert _os_reason(error) == reason
+
+
+# --- timeouts: one timer for every request in flight, not one each -------------------------
+
+
+async def _stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await asyncio.sleep(30)
+
+
+async def _started(t: Transport, path: str = "user/someone") -> asyncio.Task[object]:
+    """A task sending `path` through `t`, already waiting for its answer."""
+    task: asyncio.Task[object] = asyncio.create_task(t.get(path))
+    for _ in range(20):  # its connection made and its request sent
+        await asyncio.sleep(0.01)
+    assert not task.done()
+    return task
+
+
+async def test_a_request_ends_at_its_timeout_give_or_take_a_twentieth(
+    raw_server: Callable[[Handler], Awaitable[str]],
+) -> None:
+    t = make_transport(await raw_server(_stall), timeout=0.5)
+    t.open()
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        with pytest.raises(RequestTimeoutError, match=r"no whole answer in 0\.5 s"):
+            await t.get("user/someone")
+        waited = loop.time() - started
+    finally:
+        await t.aclose()
+    assert 0.5 <= waited < 0.5 + 0.5 / 20 + 0.5  # the grid, and a busy machine's slack
+
+
+async def test_a_body_that_trickles_past_the_timeout_is_a_timeout(
+    raw_server: Callable[[Handler], Awaitable[str]],
+) -> None:
+    """The timeout is for the whole answer: headers in time and a body a byte a tenth of a
+    second are not let run for ever."""
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+        for _ in range(100):
+            writer.write(b" ")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+
+    with pytest.raises(RequestTimeoutError):
+        await fetch_from(await raw_server(trickle), timeout=0.5)
+
+
+async def test_each_request_ends_at_its_own_timeout(
+    raw_server: Callable[[Handler], Awaitable[str]],
+) -> None:
+    """A view with a short timeout, sent after a request of the transport's long one: the
+    one timer, set for the long deadline, is brought forward to the short one."""
+    t = make_transport(await raw_server(_stall), timeout=30.0)
+    t.open()
+    try:
+        slow = await _started(t)
+        with pytest.raises(RequestTimeoutError, match=r"in 0\.3 s"):
+            await asyncio.wait_for(t.with_timeout(0.3, 1.0).get("user/other"), 5.0)
+        assert not slow.done()  # its own deadline is 30 s away
+    finally:
+        await t.aclose()
+    with pytest.raises(ClientStateError):
+        await slow
+
+
+async def test_the_callers_cancel_stays_a_cancel(
+    raw_server: Callable[[Handler], Awaitable[str]],
+) -> None:
+    t = make_transport(await raw_server(_stall), timeout=0.3)
+    t.open()
+    try:
+        task = await _started(t)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert task.cancelled()
+        await asyncio.sleep(0.5)  # past its deadline: nothing left to time out
+    finally:
+        await t.aclose()
+
+
+async def test_requests_do_not_each_set_a_timer(tiktok_emulator: Emulator) -> None:
+    """aiohttp's total timeout sets a timer a request (11-17 us of a cached bulk run's CPU
+    each, a sixth of it): 200 requests here set a handful."""
+    loop = asyncio.get_running_loop()
+    t = Transport(tiktok_emulator.base_url, Secret(tiktok_emulator.api_key), pool_size=8,
+                  timeout=30.0, connect_timeout=5.0, user_agent="tiktok-async/test")
+    t.open()
+    timers = 0
+    call_at = loop.call_at
+
+    def counting_call_at(*args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        nonlocal timers
+        timers += 1
+        return call_at(*args, **kwargs)
+
+    try:
+        await t.get("user/warm.up")  # the connection's own timers
+        setattr(loop, "call_at", counting_call_at)  # noqa: B010 (counted, not replaced)
+        try:
+            for _ in range(25):
+                answers = await asyncio.gather(*(t.get("user/warm.up") for _ in range(8)))
+                assert {a.status for a in answers} == {200}
+        finally:
+            delattr(loop, "call_at")
+    finally:
+        await t.aclose()
+    assert timers < 20, timers

@@ -109,7 +109,8 @@ class TikTokClient:
       `adaptive_concurrency=False` fixes it. Default 4096, lowered to what the process's
       open-file limit allows (its soft limit is raised when needed).
     - `timeout`: seconds for one attempt, answer included (35: API Gateway gives up at
-      29 s); `connect_timeout`: seconds to connect (10).
+      29 s), kept to a twentieth of it, at most 1 s (one timer for every attempt in
+      flight, not one each); `connect_timeout`: seconds to connect (10).
     - `retry`: a `RetryPolicy` (default: up to 6 attempts, backoff from 0.5 s, no retry
       wait ending later than 60 s into the call; an attempt begun before then still has
       its `timeout`); `RetryPolicy.testing()` for tests, `RetryPolicy.never()` for none.

@@ -19,6 +19,7 @@ is not there, and retrying every input against it would take hours.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable
 from contextvars import ContextVar
@@ -44,42 +45,68 @@ UNREACHED: tuple[type[TikTokError], ...] = (ConnectError, RequestTimeoutError)
 
 
 class CutShort:
-    """Tasks in a wait that another task may cut short (`cut`): each is cancelled, and
-    the task, catching the `CancelledError`, asks `was_cut` whether that cancel was the
-    cut's. If so the cancel is taken back (its caller cancelled nothing) and the task
-    raises an error of its own instead; else the cancel is its caller's, and goes on."""
+    """Tasks in a wait that another task may cut short (`cut`), or that may outlast a
+    deadline (`expire`): each is cancelled, and the task, catching the `CancelledError`,
+    asks `cut_reason` (or `was_cut`) whether that cancel was ours. If so the cancel is
+    taken back (its caller cancelled nothing) and the task raises an error of its own
+    instead; else the cancel is its caller's, and goes on."""
 
     __slots__ = ("_cut", "_waiting")
 
     def __init__(self) -> None:
-        self._waiting: set[asyncio.Task[Any]] = set()
-        self._cut: set[asyncio.Task[Any]] = set()
+        self._waiting: dict[asyncio.Task[Any], float] = {}  # task -> its deadline
+        self._cut: dict[asyncio.Task[Any], str] = {}  # task -> why it was cancelled
 
-    def enter(self, task: asyncio.Task[Any] | None) -> None:
-        """`task` waits now (None, outside a task: nothing to cut)."""
+    def enter(self, task: asyncio.Task[Any] | None, deadline: float = math.inf) -> None:
+        """`task` waits now, until `deadline` at most (on the clock `expire` is given);
+        None, outside a task: nothing to cut."""
         if task is not None:
-            self._waiting.add(task)
+            self._waiting[task] = deadline
 
     def leave(self, task: asyncio.Task[Any] | None) -> None:
-        if task is not None:
-            self._waiting.discard(task)
+        """`task` waits no more (a cut it did not ask about is forgotten)."""
+        self._waiting.pop(task, None)  # type: ignore[arg-type]
+        if self._cut:
+            self._cut.pop(task, None)  # type: ignore[arg-type]
 
-    def cut(self) -> None:
+    def cut(self, reason: str = "cut") -> None:
         """Cancel every task waiting."""
         for task in self._waiting:
-            self._cut.add(task)
-            task.cancel()
+            self._cancel(task, reason)
+
+    def expire(self, now: float, reason: str = "expired") -> float:
+        """Cancel every task waiting whose deadline is `now` or before; the earliest
+        deadline of the others (inf: none)."""
+        earliest = math.inf
+        for task, deadline in self._waiting.items():
+            if deadline <= now:
+                if task not in self._cut:
+                    self._cancel(task, reason)
+            elif deadline < earliest:
+                earliest = deadline
+        return earliest
+
+    def _cancel(self, task: asyncio.Task[Any], reason: str) -> None:
+        self._cut[task] = reason
+        task.cancel()
 
     def was_cut(self, task: asyncio.Task[Any] | None) -> bool:
-        """Whether `cut` cancelled `task` and nobody else did; if so, that cancel is taken
-        back. Cancelled by someone else too (in the same turn: the bulk pool closing as
-        the run stops), the cancel is theirs and goes on: taken back, the task went on
-        as if only the cut had come, and whoever awaited its end waited for good."""
-        if task is None or task not in self._cut:
-            return False
-        self._cut.discard(task)
+        """Whether `cut` or `expire` cancelled `task` and nobody else did (`cut_reason`)."""
+        return self.cut_reason(task) is not None
+
+    def cut_reason(self, task: asyncio.Task[Any] | None) -> str | None:
+        """Why `cut` or `expire` cancelled `task`, if one did and nobody else did; that
+        cancel is then taken back. Cancelled by someone else too (in the same turn: the
+        bulk pool closing as the run stops), the cancel is theirs and goes on (None):
+        taken back, the task went on as if only the cut had come, and whoever awaited its
+        end waited for good."""
+        if task is None:
+            return None
+        reason = self._cut.pop(task, None)
+        if reason is None:
+            return None
         uncancel = getattr(task, "uncancel", None)  # Python 3.11+ counts cancels; 3.10 not
-        return uncancel is None or uncancel() == 0
+        return reason if uncancel is None or uncancel() == 0 else None
 
 
 class RunStop:
