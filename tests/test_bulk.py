@@ -366,3 +366,30 @@ async def test_a_backend_that_queues_is_not_buried(tiktok_emulator_factory: Fact
     assert limits[-1] <= 2 * START, limits
     assert stats.latency_p95 is not None
     assert stats.latency_p95 < 1.0, stats
+
+
+async def test_a_slow_backend_that_queues_is_not_buried(tiktok_emulator_factory: Factory) -> None:
+    """16 workers x 300 ms: 53 first fetches a second, each answer more than a tick after
+    its request. Before the round-trip rule, a run with no rate limit grew to 512 in
+    flight and more, sending every input at once. Now slow start's blind first round
+    trips reach 256, the growth that brought no more answers is undone, and each later
+    growth waits a round trip to be judged: at most 4 x the server's workers."""
+    emu = await tiktok_emulator_factory(upstream_workers=16, upstream_latency_ms=300,
+                                        upstream_jitter_ms=0, missing_share=0)
+    limits: list[tuple[float, int]] = []
+    loop = asyncio.get_running_loop()
+    async with TikTokClient(emu.api_key, emu.base_url, retry=TESTING,
+                            rate=float("inf")) as client:
+        started = loop.time()
+
+        async def watch() -> None:
+            while True:
+                limits.append((loop.time() - started, client.concurrency))
+                await asyncio.sleep(0.05)
+
+        watcher = asyncio.create_task(watch())
+        results = [r async for r in client.fetch_users(existing_handle(n) for n in range(300))]
+        watcher.cancel()
+    assert all(r.ok for r in results)
+    assert max(limit for _, limit in limits) <= 16 * START, limits  # blind: 16 -> 256
+    assert max(limit for at, limit in limits if at >= 2.5) <= 64, limits

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import math
 import random
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -220,6 +222,101 @@ def test_a_client_at_full_speed_with_stalls_keeps_what_it_needs_in_flight() -> N
         flow.tick(now, flow.limit)
         lowest = min(lowest, flow.limit)
     assert lowest >= QUEUE_FLOOR
+
+
+def keep_in_flight(flow: AdaptiveConcurrency, seconds: float,
+                   finish: Callable[[float], float]) -> tuple[list[int], list[float]]:
+    """A client keeping `flow.limit` requests in flight for `seconds` (simulated time);
+    `finish(sent)`: when the server answers a request sent then. The limit at each tick
+    and every answer's latency."""
+    now, next_tick, in_flight = 0.0, 0.0, 0
+    answers: list[tuple[float, float]] = []  # a heap of (answered at, sent at)
+    limits: list[int] = []
+    latencies: list[float] = []
+    while now < seconds:
+        for _ in range(flow.limit - in_flight):
+            heapq.heappush(answers, (finish(now), now))
+            in_flight += 1
+        if answers and answers[0][0] < next_tick:
+            now, sent = heapq.heappop(answers)
+            in_flight -= 1
+            latencies.append(now - sent)
+            flow.on_answer(now, now - sent, 200)
+        else:
+            now = next_tick
+            limits.append(flow.tick(now, in_flight))
+            next_tick += TICK
+    return limits, latencies
+
+
+def queue_of(workers: int, service: float) -> Callable[[float], float]:
+    """A server whose `workers` take requests in arrival order, `service` s each."""
+    free = [0.0] * workers
+
+    def finish(sent: float) -> float:
+        done = max(sent, heapq.heappop(free)) + service
+        heapq.heappush(free, done)
+        return done
+
+    return finish
+
+
+def p95(values: list[float]) -> float:
+    return sorted(values)[int(0.95 * len(values))]
+
+
+def test_a_slow_server_that_queues_is_not_buried() -> None:
+    """8 workers x 200 ms: 40 answers a second whatever is in flight. Before the round
+    trip rule the limit grew to 4,096 and the answers' p95 reached 27 s (the timeout is
+    35); a fixed 64 waits 1.6 s."""
+    flow = AdaptiveConcurrency(4096)
+    limits, latencies = keep_in_flight(flow, 30.0, queue_of(8, 0.2))
+    assert max(limits) <= 128, limits
+    assert max(limits[-40:]) <= 64, limits  # the last 10 s
+    assert p95(latencies) < 2.0
+
+
+def test_once_a_queue_took_a_growth_each_growth_waits_to_be_judged() -> None:
+    """16 workers x 300 ms. Growing a quarter a tick while a judgment waits two round
+    trips (the queue's wait, seconds), the limit went back up to 1,162 between undos
+    (p95 9.5 s); paced, one growth a round trip, it stays within 4 x the workers."""
+    flow = AdaptiveConcurrency(4096)
+    limits, latencies = keep_in_flight(flow, 40.0, queue_of(16, 0.3))
+    assert max(limits[int(10 / TICK):]) <= 64, limits  # the last 30 s
+    assert p95(latencies) < 5.0
+
+
+def test_a_growth_that_a_queue_took_is_undone_a_round_trip_later() -> None:
+    """64 workers x 1 s: slow start doubles blind for the first round trip (the price of
+    finding 3,000 in flight for 1,000/s at 3 s), then the growth that brought no more
+    answers is undone, and no growth comes while that overshoot drains."""
+    flow = AdaptiveConcurrency(4096)
+    limits, _ = keep_in_flight(flow, 30.0, queue_of(64, 1.0))
+    assert max(limits[-80:]) <= 128, limits  # the last 20 s
+
+
+@pytest.mark.parametrize("latency", [
+    pytest.param(lambda rng: rng.uniform(2.7, 3.3), id="3 s"),
+    pytest.param(lambda rng: rng.lognormvariate(math.log(1.5), 0.8), id="median 1.5 s, p99 10 s"),
+])
+def test_a_slow_server_that_answers_in_parallel_gets_all_it_needs(
+    latency: Callable[[random.Random], float],
+) -> None:
+    """First fetches of seconds, however many at once: 1,000/s at 3 s needs 3,000 in
+    flight, and every growth brings answers a round trip later: none is undone."""
+    flow = AdaptiveConcurrency(4096)
+    rng = random.Random(3)
+    limits, _ = keep_in_flight(flow, 15.0, lambda sent: sent + latency(rng))
+    assert limits[int(4 / TICK)] == 4096, limits  # within 4 s
+    assert min(limits[int(4 / TICK):]) >= 4000, limits
+
+
+def test_no_growth_while_the_requests_of_a_lowered_limit_are_in_flight() -> None:
+    flow = AdaptiveConcurrency(4096, start=64)
+    now = run_ticks(flow, 2)
+    assert flow.limit == 256
+    flow.tick(now + TICK, busy=600)  # a limit just undone: its requests still queued
+    assert flow.limit == 256
 
 
 def test_latency_cuts_stop_at_the_queue_floor_and_overload_goes_below() -> None:

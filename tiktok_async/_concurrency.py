@@ -18,7 +18,24 @@ happened. The rules (the constants are the module's):
    round trip can be 3 s long). When answers come back within a tick, a growth must
    show: if the next tick brings fewer than `PLATEAU_GAIN` x the answers a second of the
    tick before it, the server (or this process's CPU) is the limit and more in flight
-   would only queue: the growth is undone and growth waits `PLATEAU_HOLD` s.
+   would only queue: the growth is undone and growth waits `PLATEAU_HOLD` s. When
+   answers take longer (W, the long-run mean latency, a tick or more), a growth shows
+   a round trip later: the answers a second over the last W are judged against those
+   over the W before, and the limits one and two round trips ago (`_round_trip_paid`).
+   If the limit grew between those two and the answers did not grow by `PLATEAU_GAIN`,
+   a server that queues took the growth (its workers, not our requests in flight, set
+   its pace): the limit goes back to where it was two round trips ago and growth waits
+   2 W (at least `PLATEAU_HOLD` s). A server that answers in parallel, however slowly
+   (3 s, or median 1.5 s and p99 10 s), brings more answers with each growth, a round
+   trip late, and is never judged so. Once a queue took a growth, growth is paced until
+   one pays again: one at a time, each waiting a round trip to be judged. And no growth
+   while more are in flight than twice the limit (the requests of a limit just undone,
+   still queued at the server).
+   Measured before this (a queue of 8 workers x 200 ms, 600 new users, no rate limit):
+   the limit grew to 1,024 and the answers' p95 was 13 s; simulated with 3,000 users, it
+   reached 4,096 and a p95 of 27-36 s, about to time out. Still blind: slow start's
+   first round trip (it doubles a tick before any answer comes back: a queue of 1 s a
+   request is sent about 2^8 x 16 before the first judgment).
 2. **Shrink when latency climbs with the number in flight** (queueing at the server, as
    TCP Vegas and Netflix's gradient limiter read it): the mean latency of the last
    answers (`SHORT` of them) above `QUEUE_FACTOR` x the base, the lowest long-run mean
@@ -65,6 +82,7 @@ spare: concurrency, not the rate, held it back (the command line's summary says 
 from __future__ import annotations
 
 import math
+from collections import deque
 
 __all__ = ["AdaptiveConcurrency", "workers"]
 
@@ -88,6 +106,10 @@ PLATEAU_HOLD = 2.0
 BACKOFF_ROOM = 4
 # Answers before the latency means are trusted for the queueing rule.
 WARM_UP = LONG
+# Ticks remembered for `_round_trip_paid` (two round trips of up to a minute).
+HISTORY = 512
+# Answers in the earlier round trip below which `_round_trip_paid` does not judge.
+JUDGED_AFTER = 8
 
 
 def workers(limit: int, backing_off: int) -> int:
@@ -100,8 +122,8 @@ class AdaptiveConcurrency:
     """The limit on inputs in flight; see the module docstring for the rules."""
 
     __slots__ = ("_answers", "_answers_then", "_base", "_cut_at", "_failing", "_grown",
-                 "_hold_until", "_last_tick", "_long", "_overload_at", "_probe", "_short",
-                 "_slow_start", "ceiling", "floor", "held_back", "limit")
+                 "_history", "_hold_until", "_last_tick", "_long", "_overload_at", "_paced",
+                 "_probe", "_short", "_slow_start", "ceiling", "floor", "held_back", "limit")
 
     def __init__(self, ceiling: int, *, start: int = START, floor: int = FLOOR) -> None:
         if ceiling < 1:
@@ -121,6 +143,9 @@ class AdaptiveConcurrency:
         self._answers_then = 0  # `_answers` at the last tick
         self._grown: tuple[int, float] | None = None  # (limit, answers/s) before a growth
         self._hold_until = -math.inf
+        # (time, limit, answers so far) at each tick, for `_round_trip_paid`
+        self._history: deque[tuple[float, int, int]] = deque(maxlen=HISTORY)
+        self._paced = False  # a queue took a growth: one growth a round trip, each judged
 
     def on_answer(self, now: float, seconds: float, status: int) -> None:
         """An attempt got an answer with `status` after `seconds`."""
@@ -161,13 +186,18 @@ class AdaptiveConcurrency:
         last = self._last_tick
         if last is None:
             self._last_tick = now
+            self._history.append((now, self.limit, self._answers))
         elif now - last >= TICK:
             self._last_tick = now
             answered = self._answered_per_second(now - last)
-            if self._growth_paid(now, answered) and busy >= self.limit and not queued:
+            paid = self._growth_paid(now, answered) and self._round_trip_paid(now)
+            # Saturated, and not by the requests of a limit just lowered (still queued).
+            if (paid and self.limit <= busy <= 2 * self.limit and not queued
+                    and not self._unjudged_growth(now)):
                 before = self.limit
                 self._grow(now - last, self._little_cap(rate))
                 self._grown = (before, answered) if self.limit > before else None
+            self._history.append((now, self.limit, self._answers))
         return self.limit
 
     def _answered_per_second(self, elapsed: float) -> float:
@@ -184,6 +214,48 @@ class AdaptiveConcurrency:
                 self.limit = max(self.floor, min(self.limit, limit_before))
                 self._hold_until = now + PLATEAU_HOLD
         return now >= self._hold_until
+
+    def _round_trip_paid(self, now: float) -> bool:
+        """When answers take a tick or more: undo a growth that brought no more answers a
+        round trip later (rule 1); False while growth waits after that."""
+        trip = self._long
+        if trip >= TICK:
+            grown_at = self._at(now - trip)
+            before = None if grown_at is None else self._at(grown_at[0] - trip)
+            if before is not None and grown_at is not None and grown_at[1] > before[1]:
+                self._judge_round_trip(now, trip, before, grown_at)
+        return now >= self._hold_until
+
+    def _judge_round_trip(self, now: float, trip: float, before: tuple[float, int, int],
+                          grown_at: tuple[float, int, int]) -> None:
+        earlier = grown_at[2] - before[2]
+        if earlier < JUDGED_AFTER:
+            return  # too few answers to tell a queue from chance
+        recent_per_s = (self._answers - grown_at[2]) / (now - grown_at[0])
+        self._paced = recent_per_s < PLATEAU_GAIN * earlier / (grown_at[0] - before[0])
+        if self._paced:
+            self.limit = max(self.floor, min(self.limit, before[1]))
+            self._slow_start = False
+            self._hold_until = now + max(PLATEAU_HOLD, 2 * trip)
+            self._history.clear()
+
+    def _unjudged_growth(self, now: float) -> bool:
+        """Once a queue took a growth (until a growth pays again): whether the limit grew
+        within the last round trip, too late to show yet. Growing a quarter a tick, the
+        limit went from 32 to 380 in the two round trips a judgment waits (traced)."""
+        if not self._paced:
+            return False
+        then = self._at(now - self._long)
+        return then is None or then[1] < self.limit
+
+    def _at(self, when: float) -> tuple[float, int, int] | None:
+        """The last tick at or before `when` (None: none that old is remembered)."""
+        found = None
+        for entry in self._history:
+            if entry[0] > when:
+                break
+            found = entry
+        return found
 
     def _little_cap(self, rate: float | None) -> int:
         """The most in flight `rate` can use (Little's law, with headroom)."""
