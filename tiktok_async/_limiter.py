@@ -73,6 +73,18 @@ __all__ = ["ConcurrencyGate", "Limiter", "RateLimiter"]
 _SLACK = 0.5
 # The adaptive controller hears of sends and answers at most this often (seconds).
 _REPORT_EVERY = 1e-3
+
+
+#: The most sends and answers `_report_gate` lets go untold (a rate far above the traffic,
+#: a remembered one against a slow server, holds them up to this many events).
+_MAX_REPORT_GATE = 8
+
+
+def _report_gate(rate: float | None) -> int:
+    """Sends and answers counted before `_report` reads the clock: about a millisecond's
+    worth at the rate, at most `_MAX_REPORT_GATE` (the clock is read about once in 8
+    events at 8,000/s and above, not twice a request; every event at 1,000/s and below)."""
+    return 1 if rate is None else max(1, min(_MAX_REPORT_GATE, int(rate * _REPORT_EVERY)))
 # The adaptive bucket depth from which tokens are taken a sixteenth of it at a time.
 _CHUNKED_FROM = 64
 # Cool-down after a 429 when the caller gives none and there is no rate to derive it from.
@@ -131,7 +143,8 @@ class RateLimiter:
 
     __slots__ = (
         "_adaptive", "_base_burst", "_bucket", "_burst", "_busy", "_clock", "_credit", "_line",
-        "_rate", "_report_at", "_resume_at", "_unreported_ok", "_unreported_sent", "free",
+        "_rate", "_report_at", "_report_gate", "_resume_at", "_unreported_ok",
+        "_unreported_sent", "free",
     )
 
     def __init__(
@@ -156,6 +169,7 @@ class RateLimiter:
         # Sends and good answers not yet told to the adaptive controller (see `_report`).
         self._unreported_sent = self._unreported_ok = 0
         self._report_at = -math.inf  # the controller is told again from this loop time on
+        self._report_gate = _report_gate(self._rate)  # events counted before a clock read
         self._clock: Callable[[], float] | None = None  # the running loop's `time`
         #: True while `acquire()` would return at once with nothing to do (no rate, no
         #: cool-down): the hot path reads it to skip the call.
@@ -251,6 +265,7 @@ class RateLimiter:
         if rate is None or (self._rate is not None and rate < self._rate):
             self._credit = 0  # taken at the old rate: not spent after a cut
         self._rate, self._burst = rate, burst
+        self._report_gate = _report_gate(rate)
         old = self._bucket
         self._bucket = None if rate is None else _new_bucket(rate, burst, old)
         if old is not None:
@@ -281,12 +296,14 @@ class RateLimiter:
         if adaptive is None or (sent_at is not None and adaptive.sent_before_measuring(sent_at)):
             return
         self._unreported_ok += 1
-        self._report()
+        if self._unreported_ok + self._unreported_sent >= self._report_gate:
+            self._report()
 
     def _sent(self) -> None:
         if self._adaptive is not None:
             self._unreported_sent += 1
-            self._report()
+            if self._unreported_ok + self._unreported_sent >= self._report_gate:
+                self._report()
 
     def on_rate_limited(self, sent_at: float | None = None, sent_after: int = 0) -> None:
         """An attempt got 429 `Too Many Requests` (not a quota's `Limit Exceeded`):
