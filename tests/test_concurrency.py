@@ -16,6 +16,7 @@ from tiktok_async._concurrency import (
     FLOOR,
     OVERLOAD_CUT,
     QUEUE_FLOOR,
+    SPARE,
     START,
     TICK,
     AdaptiveConcurrency,
@@ -112,9 +113,11 @@ def test_a_429_cuts_even_among_good_answers() -> None:
 
 
 def test_workers_backing_off_get_room_beside_the_limit_up_to_a_bound() -> None:
+    """Beside the limit on requests: spare workers (an input ready when a slot frees) or,
+    when more inputs back off, as many as those, up to a bound."""
     flow = AdaptiveConcurrency(4096, start=10)
-    assert [flow.workers(n) for n in (0, 7, 10 * BACKOFF_ROOM, 10_000)] == [
-        10, 17, 10 + 10 * BACKOFF_ROOM, 10 + 10 * BACKOFF_ROOM]
+    assert [flow.workers(n) for n in (0, 7, 25, 10 * BACKOFF_ROOM, 10_000)] == [
+        10 + 10 * SPARE, 10 + 10 * SPARE, 35, 10 + 10 * BACKOFF_ROOM, 10 + 10 * BACKOFF_ROOM]
 
 
 def test_steady_heavy_tailed_latency_never_cuts() -> None:

@@ -498,6 +498,31 @@ def test_gate_slot_handed_to_a_task_cancelled_at_that_moment_is_passed_on(
     assert run_virtual(scenario()) is False  # `second` holds the only slot
 
 
+def test_gate_resized_lets_waiters_in_or_holds_newcomers_until_enough_left(
+    run_virtual: Runner,
+) -> None:
+    async def scenario() -> None:
+        gate = ConcurrencyGate(2)
+        assert gate.try_enter()
+        assert gate.try_enter()
+        waiters = [asyncio.ensure_future(gate.enter()) for _ in range(3)]
+        await asyncio.sleep(0)
+        gate.resize(4)  # two more: the first two waiters, in order
+        await asyncio.sleep(0)
+        assert [w.done() for w in waiters] == [True, True, False]
+        assert (gate.held, gate.limit) == (4, 4)
+        gate.resize(1)  # four hold: they keep their slots, nobody new comes in
+        for _ in range(3):
+            gate.leave()
+        await asyncio.sleep(0)
+        assert not waiters[2].done()  # one still holds: the limit is reached
+        gate.leave()
+        await waiters[2]
+        assert (gate.held, gate.free) == (1, 0)
+
+    run_virtual(scenario())
+
+
 @pytest.mark.parametrize("limit", [0, -1, 1.5, True])
 def test_gate_bad_limit_is_refused(limit: object) -> None:
     with pytest.raises(ValueError, match="limit"):

@@ -308,8 +308,18 @@ class TikTokClient:
         if limiter is None or slots is None:
             raise self._state_error()
         run = CURRENT_RUN.get()  # the bulk run this task works for, if any
-        if not slots.try_enter():
-            await (slots.enter() if run is None else run.wait(slots.enter()))
+        gate = None
+        if run is not None and run.gate is not None:  # the run's own cap, taken first
+            gate = run.gate
+            if not gate.try_enter():
+                await run.wait(gate.enter())
+        try:
+            if not slots.try_enter():
+                await (slots.enter() if run is None else run.wait(slots.enter()))
+        except BaseException:
+            if gate is not None:
+                gate.leave()
+            raise
         try:
             if not (limiter.free or self._try_token()):
                 await (limiter.acquire() if run is None else run.wait(limiter.acquire()))
@@ -329,6 +339,8 @@ class TikTokClient:
                 raise
         finally:
             slots.leave()
+            if gate is not None:
+                gate.leave()
         answered = time.perf_counter()
         seconds = answered - started
         status = answer.status
@@ -413,21 +425,23 @@ class TikTokClient:
         backing off before a retry are not requests in flight: they are not `busy` to the
         limit, and get room of their own (`_concurrency.workers`), fixed limit or not."""
         flow = self._flow
-        if flow is None:
+        if flow is None:  # the client's slots hold the requests to the limit
             fixed = self._concurrency
             return lambda busy: workers(fixed, run.backing_off)
         clock = time.perf_counter
+        gate = run.gate = ConcurrencyGate(flow.limit)  # the run's requests, to the limit
 
         def limit(busy: int) -> int:
             now = clock()
-            sleeping = run.backing_off
             if flow.due(now):  # else asked once an input: keep it cheap
                 limiter = self._limiter
                 if limiter is None:
-                    flow.tick(now, busy - sleeping)
+                    flow.tick(now, gate.held)
                 else:
-                    flow.tick(now, busy - sleeping, limiter.rate, queued=limiter.queued)
-            return flow.workers(sleeping) if sleeping else flow.limit
+                    flow.tick(now, gate.held, limiter.rate, queued=limiter.queued)
+            if flow.limit != gate.limit:  # a tick, or an answer (a 429, a queue) moved it
+                gate.resize(flow.limit)
+            return flow.workers(run.backing_off)
 
         return limit
 

@@ -75,6 +75,16 @@ happened. The rules (the constants are the module's):
    and for a fixed limit (`adaptive_concurrency=False`): under 5 % of answers a 5xx, a
    fixed 64 whose sleepers held its workers did 769 answers a second, the defaults 1,337.
 
+6. **An input ready for each slot.** A bulk run keeps up to `SPARE` x the limit more
+   workers than requests it may have in flight (the room for inputs backing off counts
+   toward them): each has taken its input and waits for a slot, so a slot that frees is
+   used at once. A run's own gate (`RunStop.gate`, sized to the limit) holds its
+   requests to the limit, and the client's slots to the ceiling (a fixed limit: the
+   client's slots alone). Measured on cached users, paired: the fixed client 1.19x ->
+   1.09x the bare loop's CPU a request, the defaults 1.26x -> 1.17x (requests/s 0.84x ->
+   0.92x and 0.79x -> 0.85x); a worker that took its next input only after its answer
+   left its slot idle meanwhile.
+
 `held_back` counts the seconds the run was saturated at the ceiling with tokens to
 spare: concurrency, not the rate, held it back (the command line's summary says so).
 """
@@ -104,6 +114,8 @@ LITTLE_HEADROOM = 2.0
 PLATEAU_GAIN = 1.1
 PLATEAU_HOLD = 2.0
 BACKOFF_ROOM = 4
+# Workers beside the limit a bulk run keeps at least, as a share of it (rule 6).
+SPARE = 1
 # Answers before the latency means are trusted for the queueing rule.
 WARM_UP = LONG
 # Ticks remembered for `_round_trip_paid` (two round trips of up to a minute).
@@ -114,8 +126,9 @@ JUDGED_AFTER = 8
 
 def workers(limit: int, backing_off: int) -> int:
     """Workers a bulk run may have while `backing_off` of them wait before a retry: the
-    `limit` on requests, plus room for those (rule 5). A fixed limit gets the same room."""
-    return limit + min(backing_off, BACKOFF_ROOM * limit)
+    `limit` on requests, and beside it room for those (rule 5), at least `SPARE` x the
+    limit (rule 6). A fixed limit gets the same."""
+    return limit + max(SPARE * limit, min(backing_off, BACKOFF_ROOM * limit))
 
 
 class AdaptiveConcurrency:

@@ -403,13 +403,23 @@ class ConcurrencyGate:
     handed straight to the first waiter, so a newcomer can never overtake a waiting task.
     """
 
-    __slots__ = ("_free", "_waiters")
+    __slots__ = ("_free", "_limit", "_waiters")
 
     def __init__(self, limit: int) -> None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a whole number >= 1, not {limit!r}")
-        self._free = limit
+        self._free = self._limit = limit
         self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def resize(self, limit: int) -> None:
+        """Let `limit` hold slots from now on: waiters are let in at once when it grew;
+        when it shrank, holders keep theirs and nobody enters until enough have left."""
+        grown = limit - self._limit
+        self._limit = limit
+        for _ in range(max(0, grown)):
+            self.leave()  # a slot more: to the first waiter, or free
+        if grown < 0:
+            self._free += grown
 
     def try_enter(self) -> bool:
         """Take a slot if one is free now; never waits."""
@@ -432,7 +442,11 @@ class ConcurrencyGate:
             raise
 
     def leave(self) -> None:
-        """Give the slot back, to the first task still waiting if there is one."""
+        """Give the slot back, to the first task still waiting if there is one (none when
+        the gate shrank below its holders: the slot is gone)."""
+        if self._free < 0:
+            self._free += 1
+            return
         waiters = self._waiters
         while waiters:
             waiter = waiters.popleft()
@@ -445,6 +459,16 @@ class ConcurrencyGate:
     def free(self) -> int:
         """Slots free right now."""
         return self._free
+
+    @property
+    def held(self) -> int:
+        """Slots held right now."""
+        return self._limit - self._free
+
+    @property
+    def limit(self) -> int:
+        """Holders allowed at once."""
+        return self._limit
 
 
 def _check_burst(burst: int) -> None:

@@ -23,9 +23,12 @@ import math
 import time
 from collections.abc import Awaitable
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._exceptions import ConnectError, RequestTimeoutError, TikTokError
+
+if TYPE_CHECKING:
+    from ._limiter import ConcurrencyGate
 
 T = TypeVar("T")
 
@@ -112,10 +115,14 @@ class CutShort:
 class RunStop:
     """The first error that stopped a run (None while it runs)."""
 
-    __slots__ = ("_failures", "_first_failure", "_sleepers", "_waiting", "backing_off", "error")
+    __slots__ = ("_failures", "_first_failure", "_sleepers", "_waiting", "backing_off", "error",
+                 "gate")
 
     def __init__(self) -> None:
         self.error: TikTokError | None = None
+        #: The run's own cap on requests in flight, when its limit is adaptive (the client
+        #: takes a slot of it for each attempt of the run; its pool keeps more workers).
+        self.gate: ConcurrencyGate | None = None
         #: Tasks of the run sleeping before a retry: they hold an input, no request.
         self.backing_off = 0
         self._sleepers: set[asyncio.Future[None]] = set()  # backoff sleeps, woken by `set`
