@@ -114,8 +114,10 @@ LITTLE_HEADROOM = 2.0
 PLATEAU_GAIN = 1.1
 PLATEAU_HOLD = 2.0
 BACKOFF_ROOM = 4
-# Workers beside the limit a bulk run keeps at least, as a share of it (rule 6).
+# Workers beside the limit a bulk run keeps at least, as a share of it (rule 6), and at
+# most (thousands of idle tasks at a limit of thousands only feed the collector).
 SPARE = 1
+MAX_SPARE = 64
 # Answers before the latency means are trusted for the queueing rule.
 WARM_UP = LONG
 # Ticks remembered for `_round_trip_paid` (two round trips of up to a minute).
@@ -127,8 +129,8 @@ JUDGED_AFTER = 8
 def workers(limit: int, backing_off: int) -> int:
     """Workers a bulk run may have while `backing_off` of them wait before a retry: the
     `limit` on requests, and beside it room for those (rule 5), at least `SPARE` x the
-    limit (rule 6). A fixed limit gets the same."""
-    return limit + max(SPARE * limit, min(backing_off, BACKOFF_ROOM * limit))
+    limit, up to `MAX_SPARE` (rule 6). A fixed limit gets the same."""
+    return limit + max(min(SPARE * limit, MAX_SPARE), min(backing_off, BACKOFF_ROOM * limit))
 
 
 class AdaptiveConcurrency:
