@@ -75,15 +75,15 @@ happened. The rules (the constants are the module's):
    and for a fixed limit (`adaptive_concurrency=False`): under 5 % of answers a 5xx, a
    fixed 64 whose sleepers held its workers did 769 answers a second, the defaults 1,337.
 
-6. **An input ready for each slot.** A bulk run keeps up to `SPARE` x the limit more
-   workers than requests it may have in flight (the room for inputs backing off counts
-   toward them): each has taken its input and waits for a slot, so a slot that frees is
-   used at once. A run's own gate (`RunStop.gate`, sized to the limit) holds its
-   requests to the limit, and the client's slots to the ceiling (a fixed limit: the
-   client's slots alone). Measured on cached users, paired: the fixed client 1.19x ->
+6. **An input ready for each slot.** A bulk run keeps up to `SPARE` x the limit (at most
+   `MAX_SPARE`) more workers than requests it may have in flight (the room for inputs
+   backing off counts toward them): each has taken its input and waits for a slot, so a
+   slot that frees is used at once. A run's own gate (`RunStop.gate`, sized to the limit)
+   holds its requests to the limit, and the client's slots to the ceiling (a fixed limit:
+   the client's slots alone). Measured on cached users, paired: the fixed client 1.19x ->
    1.09x the bare loop's CPU a request, the defaults 1.26x -> 1.17x (requests/s 0.84x ->
-   0.92x and 0.79x -> 0.85x); a worker that took its next input only after its answer
-   left its slot idle meanwhile.
+   0.92x and 0.79x -> 0.85x); a worker that took its next input only after its answer left
+   its slot idle meanwhile.
 
 `held_back` counts the seconds the run was saturated at the ceiling with tokens to
 spare: concurrency, not the rate, held it back (the command line's summary says so).
