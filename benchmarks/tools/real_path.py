@@ -1,0 +1,112 @@
+"""The bulk path's layers, one at a time, paired inside a real run: where the µs go.
+
+`hot_path` measures the client's own Python without the network; a real run pays more
+for the same code (a loop of 0.74 µs in `timeit` cost 5.1 µs a request inside a bulk run
+of cached users here) and pays for things the lab cannot show: aiohttp's timer a request
+(11-17 µs, found with this tool), slots left idle between an answer and the next input
+(10 µs). So the sides here are real requests to the emulator (in its own process, cached
+users), each a layer more of ours than the one before, all in one event loop, interleaved
+round by round (order reversed every other round); the figure is the median CPU
+(`time.process_time()`, this process) a request, and its ratio to the bare loop.
+
+- `bare`: 64 workers, aiohttp + msgspec (the baseline of `bench_bulk`);
+- `transport`: 64 workers calling the client's `Transport.get` and decoding the answer;
+- `get_user`: 64 workers calling `get_user` (64 fixed, no rate limit);
+- `fetch_users fixed`, `... no dedupe`: the bulk path with the same settings;
+- `fetch_users defaults`: `TikTokClient(key, url)`, after two runs (its rate and limit).
+
+    python -m benchmarks.tools.real_path [--inputs 5000] [--rounds 12]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+
+from benchmarks._baselines import open_bare
+from benchmarks._common import FAST, KEY, WORKERS, Server, tool_parser
+from benchmarks.bench_bulk import handles, warm_handles
+from tiktok_async import TikTokClient
+from tiktok_async._inputs import parse_handle, user_path
+from tiktok_async._models import decode_user_profile
+from tiktok_async._protocol import decipher_response
+
+Side = Callable[[], Awaitable[None]]
+
+
+async def _in_workers(one: Callable[[str], Awaitable[object]], names: list[str]) -> None:
+    todo = iter(names)
+
+    async def worker() -> None:
+        for name in todo:
+            await one(name)
+
+    await asyncio.gather(*(worker() for _ in range(WORKERS)))
+
+
+async def _drain(client: TikTokClient, names: list[str], dedupe: bool = True) -> None:
+    async for result in client.fetch_users(names, dedupe=dedupe):
+        if not result.ok:
+            raise RuntimeError(f"{result.input}: {result.error}")
+
+
+async def _sides(stack: contextlib.AsyncExitStack, base_url: str, names: list[str]
+                 ) -> dict[str, Side]:
+    bare = await open_bare(stack, base_url, KEY)
+    fixed = await stack.enter_async_context(TikTokClient(
+        KEY, base_url, rate=math.inf, concurrency=WORKERS, adaptive_concurrency=False))
+    defaults = await stack.enter_async_context(TikTokClient(KEY, base_url))
+    for _ in range(2):  # its adaptive rate and concurrency find their level
+        await _drain(defaults, names)
+    transport = fixed._transport
+
+    async def transport_only(name: str) -> object:
+        answer = await transport.get(user_path(parse_handle(name)))
+        return decipher_response(answer.status, answer.headers, answer.body,
+                                 decode_user_profile)
+
+    return {
+        "bare": lambda: _in_workers(bare, names),
+        "transport": lambda: _in_workers(transport_only, names),
+        "get_user": lambda: _in_workers(fixed.get_user, names),
+        "fetch_users fixed, no dedupe": lambda: _drain(fixed, names, dedupe=False),
+        "fetch_users fixed": lambda: _drain(fixed, names),
+        "fetch_users defaults": lambda: _drain(defaults, names),
+    }
+
+
+async def measure(base_url: str, inputs: int, rounds: int) -> dict[str, float]:
+    """Median CPU µs a request per side."""
+    names = handles(inputs)
+    async with contextlib.AsyncExitStack() as stack:
+        sides = await _sides(stack, base_url, names)
+        for run in sides.values():
+            await run()  # connections made, code warm
+        cpu: dict[str, list[float]] = {name: [] for name in sides}
+        for n in range(rounds):
+            for name, run in (sides.items() if n % 2 == 0 else reversed(sides.items())):
+                started = time.process_time()
+                await run()
+                cpu[name].append((time.process_time() - started) / inputs * 1e6)
+    return {name: statistics.median(values) for name, values in cpu.items()}
+
+
+def main() -> None:
+    parser = tool_parser(__doc__, "benchmarks.tools.real_path")
+    parser.add_argument("--inputs", type=int, default=5_000)
+    parser.add_argument("--rounds", type=int, default=12)
+    args = parser.parse_args()
+    with Server(*FAST) as server:
+        warm_handles(server.base_url, handles(args.inputs))
+        figures = asyncio.run(measure(server.base_url, args.inputs, args.rounds))
+    bare = figures["bare"]
+    for name, value in figures.items():
+        print(f"{name:30s} {value:7.1f} µs a request  ({value / bare:4.2f}x the bare loop)")
+
+
+if __name__ == "__main__":
+    main()
