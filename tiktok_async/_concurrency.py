@@ -205,10 +205,11 @@ class AdaptiveConcurrency:
         elif now - last >= TICK:
             self._last_tick = now
             answered = self._answered_per_second(now - last)
-            paid = self._growth_paid(now, answered) and self._round_trip_paid(now)
+            trip_ago = self._at(now - self._long)  # the tick a round trip ago, if kept
+            paid = self._growth_paid(now, answered) and self._round_trip_paid(now, trip_ago)
             # Saturated, and not by the requests of a limit just lowered (still queued).
             if (paid and self.limit <= busy <= 2 * self.limit and not queued
-                    and not self._unjudged_growth(now)):
+                    and not self._unjudged_growth(trip_ago)):
                 before = self.limit
                 self._grow(now - last, self._little_cap(rate))
                 self._grown = (before, answered) if self.limit > before else None
@@ -230,12 +231,12 @@ class AdaptiveConcurrency:
                 self._hold_until = now + PLATEAU_HOLD
         return now >= self._hold_until
 
-    def _round_trip_paid(self, now: float) -> bool:
+    def _round_trip_paid(self, now: float, grown_at: tuple[float, int, int] | None) -> bool:
         """When answers take a tick or more: undo a growth that brought no more answers a
-        round trip later (rule 1); False while growth waits after that."""
+        round trip later (rule 1; `grown_at`: the tick a round trip ago); False while
+        growth waits after that."""
         trip = self._long
         if trip >= TICK:
-            grown_at = self._at(now - trip)
             before = None if grown_at is None else self._at(grown_at[0] - trip)
             if before is not None and grown_at is not None and grown_at[1] > before[1]:
                 self._judge_round_trip(now, trip, before, grown_at)
@@ -254,14 +255,14 @@ class AdaptiveConcurrency:
             self._hold_until = now + max(PLATEAU_HOLD, 2 * trip)
             self._history.clear()
 
-    def _unjudged_growth(self, now: float) -> bool:
+    def _unjudged_growth(self, trip_ago: tuple[float, int, int] | None) -> bool:
         """Once a queue took a growth (until a growth pays again): whether the limit grew
-        within the last round trip, too late to show yet. Growing a quarter a tick, the
-        limit went from 32 to 380 in the two round trips a judgment waits (traced)."""
+        since `trip_ago` (the tick a round trip ago), too late to show yet. Growing a
+        quarter a tick, the limit went from 32 to 380 in the two round trips a judgment
+        waits (traced)."""
         if not self._paced:
             return False
-        then = self._at(now - self._long)
-        return then is None or then[1] < self.limit
+        return trip_ago is None or trip_ago[1] < self.limit
 
     def _at(self, when: float) -> tuple[float, int, int] | None:
         """The last tick at or before `when` (None: none that old is remembered)."""
