@@ -72,8 +72,9 @@ async def _workers(one: One, batch: list[str], into: list[object]) -> None:
     await asyncio.gather(*(worker() for _ in range(WORKERS)))
 
 
-async def _drain(client: TikTokClient, batch: list[str]) -> None:
-    async for result in client.fetch_users(batch):
+async def drain(client: TikTokClient, batch: list[str], dedupe: bool = True) -> None:
+    """`client.fetch_users(batch)` to the end; a failed input raises."""
+    async for result in client.fetch_users(batch, dedupe=dedupe):
         if not result.ok:
             raise RuntimeError(f"{result.input}: {result.error}")
 
@@ -106,8 +107,8 @@ async def _sides(stack: contextlib.AsyncExitStack, base_url: str
         KEY, base_url, rate=math.inf, concurrency=WORKERS, adaptive_concurrency=False))
     sides: dict[str, Batch] = {
         BARE: lambda batch: _workers(bare, batch, []),
-        FETCH: lambda batch: _drain(default, batch),
-        FETCH_FIXED: lambda batch: _drain(fixed, batch),
+        FETCH: lambda batch: drain(default, batch),
+        FETCH_FIXED: lambda batch: drain(fixed, batch),
         GET_USER: lambda batch: _workers(default.get_user, batch, []),
     }
     return sides, default

@@ -21,8 +21,11 @@ The adaptive rate starts at 10,000,000/s (`initial_rate`), so that it never hold
 fake back: what is measured is the cost of its path, as in a cached bulk run at its
 steady state, not slow start (from 10/s it would be waiting on the bucket throughout).
 
-A real run shows the same savings about 2.5x larger: between a request and its answer
-its code and data leave the CPU caches, which this lab does not reproduce.
+A real run pays several times what this lab shows for the same code (between a request
+and its answer its code and data leave the CPU caches), and costs that only a real run
+has are not here at all: aiohttp's timer a request, slots idle between an answer and the
+next input. The spare workers of a bulk run cost here what they save there. For where
+the µs go in a real run, `benchmarks.tools.real_path`.
 
     python -m benchmarks.tools.hot_path [--inputs 20000] [--rounds 5]
 """
@@ -39,6 +42,7 @@ import msgspec
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from benchmarks._common import KEY, WORKERS, tool_parser
+from benchmarks.bench_bulk import drain
 from tiktok_async import TikTokClient, UserProfile
 from tiktok_async._transport import RawResponse
 
@@ -76,7 +80,8 @@ async def _client(**options: object) -> TikTokClient:
     return client
 
 
-async def _in_workers(one: Callable[[str], Awaitable[object]], names: list[str]) -> None:
+async def in_workers(one: Callable[[str], Awaitable[object]], names: list[str]) -> None:
+    """`one(name)` for each of `names`, by `WORKERS` workers."""
     todo = iter(names)
 
     async def worker() -> None:
@@ -100,26 +105,28 @@ async def _sides(names: list[str]) -> dict[str, Callable[[], Awaitable[None]]]:
     async def bare(name: str) -> object:
         return decoder.decode((await transport.get(f"user/{name}")).body)
 
-    async def drain(client: TikTokClient, dedupe: bool = True) -> None:
-        async for result in client.fetch_users(names, dedupe=dedupe):
-            if not result.ok:
-                raise RuntimeError(f"{result.input}: {result.error}")
-
-    await drain(defaults)  # its adaptive concurrency finds its limit
+    await drain(defaults, names)  # its adaptive concurrency finds its limit
     return {
-        "bare": lambda: _in_workers(bare, names),
-        "get_user": lambda: _in_workers(fixed.get_user, names),
-        "fetch_users fixed": lambda: drain(fixed),
-        "fetch_users fixed, no dedupe": lambda: drain(fixed, dedupe=False),
-        "fetch_users adaptive rate": lambda: drain(adaptive_rate),
-        "fetch_users defaults": lambda: drain(defaults),
+        "bare": lambda: in_workers(bare, names),
+        "get_user": lambda: in_workers(fixed.get_user, names),
+        "fetch_users fixed": lambda: drain(fixed, names),
+        "fetch_users fixed, no dedupe": lambda: drain(fixed, names, dedupe=False),
+        "fetch_users adaptive rate": lambda: drain(adaptive_rate, names),
+        "fetch_users defaults": lambda: drain(defaults, names),
     }
 
 
 async def measure(inputs: int, rounds: int) -> dict[str, float]:
     """Median CPU µs an input per side."""
     names = [f"bulk{i}.user" for i in range(inputs)]
-    sides = await _sides(names)
+    return await median_cpu(await _sides(names), inputs, rounds)
+
+
+async def median_cpu(sides: dict[str, Callable[[], Awaitable[None]]], inputs: int,
+                     rounds: int) -> dict[str, float]:
+    """Each side's median CPU µs an input (`time.process_time()`, this process) over
+    `rounds` rounds of `inputs` inputs, the sides interleaved, their order reversed every
+    other round."""
     cpu: dict[str, list[float]] = {name: [] for name in sides}
     for n in range(rounds):
         for name, run in (sides.items() if n % 2 == 0 else reversed(sides.items())):

@@ -23,35 +23,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import statistics
-import time
 from collections.abc import Awaitable, Callable
 
 from benchmarks._baselines import open_bare
 from benchmarks._common import FAST, KEY, WORKERS, Server, tool_parser
-from benchmarks.bench_bulk import handles, warm_handles
+from benchmarks.bench_bulk import drain, handles, warm_handles
+from benchmarks.tools.hot_path import in_workers, median_cpu
 from tiktok_async import TikTokClient
 from tiktok_async._inputs import parse_handle, user_path
 from tiktok_async._models import decode_user_profile
 from tiktok_async._protocol import decipher_response
 
 Side = Callable[[], Awaitable[None]]
-
-
-async def _in_workers(one: Callable[[str], Awaitable[object]], names: list[str]) -> None:
-    todo = iter(names)
-
-    async def worker() -> None:
-        for name in todo:
-            await one(name)
-
-    await asyncio.gather(*(worker() for _ in range(WORKERS)))
-
-
-async def _drain(client: TikTokClient, names: list[str], dedupe: bool = True) -> None:
-    async for result in client.fetch_users(names, dedupe=dedupe):
-        if not result.ok:
-            raise RuntimeError(f"{result.input}: {result.error}")
 
 
 async def _sides(stack: contextlib.AsyncExitStack, base_url: str, names: list[str]
@@ -61,7 +44,7 @@ async def _sides(stack: contextlib.AsyncExitStack, base_url: str, names: list[st
         KEY, base_url, rate=math.inf, concurrency=WORKERS, adaptive_concurrency=False))
     defaults = await stack.enter_async_context(TikTokClient(KEY, base_url))
     for _ in range(2):  # its adaptive rate and concurrency find their level
-        await _drain(defaults, names)
+        await drain(defaults, names)
     transport = fixed._transport
 
     async def transport_only(name: str) -> object:
@@ -70,12 +53,12 @@ async def _sides(stack: contextlib.AsyncExitStack, base_url: str, names: list[st
                                  decode_user_profile)
 
     return {
-        "bare": lambda: _in_workers(bare, names),
-        "transport": lambda: _in_workers(transport_only, names),
-        "get_user": lambda: _in_workers(fixed.get_user, names),
-        "fetch_users fixed, no dedupe": lambda: _drain(fixed, names, dedupe=False),
-        "fetch_users fixed": lambda: _drain(fixed, names),
-        "fetch_users defaults": lambda: _drain(defaults, names),
+        "bare": lambda: in_workers(bare, names),
+        "transport": lambda: in_workers(transport_only, names),
+        "get_user": lambda: in_workers(fixed.get_user, names),
+        "fetch_users fixed, no dedupe": lambda: drain(fixed, names, dedupe=False),
+        "fetch_users fixed": lambda: drain(fixed, names),
+        "fetch_users defaults": lambda: drain(defaults, names),
     }
 
 
@@ -86,13 +69,7 @@ async def measure(base_url: str, inputs: int, rounds: int) -> dict[str, float]:
         sides = await _sides(stack, base_url, names)
         for run in sides.values():
             await run()  # connections made, code warm
-        cpu: dict[str, list[float]] = {name: [] for name in sides}
-        for n in range(rounds):
-            for name, run in (sides.items() if n % 2 == 0 else reversed(sides.items())):
-                started = time.process_time()
-                await run()
-                cpu[name].append((time.process_time() - started) / inputs * 1e6)
-    return {name: statistics.median(values) for name, values in cpu.items()}
+        return await median_cpu(sides, inputs, rounds)
 
 
 def main() -> None:
