@@ -347,6 +347,8 @@ class TikTokClient:
         stats.answered(status, seconds)
         if flow is not None:
             flow.on_answer(answered, seconds, status)
+            if gate is not None and gate.limit != flow.limit:
+                gate.resize(flow.limit)  # cut by this answer (a 429, a queue): from now on
         if _log.isEnabledFor(logging.DEBUG):  # one call a request, not two
             _log.debug("GET %s -> %d in %.1f ms", path, status, seconds * 1e3)
         if hooks is not None and hooks.on_response is not None:
