@@ -7,7 +7,8 @@ of cached users here) and pays for things the lab cannot show: aiohttp's timer a
 (10 µs). So the sides here are real requests to the emulator (in its own process, cached
 users), each a layer more of ours than the one before, all in one event loop, interleaved
 round by round (order reversed every other round); the figure is the median CPU
-(`time.process_time()`, this process) a request, and its ratio to the bare loop.
+(`time.process_time()`, this process) a request, and its ratio to the bare loop, with the
+cyclic collector's runs per 1,000 requests (`--no-gc`: the collector off, to see its share).
 
 - `bare`: 64 workers, aiohttp + msgspec (the baseline of `bench_bulk`);
 - `transport`: 64 workers calling the client's `Transport.get` and decoding the answer;
@@ -15,14 +16,22 @@ round by round (order reversed every other round); the figure is the median CPU
 - `fetch_users fixed`, `... no dedupe`: the bulk path with the same settings;
 - `fetch_users defaults`: `TikTokClient(key, url)`, after two runs (its rate and limit).
 
-    python -m benchmarks.tools.real_path [--inputs 5000] [--rounds 12]
+    python -m benchmarks.tools.real_path [--inputs 5000] [--rounds 12] [--no-gc]
+
+The collector column is there because of what it found (docs/benchmarks.md, stop 29):
+with the spare workers, answers free their objects in one part of a loop turn and the
+requests the freed slots let go allocate theirs in the next, so CPython's count of new
+objects (which does not go below zero) only climbs; at 32 or more in flight it passes
+700 every 20-30 requests and the collector runs for nothing (it finds no garbage).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
+import statistics
 from collections.abc import Awaitable, Callable
 
 from benchmarks._baselines import open_bare
@@ -62,27 +71,51 @@ async def _sides(stack: contextlib.AsyncExitStack, base_url: str, names: list[st
     }
 
 
-async def measure(base_url: str, inputs: int, rounds: int) -> dict[str, float]:
-    """Median CPU µs a request per side."""
+def _collections() -> int:
+    return sum(generation["collections"] for generation in gc.get_stats())
+
+
+def _counted(run: Side, into: list[int]) -> Side:
+    """`run`, adding to `into` the collector's runs while it ran."""
+
+    async def counted() -> None:
+        before = _collections()
+        await run()
+        into.append(_collections() - before)
+
+    return counted
+
+
+async def measure(base_url: str, inputs: int, rounds: int
+                  ) -> tuple[dict[str, float], dict[str, float]]:
+    """Median CPU µs a request per side, and the collector's median runs a 1,000."""
     names = handles(inputs)
     async with contextlib.AsyncExitStack() as stack:
         sides = await _sides(stack, base_url, names)
         for run in sides.values():
             await run()  # connections made, code warm
-        return await median_cpu(sides, inputs, rounds)
+        runs: dict[str, list[int]] = {name: [] for name in sides}
+        counted = {name: _counted(run, runs[name]) for name, run in sides.items()}
+        cpu = await median_cpu(counted, inputs, rounds)
+        return cpu, {name: statistics.median(r) * 1000 / inputs for name, r in runs.items()}
 
 
 def main() -> None:
     parser = tool_parser(__doc__, "benchmarks.tools.real_path")
     parser.add_argument("--inputs", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--no-gc", action="store_true",
+                        help="the cyclic collector off for the measured rounds")
     args = parser.parse_args()
     with Server(*FAST) as server:
         warm_handles(server.base_url, handles(args.inputs))
-        figures = asyncio.run(measure(server.base_url, args.inputs, args.rounds))
+        if args.no_gc:
+            gc.disable()  # nothing here makes cyclic garbage: memory stays as it is
+        figures, collections = asyncio.run(measure(server.base_url, args.inputs, args.rounds))
     bare = figures["bare"]
     for name, value in figures.items():
-        print(f"{name:30s} {value:7.1f} µs a request  ({value / bare:4.2f}x the bare loop)")
+        print(f"{name:30s} {value:7.1f} µs a request  ({value / bare:4.2f}x the bare loop)"
+              f"  {collections[name]:5.1f} collections a 1,000")
 
 
 if __name__ == "__main__":
