@@ -16,7 +16,7 @@ import pytest
 from tiktok_async import RetryPolicy, TikTokClient
 from tiktok_async.emulator import Emulator, EmulatorConfig, Faults, video_id_for
 from tiktok_async.emulator._config import ConfigError
-from tiktok_async.emulator._serve import parse_injection
+from tiktok_async.emulator._serve import add_arguments, config_from_args, parse_injection
 
 Factory = Callable[..., Awaitable[Emulator]]
 TOKEN_HEADER = "x-emulator-token"
@@ -52,6 +52,7 @@ BAD_SETTINGS = [
     ("retry_after_date", "yes"), ("missing_share", 1), ("missing_share", -0.1),
     ("upstream_latency_ms", -1), ("upstream_jitter_ms", "x"),
     ("upstream_workers", 0), ("upstream_workers", 1.5),
+    ("integration_timeout", 0), ("integration_timeout", -1), ("integration_timeout", "29"),
     ("api_keys", []), ("api_keys", [1]), ("api_keys", ["a\r\nb"]), ("api_keys", [""]),
     ("seed", 1), ("db_path", "x.db"), ("host", "0.0.0.0"), ("nonsense", 1),
 ]
@@ -265,3 +266,13 @@ def test_serve_inject_option_reads_kind_count_and_after() -> None:
     for bad in ("teapot", "500:x", "500:1:2:3", "500:-1"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_injection(bad)
+
+
+@pytest.mark.parametrize(("given", "timeout"), [([], 29.0), (["--integration-timeout", "5"], 5.0),
+                                                (["--integration-timeout", "0"], None)])
+def test_serve_integration_timeout_defaults_to_api_gateways_and_0_turns_it_off(
+    given: list[str], timeout: float | None,
+) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert config_from_args(parser.parse_args(given)).integration_timeout == timeout

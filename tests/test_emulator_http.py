@@ -332,3 +332,57 @@ async def test_with_few_upstream_workers_first_fetches_queue_and_cached_answers_
     assert sorted(seconds[:6])[-1] >= 0.28  # the third turn: never sooner
     assert sorted(seconds[:6])[1] < 0.2  # the first turn did not wait for a worker
     assert seconds[6] < sorted(seconds[:6])[-1]  # the cached one did not queue
+
+
+# --- API Gateway's integration timeout ---------------------------------------------------
+
+
+async def test_a_first_fetch_longer_than_the_integration_timeout_is_a_504_and_goes_on(
+    tiktok_emulator_factory: Any, session: aiohttp.ClientSession,
+) -> None:
+    """As API Gateway in front of the service's function: the request gets 504 "Endpoint
+    request timed out" when the fetch outlasts the timeout, and the fetch finishes anyway
+    and saves the user, so the next request is answered at once from the database."""
+    emu = await tiktok_emulator_factory(upstream_latency_ms=600, upstream_jitter_ms=0,
+                                        integration_timeout=0.2, missing_share=0)
+    url = f"{emu.base_url}/user/{existing_handle(7)}"
+    started = time.perf_counter()
+    status, body, headers = await get(session, url)
+    waited = time.perf_counter() - started
+    assert (status, body) == (504, {"message": "Endpoint request timed out"})
+    assert headers["x-amzn-ErrorType"] == "IntegrationTimeoutException"
+    assert 0.2 <= waited < 0.55  # the timeout's answer, not the fetch's
+    await asyncio.sleep(0.6)  # the fetch goes on and saves the user
+    started = time.perf_counter()
+    status, body, _ = await get(session, url)
+    assert status == 200
+    assert body["user"]["nickname"]
+    assert time.perf_counter() - started < 0.3  # from the database, no second fetch
+    assert emu.core.store.upstream_fetches == 1
+
+
+async def test_the_wait_for_a_worker_counts_toward_the_integration_timeout(
+    tiktok_emulator_factory: Any, session: aiohttp.ClientSession,
+) -> None:
+    """One worker, 150 ms a fetch, a timeout of 250 ms: of three new users asked at once
+    the first is answered, the later ones wait their turn past the timeout (504); cached
+    answers never wait. Raised over the control API, the timeout lets them all through."""
+    emu = await tiktok_emulator_factory(upstream_workers=1, upstream_latency_ms=150,
+                                        upstream_jitter_ms=0, integration_timeout=0.25,
+                                        missing_share=0)
+    urls = [f"{emu.base_url}/user/{existing_handle(n)}" for n in range(3)]
+    statuses = sorted(s for s, _, _ in await asyncio.gather(*(get(session, u) for u in urls)))
+    assert statuses == [200, 504, 504]
+    async with session.post(f"{emu.url}/_emulator/config",
+                            json={"integration_timeout": None}) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["integration_timeout"] is None
+    fresh = [f"{emu.base_url}/user/{existing_handle(n)}" for n in range(10, 13)]
+    assert [s for s, _, _ in await asyncio.gather(*(get(session, u) for u in fresh))] == [200] * 3
+
+
+async def test_by_default_the_integration_timeout_is_api_gateways_29_seconds(
+    tiktok_emulator: Any,
+) -> None:
+    assert tiktok_emulator.config.integration_timeout == 29.0
+    assert tiktok_emulator.core.store.integration_timeout == 29.0

@@ -15,6 +15,7 @@ import email.utils
 import random
 import time
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import replace
 from typing import Any
 
@@ -29,7 +30,7 @@ from ._gateway import ERRORS, GatewayError, RequestIds, Route, UsagePlan, bad_re
 from ._profiles import PROFILES
 from ._shortlinks import SHORT_LINK_PREFIX, short_link_answer
 from ._stats import Stats, StatsSnapshot
-from ._store import Store, encode, route_key
+from ._store import IntegrationTimeout, Store, encode, route_key
 
 CONTROL_PREFIX = "/_emulator/"
 SHORT_LINK_PATH = SHORT_LINK_PREFIX + "/"
@@ -55,7 +56,8 @@ class EmulatorCore:
         self._jitter = random.Random(config.seed + 1)
         self.store = Store(self.db, missing_share=config.missing_share,
                            upstream_delay=self._upstream_delay, quirks=config.quirks,
-                           upstream_workers=config.upstream_workers)
+                           upstream_workers=config.upstream_workers,
+                           integration_timeout=config.integration_timeout)
         self.stats = Stats()
         self.ids = RequestIds()
         self.faults = FaultPlan(config.faults, config.seed)
@@ -110,6 +112,7 @@ class EmulatorCore:
         self.store.missing_share = new.missing_share
         if new.upstream_workers != old.upstream_workers:
             self.store.set_upstream_workers(new.upstream_workers)
+        self.store.integration_timeout = new.integration_timeout
         return new
 
     def reset(self) -> None:
@@ -221,17 +224,27 @@ class EmulatorCore:
         return await self._backend(route)
 
     async def _backend(self, route: Route) -> web.Response:
+        lookup = self._lookup(route)
+        if isinstance(lookup, GatewayError):
+            return self.error(lookup)
+        fetched, missing = lookup
+        try:
+            body = await fetched
+        except IntegrationTimeout:
+            return self.error(ERRORS["504"])  # API Gateway's integration timeout
+        return self.ok(body) if body is not None else self.error(missing)
+
+    def _lookup(self, route: Route) -> tuple[Awaitable[bytes | None], GatewayError] | GatewayError:
+        """The store's lookup for `route` and the answer when it finds nothing; or the 400
+        for a handle or video id the API refuses."""
         name, parts = route
-        handle = parts[0]
-        if not _data.is_valid_handle(handle):
-            return self.error(BAD_HANDLE)
+        if not _data.is_valid_handle(parts[0]):
+            return BAD_HANDLE
         if name == "user":
-            body = await self.store.user(handle)
-            return self.ok(body) if body is not None else self.error(ERRORS["user_missing"])
+            return self.store.user(parts[0]), ERRORS["user_missing"]
         if not _data.is_valid_video_id(parts[1]):
-            return self.error(BAD_VIDEO_ID)
-        body = await self.store.video(handle, parts[1])
-        return self.ok(body) if body is not None else self.error(ERRORS["video_missing"])
+            return BAD_VIDEO_ID
+        return self.store.video(parts[0], parts[1]), ERRORS["video_missing"]
 
     def ok(self, body: bytes) -> web.Response:
         """A 200 with a JSON body."""

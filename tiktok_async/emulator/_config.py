@@ -52,6 +52,10 @@ class EmulatorConfig:
     - `upstream_workers`: first fetches made at once (the service's workers fetching from
       TikTok); more wait their turn, first come first served, so their latency grows with
       the requests in flight, as a backend that queues does. None: no limit.
+    - `integration_timeout`: seconds a request waits for its first fetch (a worker's turn
+      included) before the answer is API Gateway's 504 "Endpoint request timed out"
+      (29, API Gateway's own; None: wait however long it takes). The fetch goes on and
+      saves the user or video, as the service's function behind the gateway would.
     - `faults`: random faults and added per-request latency: a `Faults`, a mapping
       (`{"500": 0.01, "drop": 0.01}`) or the command line's string (`"500=0.01,drop=0.01"`),
       drawn from `random.Random(seed)`.
@@ -84,6 +88,7 @@ class EmulatorConfig:
     upstream_jitter_ms: float = 10.0
     latency_profile: str | None = None
     upstream_workers: int | None = None
+    integration_timeout: float | None = 29.0
     faults: Faults = field(default_factory=Faults)
     quirks: tuple[str, ...] = ()
     db_path: str = ":memory:"
@@ -225,6 +230,7 @@ _CHECKS: Mapping[str, Callable[[Any], str | None]] = {
     "upstream_jitter_ms": _number(0, high=3_600_000),
     "latency_profile": _profile,
     "upstream_workers": _number(1, optional=True, integer=True, high=1_000_000),
+    "integration_timeout": _number(0, above=True, optional=True, high=86_400),
     "db_path": _text(),
     "seed": _number(-(2**63), integer=True, high=2**63),
     "shutdown_timeout": _number(0, high=3600),

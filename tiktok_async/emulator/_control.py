@@ -7,7 +7,7 @@
 - `GET  /_emulator/config`, `POST /_emulator/config`: read or change `rate`, `burst`,
   `quota`, `quota_period`, `retry_after`, `retry_after_date`, `missing_share`,
   `upstream_latency_ms`, `upstream_jitter_ms`, `latency_profile`, `upstream_workers`,
-  `api_keys` (keys are never shown).
+  `integration_timeout`, `api_keys` (keys are never shown).
 - `POST /_emulator/faults`: change `Faults` fields (`http_500` ... `bomb_mb`) and/or
   `{"inject": "503", "count": 2, "after": 0}`; answers the faults now in force.
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 _CONFIGURABLE = frozenset({
     "rate", "burst", "quota", "quota_period", "retry_after", "retry_after_date",
     "missing_share", "upstream_latency_ms", "upstream_jitter_ms", "latency_profile",
-    "upstream_workers", "api_keys",
+    "upstream_workers", "integration_timeout", "api_keys",
 })
 
 

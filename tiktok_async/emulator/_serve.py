@@ -98,6 +98,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--upstream-workers", type=int, metavar="N",
         help="first fetches made at once; more queue, so their latency grows with the "
              "requests in flight (default: no limit)")
+    add("--integration-timeout", type=float, default=29.0, metavar="SECONDS",
+        help="answer 504 'Endpoint request timed out' to a request whose first fetch "
+             "takes longer, as API Gateway does; the fetch goes on and saves it "
+             "(default 29; 0: wait however long it takes)")
     add("--inject", action="append", type=parse_injection, default=[],
         metavar="KIND[:COUNT[:AFTER]]",
         help="force COUNT (1) requests to get fault KIND once AFTER (0) have passed; "
@@ -144,6 +148,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         missing_share=args.missing_share, upstream_latency_ms=args.upstream_latency_ms,
         upstream_jitter_ms=args.upstream_jitter_ms, latency_profile=args.latency_profile,
         upstream_workers=args.upstream_workers,
+        integration_timeout=args.integration_timeout or None,
         faults=faults, quirks=tuple(args.quirks), db_path=args.db, seed=args.seed,
         idle_timeout=args.idle_timeout,
         control_token=args.control_token or os.environ.get(TOKEN_ENV) or None,

@@ -6,6 +6,11 @@ saved body, timestamps unchanged. A dict of encoded bodies sits in front of the 
 (write-through), so a cached lookup is one dict access. Concurrent first requests for the
 same key share one fetch. Bodies are saved as the wire carries them (`_data.apply_quirks`
 with the emulator's quirks), so quirks apply to what is first fetched after they are set.
+
+A request that waits longer than `integration_timeout` for its fetch (a worker's turn
+included) gets `IntegrationTimeout`, which the app answers as API Gateway does (504
+"Endpoint request timed out"); the fetch goes on and saves what it got, as a Lambda
+behind the gateway would, so a later request finds it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ from . import _data
 from ._db import Database
 
 CACHE_SIZE = 500_000
+
+
+class IntegrationTimeout(Exception):
+    """A request waited longer than the integration timeout for its fetch."""
 
 
 def iso_timestamp(seconds: float) -> str:
@@ -66,10 +75,13 @@ class Store:
         clock: Callable[[], float] = time.time,
         quirks: tuple[str, ...] = (),
         upstream_workers: int | None = None,
+        integration_timeout: float | None = None,
     ) -> None:
         self.db = db
         self.quirks = quirks
         self.missing_share = missing_share
+        #: Seconds a request waits for its fetch before `IntegrationTimeout` (None: no end).
+        self.integration_timeout = integration_timeout
         self._delay = upstream_delay
         self._clock = clock
         self.cache: dict[str, bytes] = {}
@@ -120,9 +132,20 @@ class Store:
             task = asyncio.ensure_future(load())
             self._pending[key] = task
             task.add_done_callback(lambda _: self._pending.pop(key, None))
-        body = await asyncio.shield(task)
+        body = await self._waited(task)
         self._remember(key, body)
         return body
+
+    async def _waited(self, task: asyncio.Task[bytes]) -> bytes:
+        """The fetch's body, within the integration timeout; the fetch itself is never
+        cancelled by a request that stops waiting (it goes on, and saves what it got)."""
+        timeout = self.integration_timeout
+        if timeout is None:
+            return await asyncio.shield(task)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), timeout)
+        except asyncio.TimeoutError:
+            raise IntegrationTimeout from None
 
     def _remember(self, key: str, body: bytes) -> None:
         if len(self.cache) >= CACHE_SIZE:
