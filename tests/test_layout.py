@@ -8,13 +8,16 @@ and are left out: a type-only reference back is not a cycle.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "tiktok_async"
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "tiktok_async"
 APPLICATION_ONLY = {"argparse", "rich"}
 
 
@@ -200,3 +203,30 @@ def test_functions_stay_small() -> None:
     assert len(sizes) > 300
     assert sizes[len(sizes) // 2] <= 6
     assert sizes[int(0.9 * len(sizes))] <= 16
+
+
+def _check_python() -> Any:
+    path = ROOT / "scripts" / "check_python.py"
+    spec = importlib.util.spec_from_file_location("check_python", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_stops_at_once_with_what_to_do_on_a_python_too_old_for_the_dev_tools() -> None:
+    """The dev extra needs 3.11 (httpx2); on 3.10 pip failed minutes in, naming httpx2.
+    The Makefile asks `scripts/check_python.py` before it makes the venv."""
+    check = _check_python()
+    assert check.problem((3, 11)) is None
+    assert check.problem((3, 13, 0)) is None
+    message = check.problem((3, 10, 13))
+    assert "Python 3.11 or later" in message
+    assert "this is 3.10" in message
+    assert "PYTHON=python3.11" in message
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_python.py")],
+                          capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    recipe = (ROOT / "Makefile").read_text(encoding="utf-8").split("$(STAMP): pyproject.toml\n")[1]
+    assert recipe.index("scripts/check_python.py") < recipe.index("-m venv")
