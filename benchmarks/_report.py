@@ -286,6 +286,28 @@ def _redis_details(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _merge_lines(report: dict[str, Any]) -> list[str]:
+    """Sections re-measured since the full run (`--merge`), newest first: when, at which
+    commit, and the packages that differ from the line above (only runs whose sections are
+    still the ones shown)."""
+    full, shown, lines = report["machine"]["packages"], set[str](), []
+    for merge in reversed(report.get("merged", [])):
+        keys = [key for key in merge["sections"] if key not in shown]
+        shown.update(merge["sections"])
+        if not keys:
+            continue
+        m = merge["machine"]
+        changed = ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v and full.get(k) != v)
+        lines.append(
+            f"- {', '.join(keys)}: re-measured on {m['date_utc']} UTC (commit "
+            f"`{m['git_commit']}`{'; ' + changed if changed else ''}); load average at the "
+            f"start {', '.join(map(str, m['load_average_at_start']))}.")
+    if not lines:
+        return []
+    return ["Sections re-measured since (`--merge`), newest first; their own figures say "
+            "when too:", "", *lines, ""]
+
+
 def markdown(report: dict[str, Any], img_prefix: str) -> str:
     """The results section: command, machine, summary, then each section's details."""
     m = report["machine"]
@@ -302,6 +324,7 @@ def markdown(report: dict[str, Any], img_prefix: str) -> str:
         "single runs are noisy; the sides are interleaved and the figures are medians or "
         "paired sums.",
         "",
+        *_merge_lines(report),
     ]
     if report.get("quick"):
         lines += ["**Quick run** (`--quick`): short runs, and the adaptive runs are shorter "
