@@ -3,7 +3,8 @@
 The service answers a user it has in its database at once and fetches an unseen one from
 TikTok first: seconds, heavy-tailed. A profile draws that first-fetch delay; cached
 answers stay fast (the database). `service` is the preset the demo and the benchmarks
-use: log-normal, median 1.5 s, p99 about 10 s, cut at 30 s (API Gateway gives up at 29).
+use: log-normal, median 1.5 s, p99 about 10 s, cut at 30 s; a draw over the integration
+timeout (29 s, API Gateway's) is answered 504 then, and the fetch still saves the user.
 """
 
 from __future__ import annotations
