@@ -236,9 +236,9 @@ class AdaptiveConcurrency:
         round trip later (rule 1; `grown_at`: the tick a round trip ago); False while
         growth waits after that."""
         trip = self._long
-        if trip >= TICK:
-            before = None if grown_at is None else self._at(grown_at[0] - trip)
-            if before is not None and grown_at is not None and grown_at[1] > before[1]:
+        if trip >= TICK and grown_at is not None:
+            before = self._at(grown_at[0] - trip)
+            if before is not None and grown_at[1] > before[1]:
                 self._judge_round_trip(now, trip, before, grown_at)
         return now >= self._hold_until
 
