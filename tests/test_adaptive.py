@@ -77,6 +77,72 @@ def test_slow_start_doubles_every_half_second_on_the_requests_clock() -> None:
     assert control.slow_start
 
 
+def test_slow_start_doubles_every_35_round_trips_when_they_are_short() -> None:
+    """Answers 2 ms away (a server next door): slow start doubles every 70 ms, not every
+    half second; the shortest of the first eight round trips sets the pace."""
+    control = AdaptiveRate(10)
+    control.on_sent(0.0)
+    for seconds in (0.004, 0.002, 0.003, 0.002, 0.005, 0.003, 0.004, 0.006):
+        control.on_round_trip(seconds)
+    control.on_round_trip(0.0001)  # a ninth: too late to count
+    assert control.state.base_rtt == 0.002
+    assert answer_steadily(control, 0.0, 0.07, 1000) == pytest.approx(20)
+    assert answer_steadily(control, 0.07, 0.21, 1000) == pytest.approx(80)
+
+
+@pytest.mark.parametrize(("rtt", "doubling"), [(0.0002, TUNING.fastest_doubling),
+                                               (0.005, 0.175), (0.01, TUNING.double_every),
+                                               (1.5, TUNING.double_every)])
+def test_the_pace_is_35_round_trips_within_20_ms_and_a_quarter_second(
+        rtt: float, doubling: float) -> None:
+    """Round trips longer than 7 ms (35 of them pass a quarter second) keep the half
+    second: a 429 that takes long to come back finds the rate far past the quota."""
+    control = AdaptiveRate(10)
+    control.on_sent(0.0)
+    control.on_round_trip(rtt)
+    assert answer_steadily(control, 0.0, doubling, 2000) == pytest.approx(20, rel=0.01)
+
+
+def quick_start_dry_at(at: float) -> AdaptiveRate:
+    """A quick slow start (2 ms round trips) whose bucket runs dry at `at`: the first 429."""
+    control = AdaptiveRate(10)
+    control.on_sent(0.0)
+    control.on_round_trip(0.002)
+    answer_steadily(control, 0.0, at, 1000)
+    control.on_throttled(at)
+    return control
+
+
+def test_a_quick_start_s_first_429_pauses_every_request_for_a_quarter_second() -> None:
+    """The bucket ran dry within a second of the first request: the requests of that
+    second may not pass Q + B, so none goes out for `quick_pause` s. Then slow start again,
+    at the half-second pace, from a quarter of the requests let through a second."""
+    control = quick_start_dry_at(0.3)  # 300 requests let through in 0.3 s (a second at least)
+    assert control.state.paused_until == pytest.approx(0.3 + TUNING.quick_pause)
+    assert control.rate == pytest.approx(TUNING.exit_cut * 300)
+    assert control.slow_start
+    for i in range(20):  # the overshoot's 429s and 200s come back during the pause
+        control.on_answers(0.31 + i * 0.01, 1, 1)
+    assert control.rate == pytest.approx(75)
+    assert control.slow_start
+    assert answer_steadily(control, 0.55, 1.05, 75) == pytest.approx(150, rel=0.02)
+    control.on_throttled(1.1)  # the next first 429: the usual exit, a cut to a quarter
+    assert control.state.emptied
+    assert control.rate == pytest.approx(TUNING.exit_cut * 150, rel=0.03)
+
+
+def test_a_quick_start_dry_at_once_starts_again_from_a_quarter_of_its_first_rate() -> None:
+    """Dry after 5 requests (a small bucket): the first rate, not the 5, sets the floor."""
+    control = quick_start_dry_at(0.005)
+    assert control.rate == pytest.approx(TUNING.exit_cut * 10)
+
+
+def test_after_a_quick_start_answers_to_requests_sent_before_the_pause_are_not_told() -> None:
+    control = quick_start_dry_at(0.3)
+    assert control.sent_before_measuring(0.299)
+    assert not control.sent_before_measuring(0.3 + TUNING.quick_pause)
+
+
 def test_does_not_raise_a_rate_the_caller_does_not_use() -> None:
     control = AdaptiveRate(100)
     control.on_success(0.0)

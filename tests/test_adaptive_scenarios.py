@@ -45,13 +45,17 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 # -- 1. the Lua takes the Python's decisions ----------------------------------------------
 
 
-def answer_sequence(seed: int, count: int) -> list[tuple[float, int, int, int]]:
-    """(time, 200s, 429s, requests sent) in random phases: calm (200s only, as many as
-    are sent), throttled (some 429s), sparse (long gaps: the rate is not used), slow
-    (requests go out, few answers come back), late (429s only: of requests sent
-    earlier), at uneven intervals."""
-    rng = random.Random(seed)
-    now, events = 100.0, list[tuple[float, int, int, int]]()
+Event = tuple[float, int, int, int, float]
+
+
+def answer_sequence(seed: int, count: int) -> list[Event]:
+    """(time, 200s, 429s, requests sent, the 200s' round trip) in random phases: calm
+    (200s only, as many as are sent), throttled (some 429s), sparse (long gaps: the rate
+    is not used), slow (requests go out, few answers come back), late (429s only: of
+    requests sent earlier), at uneven intervals. Round trips of 0.5-5 ms: slow start is
+    quick, and its first 429 pauses it."""
+    rng, trips = random.Random(seed), random.Random(-seed)
+    now, events = 100.0, list[Event]()
     while len(events) < count:
         gap, share, kind = rng.choice([(0.02, 0.0, ""), (0.01, 0.3, ""), (0.1, 0.0, ""),
                                        (2.0, 0.0, ""), (0.05, 0.1, ""), (0.01, 0.0, "slow"),
@@ -61,27 +65,28 @@ def answer_sequence(seed: int, count: int) -> list[tuple[float, int, int, int]]:
             throttled = rng.choice([1, 1, 2]) if rng.random() < share else 0
             ok = rng.choice([1, 1, 2]) if not throttled or rng.random() < 0.5 else 0
             sent = {"slow": rng.choice([1, 2]), "late": 0}.get(kind, min(2, ok + throttled))
-            events.append((now, 0 if kind and rng.random() < 0.8 else ok, throttled, sent))
+            ok = 0 if kind and rng.random() < 0.8 else ok
+            events.append((now, ok, throttled, sent, trips.uniform(5e-4, 5e-3) if ok else 0.0))
     return events[:count]
 
 
 def bucket_sequence(control: AdaptiveRate, quota: float, burst: float, seconds: float,
-                    rtt: float = 0.02) -> Iterator[tuple[float, int, int, int]]:
-    """(time, 200s, 429s, requests sent) of a client sending at `control`'s rate (read as
-    it goes) to a token bucket of `quota` and `burst`, each answer a round trip later:
-    the slow start, the measured episodes and the probes of a real run."""
+                    rtt: float = 0.02) -> Iterator[Event]:
+    """(time, 200s, 429s, requests sent, round trip) of a client sending at `control`'s
+    rate (read as it goes) to a token bucket of `quota` and `burst`, each answer a round
+    trip later: the slow start, the measured episodes and the probes of a real run."""
     now, tokens, filled = 100.0, float(burst), 100.0
     answers: list[tuple[float, bool]] = []
     while now < 100.0 + seconds:
         now += 1.0 / control.rate
         while answers and answers[0][0] <= now:
             at, admitted = heapq.heappop(answers)
-            yield at, int(admitted), int(not admitted), 0
+            yield at, int(admitted), int(not admitted), 0, rtt if admitted else 0.0
         tokens = min(burst, tokens + (now - filled) * quota)
         filled, admitted = now, tokens >= 1.0
         tokens -= admitted
         heapq.heappush(answers, (now + rtt, admitted))
-        yield now, 0, 0, 1
+        yield now, 0, 0, 1, 0.0
 
 
 @dataclass(frozen=True)
@@ -90,13 +95,13 @@ class Sequence:
     (and whether they move every field of the state)."""
 
     name: str
-    events: Callable[[AdaptiveRate], Iterable[tuple[float, int, int, int]]]
+    events: Callable[[AdaptiveRate], Iterable[Event]]
     reaches: frozenset[str]
     max_rate: float | None = None
     moves_every_field: bool = True
 
 
-RANDOM_STATES = frozenset({"fast", "measured", "provisional", "unused", "late"})
+RANDOM_STATES = frozenset({"fast", "measured", "provisional", "unused", "late", "quick"})
 SEQUENCES = [
     *(Sequence(f"random {seed}", partial(lambda _, seed: answer_sequence(seed, 600), seed=seed),
                RANDOM_STATES) for seed in (3, 12, 14)),
@@ -120,7 +125,7 @@ def test_the_lua_takes_the_pythons_decisions(redis_url: str, sequence: Sequence)
         shared = RedisLimiter(redis, f"{KEY}-{seed}", max_rate=max_rate, clock=loop.time)
         await shared.reset()
         different = []
-        for i, (at, ok, throttled, sent) in enumerate(events):
+        for i, (at, ok, throttled, sent, trip) in enumerate(events):
             # A booking waits for its slot, so the loop's clock may be past `at`; both
             # runners read the same time (no turn of the loop between the two calls).
             await asyncio.sleep(max(0.0, at - loop.time()))
@@ -128,6 +133,9 @@ def test_the_lua_takes_the_pythons_decisions(redis_url: str, sequence: Sequence)
                 shared.on_success()
             for _ in range(throttled):
                 shared.on_rate_limited()
+            if trip:
+                shared.on_round_trip(trip)
+                local.on_round_trip(trip)
             if ok + throttled:  # the next run of the script carries them
                 local.on_answers(loop.time(), ok, throttled)
             if not sent:
@@ -150,15 +158,16 @@ def test_the_lua_takes_the_pythons_decisions(redis_url: str, sequence: Sequence)
 
 @pytest.mark.parametrize("sequence", SEQUENCES, ids=lambda s: s.name)
 def test_the_sequences_exercise_every_rule(sequence: Sequence) -> None:
-    """Each sequence above moves every field and reaches every state: slow start, cuts,
-    measured, provisionally measured, bounded and guessed episodes, a rate not in use, 429s a round
-    trip late (and the cap, when there is one)."""
+    """Each sequence above moves every field and reaches every state: slow start (quick or
+    not), cuts, measured, provisionally measured, bounded and guessed episodes, a rate not
+    in use, 429s a round trip late (and the cap, when there is one)."""
     max_rate = sequence.max_rate
     local = AdaptiveRate(10.0, max_rate=max_rate)
     moved: set[str] = set()
     reached: set[str] = set()
-    for now, ok, throttled, sent in sequence.events(local):
+    for now, ok, throttled, sent, trip in sequence.events(local):
         before = asdict(local.state)
+        local.on_round_trip(trip)
         local.on_answers(now, ok, throttled, sent)
         moved |= {name for name, value in asdict(local.state).items() if before[name] != value}
         state = local.state
@@ -169,7 +178,8 @@ def test_the_sequences_exercise_every_rule(sequence: Sequence) -> None:
                                           ("bound", state.measured == 3),
                                           ("unused", not state.in_use),
                                           ("late", late),
-                                          ("capped", state.rate == max_rate)] if on}
+                                          ("capped", state.rate == max_rate),
+                                          ("quick", state.quick)] if on}
     assert moved == set(STATE_FIELDS) or not sequence.moves_every_field
     assert reached >= sequence.reaches
 
@@ -211,8 +221,15 @@ SCENARIOS = [
     # 429s come back 150 ms late, while slow start still doubles.
     Scenario("Q=200, burst 40, slow round trips", 200, 40, seconds=20, tasks=64, rtt=0.15,
              min_share=0.85, max_window=264),
+    # Round trips of 2 ms (a server next door): slow start doubles every 70 ms, and its
+    # first 429 pauses every request for a quarter of a second (the bucket ran dry within
+    # a second, and the requests of that second may not pass Q + B).
+    Scenario("Q=50, burst 10, round trips of 2 ms", 50, 10, seconds=30, rtt=0.002),
+    Scenario("Q=5, burst 10, round trips of 2 ms", 5, 10, seconds=60, tasks=8, rtt=0.002),
 ]
-SLOW_SCENARIOS = [Scenario("Q=500, burst 100", 500, 100, seconds=30, tasks=64)]
+SLOW_SCENARIOS = [Scenario("Q=500, burst 100", 500, 100, seconds=30, tasks=64),
+                  Scenario("Q=500, burst 100, round trips of 2 ms", 500, 100, seconds=30,
+                           tasks=64, rtt=0.002)]
 TABLE = [*SCENARIOS, *(pytest.param(s, marks=pytest.mark.slow) for s in SLOW_SCENARIOS)]
 
 
@@ -262,6 +279,8 @@ async def client_task(limiter: Any, bucket: TokenBucket, arrivals: list[tuple[fl
         told = {"sent_at": sent_at} if dated else {}
         if admitted:
             limiter.on_success(**told)
+            if not dated:
+                limiter.on_round_trip(loop.time() - sent_at)
             attempt = 0
             continue
         limiter.on_rate_limited(**told)

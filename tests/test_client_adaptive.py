@@ -9,7 +9,7 @@ import pytest
 
 from tiktok_async import QuotaExceededError, TikTokClient
 from tiktok_async._retry import RetryPolicy
-from tiktok_async.emulator import Emulator, existing_handle
+from tiktok_async.emulator import Emulator, busiest_window, existing_handle
 
 Factory = Callable[..., Awaitable[Emulator]]
 
@@ -71,6 +71,27 @@ async def test_grows_while_answers_are_good(emulator: Emulator) -> None:
             pass
         assert client.rate is not None
         assert client.rate > 10
+
+
+async def test_a_quick_start_against_a_quota_next_door_stays_within_rate_plus_burst(
+        tiktok_emulator_factory: Factory) -> None:
+    """Answers in a millisecond or two: slow start doubles every few tens of milliseconds,
+    drains a bucket of 50/s and 10 deep within a fraction of a second, and its first 429
+    pauses the client, so no second at the server holds more than Q + B requests (and
+    fewer than 3% are 429s; each is retried, no handle lost)."""
+    emu = await tiktok_emulator_factory(upstream_latency_ms=0, upstream_jitter_ms=0,
+                                        rate=50, burst=10, missing_share=0)
+    handles = [f"near{n}.test" for n in range(150)]
+    async with client_for(emu, retry=RetryPolicy.testing(max_attempts=20)) as client:
+        done = [r async for r in client.fetch_users(handles)]
+        adaptive = client._limiter.adaptive  # type: ignore[union-attr]
+        assert adaptive is not None
+        assert adaptive.state.quick == 1  # the quick start ran, and its first 429 ended it
+    assert len(done) == len(handles)
+    assert {r.input for r in done if r.ok} == set(handles)
+    arrivals = emu.stats().times(status=None)
+    assert busiest_window(arrivals, 1.0) <= 50 + 10
+    assert emu.stats().count(status=429) <= 0.03 * len(arrivals)
 
 
 async def test_infinite_rate_means_no_client_side_limit(emulator: Emulator) -> None:

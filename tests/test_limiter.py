@@ -341,6 +341,37 @@ def test_default_pause_is_the_bucket_refill_time(
     assert run_virtual(scenario()) == pytest.approx(expected)
 
 
+def test_a_quick_start_s_first_429_holds_every_acquire_for_the_pause(run_virtual: Runner
+                                                                   ) -> None:
+    """Round trips of 2 ms: the adaptive slow start is quick, and its first 429 pauses the
+    client. No acquire returns during the pause, not even one waiting in the bucket when
+    it began (the cut's new bucket lets it through at once)."""
+
+    async def scenario() -> tuple[float, list[float]]:
+        loop = asyncio.get_running_loop()
+        limiter = RateLimiter(adaptive=AdaptiveRate(10.0))
+        times: list[float] = []
+
+        async def worker() -> None:
+            while loop.time() < 1.0:
+                await limiter.acquire()
+                times.append(loop.time())
+                await asyncio.sleep(0.002)
+                limiter.on_success(sent_at=times[-1])
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(8)]
+        await asyncio.sleep(0.4)
+        limiter.on_rate_limited(sent_at=loop.time() - 0.002)
+        await asyncio.gather(*workers)
+        return limiter.adaptive.state.paused_until, times  # type: ignore[union-attr]
+
+    paused_until, times = run_virtual(scenario())
+    assert paused_until == pytest.approx(0.4 + TUNING.quick_pause)
+    assert len([t for t in times if t < 0.4]) > 30  # quick: the half-second pace sends 5
+    assert not [t for t in times if 0.4 < t < paused_until]
+    assert [t for t in times if t >= paused_until]
+
+
 @pytest.mark.parametrize("rate", [0, -1, float("inf"), float("nan"), "10", True])
 def test_bad_rate_is_refused(rate: object) -> None:
     with pytest.raises(ValueError, match="rate"):

@@ -381,6 +381,9 @@ class TikTokClient:
             limiter.on_rate_limited()
         else:
             limiter.on_success()
+            hear = getattr(limiter, "on_round_trip", None)  # optional: see `Limiter`
+            if hear is not None:
+                hear(seconds)
 
     def _try_token(self) -> bool:
         """Take a rate token without a coroutine when our own limiter has one free now
@@ -645,9 +648,10 @@ _VIEW_LIFECYCLE = ("a view made by with_options() shares its client's lifecycle:
 #: The default ceiling of attempts in flight: covers a quota of 1,000 a second at 3 s.
 DEFAULT_MAX_CONCURRENCY = 4096
 
-# The adaptive mode starts here and doubles every half second until the first 429: low
-# enough that a quota of 5 a second is overshot only briefly, high enough that a quota in
-# the thousands is reached in under five seconds.
+# The adaptive mode starts here and doubles every half second until the first 429 (every
+# 35 round trips when they are short: `_adaptive`, rule 1): low enough that a quota of 5 a
+# second is overshot only briefly, high enough that a quota in the thousands is reached in
+# under five seconds.
 _ADAPTIVE_START = 10.0
 
 

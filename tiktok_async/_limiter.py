@@ -101,7 +101,9 @@ class Limiter(Protocol):
     between processes and hosts. The client calls `acquire()` before every attempt
     unless `free` is True, then `on_success()` for any answer but a 429,
     `on_rate_limited()` for a 429 `Too Many Requests`, and `on_throttled(wait)` when it
-    retries after a 429 (the retry's wait, so the limiter can hold everyone back).
+    retries after a 429 (the retry's wait, so the limiter can hold everyone back). A
+    limiter that also has a method `on_round_trip(seconds)` is told, after `on_success()`,
+    how long that answer took (`RedisLimiter`'s shared slow start paces itself by it).
     """
 
     #: True while `acquire()` has nothing to do: the client's hot path skips the call.
@@ -239,6 +241,8 @@ class RateLimiter:
             while bucket is not None:
                 await bucket.acquire()
                 if bucket is self._bucket:
+                    if self._resume_at:
+                        await self._wait_cooldown()
                     self._sent()
                     return
                 bucket = self._bucket  # swapped by set_rate() while this task waited
@@ -295,6 +299,8 @@ class RateLimiter:
         adaptive = self._adaptive
         if adaptive is None or (sent_at is not None and adaptive.sent_before_measuring(sent_at)):
             return
+        if sent_at is not None and adaptive.wants_round_trips:
+            adaptive.on_round_trip(asyncio.get_running_loop().time() - sent_at)
         self._unreported_ok += 1
         if self._unreported_ok + self._unreported_sent >= self._report_gate:
             self._report()
@@ -336,6 +342,9 @@ class RateLimiter:
         self._report_at = now + _REPORT_EVERY
         self._follow(adaptive.on_answers(now, ok, throttled, sent, empty_at=empty_at,
                                          sent_after=sent_after))
+        paused_until = adaptive.state.paused_until
+        if paused_until > now and paused_until > self._resume_at:
+            self._resume_at, self.free = paused_until, False
 
     def stop_adapting(self) -> None:
         """Keep the rate where it is from now on, whatever the answers."""

@@ -100,7 +100,8 @@ _REFRESH_BOUNDS = (0.02, 0.25)
 
 # ARGV: burst, fixed rate (0: adaptive), pause, ok, throttled, initial, max rate (0: none),
 # min rate, TTL ms, book (1) or report only (0), now ('': Redis's TIME; tests pass one),
-# requests sent (their slots came) since the last run.
+# requests sent (their slots came) since the last run, the shortest round trip heard since
+# (0: none).
 _SCRIPT = """
 local key = KEYS[1]
 local burst, fixed, pause = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -122,9 +123,11 @@ if fixed <= 0 then
   local fresh = FRESH
   for i, name in ipairs(FIELDS) do s[name] = tonumber(g[5 + i]) or fresh[name] end
   if g[6] == false then s = fresh; s.rate = clamp(initial) end
-  local sent = tonumber(ARGV[12])
+  local sent, rtt = tonumber(ARGV[12]), tonumber(ARGV[13])
+  if rtt > 0 then on_round_trip(s, rtt) end
   if ok + throttled + sent > 0 then on_answers(s, now, ok, throttled, sent) end
   rate = s.rate
+  if s.paused_until - now > pause then pause = s.paused_until - now end
 end
 local at, av, ar = tonumber(g[2]) or now, tonumber(g[3]) or 0, tonumber(g[4]) or rate
 if ar ~= rate then av = av + (now - at) * ar; at = now; ar = rate end
@@ -271,6 +274,7 @@ class RedisLimiter:
         self._script = self._redis.register_script(_script())
         self._pause = 0.0  # a 429 cool-down to publish with the next acquire
         self._ok = self._throttled = self._sent = 0  # not reported yet (adaptive mode)
+        self._round_trip = 0.0  # the shortest heard since the last report; 0: none
         self._slots = Slots()
         self._keeper: _Keeper | None = None
         #: Always False: every acquire books its slot in Redis.
@@ -324,12 +328,14 @@ class RedisLimiter:
         the slot's token (or the token due now)."""
         pause, counts = self._pause, (self._ok, self._throttled, self._sent)
         self._pause, self._ok, self._throttled, self._sent = 0.0, 0, 0, 0
+        round_trip, self._round_trip = self._round_trip, 0.0
         now = None if self._clock is None else self._clock()
-        args = self._args(pause, counts, book, now)
+        args = self._args(pause, counts, book, now, round_trip)
         try:
             reply = await self._script(keys=[self._key], args=args)
         except BaseException:
             self._pause = max(self._pause, pause)
+            self.on_round_trip(round_trip)
             ok, throttled, sent = counts
             self._ok, self._throttled = self._ok + ok, self._throttled + throttled
             self._sent += sent
@@ -340,19 +346,25 @@ class RedisLimiter:
         return due
 
     def _args(self, pause: float, counts: tuple[int, int, int], book: bool,
-              now: float | None) -> list[Any]:
+              now: float | None, round_trip: float) -> list[Any]:
         initial, max_rate, min_rate = self._limits
         fixed = self._fixed or 0.0
         ok, throttled, sent = counts
         return [self._burst, repr(fixed), repr(pause), ok, throttled, repr(initial),
                 repr(max_rate), repr(min_rate), _IDLE_TTL_MS, int(book),
-                "" if now is None else repr(now), sent]
+                "" if now is None else repr(now), sent, repr(round_trip)]
 
     def on_success(self) -> None:
         """An answer that was not a 429: counted for the shared adaptive rate."""
         if self._fixed is None:
             self._ok += 1
             self._keeper_now().soon(_REPORT_AFTER)
+
+    def on_round_trip(self, seconds: float) -> None:
+        """An answer came `seconds` after its request went out: the shortest since the last
+        report goes with it (the shared slow start's pace follows the first ones)."""
+        if self._fixed is None and seconds > 0:
+            self._round_trip = min(self._round_trip or seconds, seconds)
 
     def on_rate_limited(self) -> None:
         """A 429 `Too Many Requests`: the shared adaptive rate hears of it at once."""

@@ -1,7 +1,8 @@
 """The rate a key ran at lately, remembered from one run of the command line to the next.
 
 The adaptive rate starts at 10/s and doubles every half second until the first 429: about
-five seconds to reach a few thousand requests a second, longer than a short job takes. So
+five seconds to reach a few thousand requests a second, longer than a short job takes
+(when answers come back within 7 ms it doubles every 35 round trips instead). So
 a run of `users` or `videos` with the adaptive rate writes down the rate it reached, and
 the next run with the same key and base URL starts there (`TikTokClient(initial_rate=)`),
 as a TCP stack keeps what it learnt of a route for its next connection. From there slow
