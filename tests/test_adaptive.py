@@ -103,6 +103,16 @@ def test_the_pace_is_35_round_trips_within_20_ms_and_a_quarter_second(
     assert answer_steadily(control, 0.0, doubling, 2000) == pytest.approx(20, rel=0.01)
 
 
+def test_a_quick_start_never_runs_far_ahead_of_the_requests_sent() -> None:
+    """Doubling every 20 ms, the rate would pass millions a second in half a second; it
+    is judged against the requests sent every 3 doublings (60 ms), not every half second,
+    and stays within 4x of them (a caller, or a server, that sends 1,000 a second)."""
+    control = AdaptiveRate(10)
+    control.on_sent(0.0)
+    control.on_round_trip(0.0002)
+    assert answer_steadily(control, 0.0, 2.0, 1000) <= 4.1 * 1000  # one send more a tally
+
+
 def quick_start_dry_at(at: float) -> AdaptiveRate:
     """A quick slow start (2 ms round trips) whose bucket runs dry at `at`: the first 429."""
     control = AdaptiveRate(10)

@@ -37,13 +37,16 @@ we send. The rules (the constants are `Tuning`'s):
    `quick_pause` s (0.25) and cuts the rate to `exit_cut` x the requests let through a
    second so far (or `initial`, if more): under Q for any B up to 3Q. Answers in the
    pause are left out, and slow start goes on at the usual pace, its next first 429
-   the usual exit. Against a server with no limit (the command line's first run on
-   cached users) it reaches 8,000/s in about 0.3 s instead of 5; against a quota it
-   costs a few tenths of a second. Longer round trips keep the half second: at 20 ms
-   (the scenario table), 35 round trips is more than half a second anyway, and doubling
-   faster there broke the table's rows (docs/benchmarks.md). `RedisLimiter` tells the
-   shared rate the shortest round trip of each report; its script holds every worker
-   through the pause.
+   the usual exit. The requests sent are tallied every `quick_tally` (3) doublings
+   instead of every `tally` s, so the rate runs no further ahead of them than
+   `use_headroom` allows (in the first half second it would otherwise reach millions a
+   second, a bucket that deep a burst in waiting). Against a server with no limit (the
+   command line's first run on cached users) it reaches 8,000/s in about 0.3 s instead
+   of 5; against a quota it costs a few tenths of a second. Longer round trips keep the
+   half second: at 20 ms (the scenario table), 35 round trips is more than half a second
+   anyway, and doubling faster there broke the table's rows (docs/benchmarks.md).
+   `RedisLimiter` tells the shared rate the shortest round trip of each report; its
+   script holds every worker through the pause.
 2. **Episode.** The first 429 of an overshoot opens an episode; the bucket is empty at
    that moment. The rate is cut once; 429s in the next `settle` s (0.2: answers to
    requests sent before the cut) change nothing, and the measuring starts after them
@@ -133,6 +136,7 @@ class Tuning:
     quick_limit: float = 0.25
     rtt_samples: int = 8
     quick_pause: float = 0.25
+    quick_tally: float = 3.0
     exit_cut: float = 0.25
     beta: float = 0.85
     trust: float = 0.7
@@ -274,7 +278,7 @@ class AdaptiveRate:
             s.started, s.last, s.tally_since, s.tally_rate, s.born = 1, now, now, s.rate, now
         if now < s.paused_until:
             return s.rate  # answers to the quick start's last requests: already acted on
-        if throttled and not s.emptied and self._doubling() < self._t.double_every:
+        if throttled and self._quick_now():
             self._end_quick_start(now, sent - throttled)
             return s.rate
         window_end: tuple[float, int] | None = None
@@ -315,6 +319,10 @@ class AdaptiveRate:
         if s.quick or not s.base_rtt or quick > t.quick_limit:
             return t.double_every
         return max(t.fastest_doubling, quick)
+
+    def _quick_now(self) -> bool:
+        """True during a quick slow start (rule 1)."""
+        return not self.state.emptied and self._doubling() < self._t.double_every
 
     def _end_quick_start(self, now: float, admitted: int) -> None:
         """The first 429 of a quick slow start: the bucket ran dry within a second, so
@@ -434,7 +442,8 @@ class AdaptiveRate:
         """False while answers come at under `use_floor` of the rate (the caller sends
         less): raising a rate nobody uses would only make a burst later."""
         s, t = self.state, self._t
-        if now - s.tally_since >= t.tally:
+        tally = t.quick_tally * self._doubling() if self._quick_now() else t.tally
+        if now - s.tally_since >= min(t.tally, tally):
             expected = s.tally_rate * (now - s.tally_since)
             s.in_use = 1 if s.sent >= t.use_floor * expected else 0
             s.used_rate, s.used_known = s.sent / (now - s.tally_since), 1
@@ -492,6 +501,9 @@ local function on_round_trip(s, seconds)
     s.rtt_seen = s.rtt_seen + 1
   end
 end
+local function quick_now(s)
+  return s.emptied == 0 and doubling(s) < T.double_every
+end
 local function end_quick_start(s, now, admitted)
   local let_through = math.max(0, s.admitted + admitted) / math.max(now - s.born, 1.0)
   s.quick = 1
@@ -532,7 +544,9 @@ local function review(s, now)
   if s.measured == 0 then s.ceiling = T.regrow * s.cut_from else s.ceiling = 0 end
 end
 local function in_use(s, now)
-  if now - s.tally_since >= T.tally then
+  local tally = T.tally
+  if quick_now(s) then tally = math.min(T.tally, T.quick_tally * doubling(s)) end
+  if now - s.tally_since >= tally then
     local expected = s.tally_rate * (now - s.tally_since)
     if s.sent >= T.use_floor * expected then s.in_use = 1 else s.in_use = 0 end
     s.used_rate = s.sent / (now - s.tally_since); s.used_known = 1
@@ -568,7 +582,7 @@ local function on_answers(s, now, ok, throttled, sent)
     s.started = 1; s.last = now; s.tally_since = now; s.tally_rate = s.rate; s.born = now
   end
   if now < s.paused_until then return end
-  if throttled > 0 and s.emptied == 0 and doubling(s) < T.double_every then
+  if throttled > 0 and quick_now(s) then
     end_quick_start(s, now, sent - throttled)
     return
   end
