@@ -337,6 +337,29 @@ async def test_two_clients_on_one_redis_limiter_keep_the_servers_limit(
     assert stats.max_in_window(1.0, status=None) <= 40 + 5 + 1
 
 
+async def test_the_client_tells_a_shared_adaptive_rate_its_round_trips(
+    redis_server: RedisServer,
+) -> None:
+    """Over HTTP: the client hands each answer's round trip to a limiter that takes them
+    (`on_round_trip`); `RedisLimiter` sends the shortest of each report, and the shared
+    state keeps the shortest of the first ones (the quick start's pace, rule 1)."""
+    async with Emulator(upstream_latency_ms=0, missing_share=0) as emulator:
+        limiter = RedisLimiter(redis_server.url, emulator.api_key)
+        try:
+            async with TikTokClient(emulator.api_key, emulator.base_url,
+                                    limiter=limiter) as client:
+                for n in range(5):
+                    await client.get_user(f"trip{n}.test")
+                    await limiter.report()
+            redis = aioredis.from_url(redis_server.url, decode_responses=True)
+            state = await redis.hgetall(bucket_key(emulator.api_key))
+            await redis.aclose()
+        finally:
+            await limiter.aclose()
+    assert 1 <= float(state["rtt_seen"]) <= 5
+    assert 0 < float(state["base_rtt"]) < 1.0
+
+
 async def lost_cancels(call: Callable[[], Awaitable[object]], turns: int = 12) -> list[int]:
     """Cancel a task running `call()` after 0, 1, ... turns of the loop: the turns after
     which the task went on past `call()` as if no cancel had come."""
