@@ -7,9 +7,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from tiktok_async import QuotaExceededError, TikTokClient
+from tiktok_async import NotFoundError, QuotaExceededError, TikTokClient
 from tiktok_async._retry import RetryPolicy
-from tiktok_async.emulator import Emulator, busiest_window, existing_handle
+from tiktok_async.emulator import Emulator, busiest_window, existing_handle, missing_handle
 
 Factory = Callable[..., Awaitable[Emulator]]
 
@@ -92,6 +92,24 @@ async def test_a_quick_start_against_a_quota_next_door_stays_within_rate_plus_bu
     arrivals = emu.stats().times(status=None)
     assert busiest_window(arrivals, 1.0) <= 50 + 10
     assert emu.stats().count(status=429) <= 0.03 * len(arrivals)
+
+
+async def test_a_404_answered_at_once_does_not_set_the_pace(
+        tiktok_emulator_factory: Factory) -> None:
+    """The service answers a handle that does not exist at once and fetches one it has
+    not seen for 300 ms: only the 200s' round trips set slow start's pace, so it stays
+    at the half second (a quick start here sent bursts into a bucket another run had
+    emptied: 4-17 429s in the demo's second run)."""
+    emu = await tiktok_emulator_factory(upstream_latency_ms=300, upstream_jitter_ms=0)
+    async with client_for(emu, concurrency=4) as client:
+        for n in range(3):
+            with pytest.raises(NotFoundError):
+                await client.get_user(missing_handle(n))
+        await client.get_user(existing_handle(0))
+        adaptive = client._limiter.adaptive  # type: ignore[union-attr]
+        assert adaptive is not None
+        assert adaptive.state.rtt_seen == 1
+        assert adaptive.state.base_rtt >= 0.3
 
 
 async def test_infinite_rate_means_no_client_side_limit(emulator: Emulator) -> None:

@@ -26,7 +26,11 @@ we send. The rules (the constants are `Tuning`'s):
    x `exit_cut` (0.25).
    **Quick start**: when answers come back fast, it doubles every `rtt_doubling` (35)
    round trips instead, the shortest of the first `rtt_samples` (8) told
-   (`on_round_trip`), but no faster than every `fastest_doubling` s (0.02), and only
+   (`on_round_trip`: the client tells those of 200s only; the service answers a handle
+   that does not exist, or a fault, at once while a fetch takes seconds, and a quick
+   start on those sent bursts of its first requests into a bucket another run had just
+   emptied: 4-17 429s in the demo's second run, none before), but no faster than every
+   `fastest_doubling` s (0.02), and only
    when that comes to at most `quick_limit` s (0.25: round trips of 7 ms or less; a
    server next door, or this machine). What it costs is the requests sent between the
    moment the bucket runs dry and the first 429 coming back: the rate then times a

@@ -376,13 +376,13 @@ class TikTokClient:
             if throttled:
                 limiter.on_rate_limited(sent_at=sent_at, sent_after=sent_after)
             else:
-                limiter.on_success(sent_at=sent_at)
+                limiter.on_success(sent_at=sent_at, round_trip=status == 200)
         elif throttled:
             limiter.on_rate_limited()
         else:
             limiter.on_success()
             hear = getattr(limiter, "on_round_trip", None)  # optional: see `Limiter`
-            if hear is not None:
+            if hear is not None and status == 200:
                 hear(seconds)
 
     def _try_token(self) -> bool:

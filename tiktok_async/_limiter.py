@@ -102,8 +102,9 @@ class Limiter(Protocol):
     unless `free` is True, then `on_success()` for any answer but a 429,
     `on_rate_limited()` for a 429 `Too Many Requests`, and `on_throttled(wait)` when it
     retries after a 429 (the retry's wait, so the limiter can hold everyone back). A
-    limiter that also has a method `on_round_trip(seconds)` is told, after `on_success()`,
-    how long that answer took (`RedisLimiter`'s shared slow start paces itself by it).
+    limiter that also has a method `on_round_trip(seconds)` is told, after `on_success()`
+    for a 200, how long that answer took (`RedisLimiter`'s shared slow start paces itself
+    by it; a 404 or a fault answered at once says nothing of how long a fetch takes).
     """
 
     #: True while `acquire()` has nothing to do: the client's hot path skips the call.
@@ -293,13 +294,15 @@ class RateLimiter:
             self._resume_at = max(self._resume_at, resume_at)
             self.free = False
 
-    def on_success(self, sent_at: float | None = None) -> None:
+    def on_success(self, sent_at: float | None = None, round_trip: bool = True) -> None:
         """An attempt got an answer that was not a 429: the adaptive rate may grow.
-        `sent_at`: when the attempt went out (the loop's clock), as for `on_rate_limited`."""
+        `sent_at`: when the attempt went out (the loop's clock), as for `on_rate_limited`.
+        `round_trip`: False when the answer's time says nothing of how fast the server
+        does its work (a 404 or a fault answered at once, while a fetch takes seconds)."""
         adaptive = self._adaptive
         if adaptive is None or (sent_at is not None and adaptive.sent_before_measuring(sent_at)):
             return
-        if sent_at is not None and adaptive.wants_round_trips:
+        if round_trip and sent_at is not None and adaptive.wants_round_trips:
             adaptive.on_round_trip(asyncio.get_running_loop().time() - sent_at)
         self._unreported_ok += 1
         if self._unreported_ok + self._unreported_sent >= self._report_gate:
