@@ -251,6 +251,13 @@ class AdaptiveRate:
         """True while `on_round_trip` is still listened to (the first answers)."""
         return self.state.rtt_seen < self._t.rtt_samples
 
+    @property
+    def wants_send_times(self) -> bool:
+        """True while an answer's send time matters: its round trip is still listened to,
+        or `sent_before_measuring` may leave it out (after slow start's first 429)."""
+        s = self.state
+        return bool(s.emptied or s.quick) or s.rtt_seen < self._t.rtt_samples
+
     def on_round_trip(self, seconds: float) -> None:
         """An answer came `seconds` after its request went out: the shortest of the first
         `rtt_samples` sets how fast slow start may double (rule 1)."""

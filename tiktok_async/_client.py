@@ -371,12 +371,12 @@ class TikTokClient:
         last cut say nothing of the rate after it, and a 429 read late (the loop stalled)
         says the bucket was empty when it went out, not when it was read."""
         throttled = status == 429
-        if isinstance(limiter, RateLimiter) and limiter.adaptive is not None:
-            sent_at = asyncio.get_running_loop().time() - seconds
-            if throttled:
+        if isinstance(limiter, RateLimiter):
+            if not throttled:
+                limiter.answered(seconds, round_trip=status == 200)
+            elif limiter.adaptive is not None:
+                sent_at = asyncio.get_running_loop().time() - seconds
                 limiter.on_rate_limited(sent_at=sent_at, sent_after=sent_after)
-            else:
-                limiter.on_success(sent_at=sent_at, round_trip=status == 200)
         elif throttled:
             limiter.on_rate_limited()
         else:

@@ -146,7 +146,7 @@ class RateLimiter:
 
     __slots__ = (
         "_adaptive", "_base_burst", "_bucket", "_burst", "_busy", "_clock", "_credit", "_line",
-        "_rate", "_report_at", "_report_gate", "_resume_at", "_unreported_ok",
+        "_rate", "_report_at", "_report_gate", "_resume_at", "_timed", "_unreported_ok",
         "_unreported_sent", "free",
     )
 
@@ -174,6 +174,8 @@ class RateLimiter:
         self._report_at = -math.inf  # the controller is told again from this loop time on
         self._report_gate = _report_gate(self._rate)  # events counted before a clock read
         self._clock: Callable[[], float] | None = None  # the running loop's `time`
+        # Whether the controller wants a good answer's send time (see `answered`).
+        self._timed = adaptive is not None and adaptive.wants_send_times
         #: True while `acquire()` would return at once with nothing to do (no rate, no
         #: cool-down): the hot path reads it to skip the call.
         self.free = self._bucket is None
@@ -303,10 +305,30 @@ class RateLimiter:
         if adaptive is None or (sent_at is not None and adaptive.sent_before_measuring(sent_at)):
             return
         if round_trip and sent_at is not None and adaptive.wants_round_trips:
-            adaptive.on_round_trip(asyncio.get_running_loop().time() - sent_at)
+            adaptive.on_round_trip(self._now() - sent_at)
+            self._timed = adaptive.wants_send_times
         self._unreported_ok += 1
         if self._unreported_ok + self._unreported_sent >= self._report_gate:
             self._report()
+
+    def answered(self, seconds: float, round_trip: bool = True) -> None:
+        """`on_success` for an answer that came `seconds` after its attempt went out (the
+        client's call): the send time is worked out only while the controller wants it
+        (its first round trips, and after slow start), not on every answer."""
+        if self._adaptive is None:
+            return
+        if self._timed:
+            self.on_success(self._now() - seconds, round_trip)
+            return
+        self._unreported_ok += 1
+        if self._unreported_ok + self._unreported_sent >= self._report_gate:
+            self._report()
+
+    def _now(self) -> float:
+        clock = self._clock
+        if clock is None:
+            clock = self._clock = asyncio.get_running_loop().time
+        return clock()
 
     def _sent(self) -> None:
         if self._adaptive is not None:
@@ -334,10 +356,7 @@ class RateLimiter:
         over tenths of a second (the shared limiter reports every 20 ms), and a report
         per request cost about 2 us of a bulk run's CPU per input."""
         adaptive = self._adaptive
-        clock = self._clock
-        if clock is None:
-            clock = self._clock = asyncio.get_running_loop().time
-        now = clock()
+        now = self._now()
         if adaptive is None or (not throttled and now < self._report_at):
             return
         ok, sent = self._unreported_ok, self._unreported_sent
@@ -345,6 +364,7 @@ class RateLimiter:
         self._report_at = now + _REPORT_EVERY
         self._follow(adaptive.on_answers(now, ok, throttled, sent, empty_at=empty_at,
                                          sent_after=sent_after))
+        self._timed = adaptive.wants_send_times
         paused_until = adaptive.state.paused_until
         if paused_until > now and paused_until > self._resume_at:
             self._resume_at, self.free = paused_until, False
@@ -357,6 +377,7 @@ class RateLimiter:
     def start_adapting(self, adaptive: AdaptiveRate) -> None:
         """Let `adaptive` set the rate from now on, starting at its rate."""
         self._adaptive = adaptive
+        self._timed = adaptive.wants_send_times
         self._unreported_ok = self._unreported_sent = 0  # counted for another controller
         self._follow(adaptive.rate)
 
