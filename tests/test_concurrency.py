@@ -105,6 +105,24 @@ def test_a_few_5xx_at_random_never_cut_and_a_server_failing_most_does() -> None:
     assert flow.limit == int(limit * OVERLOAD_CUT)
 
 
+def test_the_share_of_failing_answers_forgets_an_old_5xx_entirely() -> None:
+    """It decays by 1/32 a good answer; left alone it would spend some 20,000 answers
+    among floats so small that each step is slow, before it reached 0. It stops at 0 once
+    negligible, and a server failing most answers is still cut at once after it."""
+    flow = AdaptiveConcurrency(4096)
+    now = run_ticks(flow, 3)
+    flow.on_answer(now, 0.01, 503)
+    for _ in range(1000):
+        now += 0.001
+        flow.on_answer(now, 0.01, 200)
+    assert flow._failing == 0.0
+    limit = flow.limit
+    for _ in range(8):
+        now += 0.001
+        flow.on_answer(now, 0.01, 503)
+    assert flow.limit == int(limit * OVERLOAD_CUT)
+
+
 def test_a_429_cuts_even_among_good_answers() -> None:
     flow = AdaptiveConcurrency(4096)
     now = answers(flow, run_ticks(flow, 3), 100, 0.01)

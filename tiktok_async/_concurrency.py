@@ -110,6 +110,8 @@ PROBE_DROP = 0.9
 OVERLOAD_CUT = 0.9
 OVERLOAD_EVERY = 1.0
 OVERLOAD_SHARE = 0.2
+# A share of failing answers this small counts as none.
+NEGLIGIBLE = 1e-9
 LITTLE_HEADROOM = 2.0
 PLATEAU_GAIN = 1.1
 PLATEAU_HOLD = 2.0
@@ -169,19 +171,23 @@ class AdaptiveConcurrency:
             if self._failing >= OVERLOAD_SHARE:
                 self._overloaded(now)
             return
-        self._failing -= self._failing / SHORT
+        failing = self._failing
+        if failing:  # decays towards 0; snapped there (floats that small are slow)
+            self._failing = failing - failing / SHORT if failing > NEGLIGIBLE else 0.0
         if status == 429:
             self._overloaded(now)
             return
-        self._answers += 1
-        if self._answers == 1:
+        answers = self._answers = self._answers + 1
+        if answers == 1:
             self._short = self._long = seconds
             return
-        self._short += (seconds - self._short) / SHORT
-        self._long += (seconds - self._long) / min(self._answers, LONG)
-        if self._answers >= WARM_UP:
-            self._base = min(self._base, self._long)
-            self._check_queueing(now)
+        short = self._short = self._short + (seconds - self._short) / SHORT
+        long = self._long = self._long + (seconds - self._long) / min(answers, LONG)
+        if answers >= WARM_UP:
+            if long < self._base:
+                self._base = long
+            if self._probe is not None or short > QUEUE_FACTOR * self._base:
+                self._check_queueing(now)  # a cut to judge, or one to make
 
     def workers(self, backing_off: int) -> int:
         """Workers a bulk run may have now while `backing_off` of them wait before a
