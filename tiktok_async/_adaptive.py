@@ -256,13 +256,13 @@ class AdaptiveRate:
         """True while an answer's send time matters: its round trip is still listened to,
         or `sent_before_measuring` may leave it out (after slow start's first 429)."""
         s = self.state
-        return bool(s.emptied or s.quick) or s.rtt_seen < self._t.rtt_samples
+        return bool(s.emptied or s.quick) or self.wants_round_trips
 
     def on_round_trip(self, seconds: float) -> None:
         """An answer came `seconds` after its request went out: the shortest of the first
         `rtt_samples` sets how fast slow start may double (rule 1)."""
         s = self.state
-        if s.rtt_seen < self._t.rtt_samples and seconds > 0:
+        if self.wants_round_trips and seconds > 0:
             s.base_rtt = min(s.base_rtt or seconds, seconds)
             s.rtt_seen += 1
 

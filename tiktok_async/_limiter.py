@@ -292,9 +292,13 @@ class RateLimiter:
         if pause is None:
             pause = _DEFAULT_PAUSE if self._rate is None else self._burst / self._rate
         if pause > 0:
-            resume_at = asyncio.get_running_loop().time() + pause
-            self._resume_at = max(self._resume_at, resume_at)
-            self.free = False
+            self._hold_until(asyncio.get_running_loop().time() + pause)
+
+    def _hold_until(self, resume_at: float) -> None:
+        """Hold every acquire until `resume_at` (loop time): a running cool-down is
+        extended, never shortened."""
+        if resume_at > self._resume_at:
+            self._resume_at, self.free = resume_at, False
 
     def on_success(self, sent_at: float | None = None, round_trip: bool = True) -> None:
         """An attempt got an answer that was not a 429: the adaptive rate may grow.
@@ -365,9 +369,8 @@ class RateLimiter:
         self._follow(adaptive.on_answers(now, ok, throttled, sent, empty_at=empty_at,
                                          sent_after=sent_after))
         self._timed = adaptive.wants_send_times
-        paused_until = adaptive.state.paused_until
-        if paused_until > now and paused_until > self._resume_at:
-            self._resume_at, self.free = paused_until, False
+        if adaptive.state.paused_until > now:  # a quick start's first 429 (`_adaptive`)
+            self._hold_until(adaptive.state.paused_until)
 
     def stop_adapting(self) -> None:
         """Keep the rate where it is from now on, whatever the answers."""
