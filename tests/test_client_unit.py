@@ -349,6 +349,28 @@ def test_a_client_used_from_another_event_loop_says_so() -> None:
         home.close()
 
 
+def test_a_client_used_in_a_later_loop_of_the_same_thread_says_so() -> None:
+    """Opened in one loop and used in the next one run in the same thread: the loop it was
+    opened in is not running. The check no longer asks for the running loop (a system
+    call a request on Python 3.11); it must still see this."""
+    home = asyncio.new_event_loop()
+    client = TikTokClient(KEY, BASE)
+    try:
+        home.run_until_complete(client.open())
+
+        async def later() -> None:
+            with pytest.raises(ClientStateError, match="another event loop"):
+                await client.get_user("someone")
+            with pytest.raises(ClientStateError, match="another event loop"):
+                await _drain(client, ["someone"])
+
+        asyncio.run(later())
+        home.run_until_complete(client.aclose())
+        assert client.is_closed
+    finally:
+        home.close()
+
+
 async def _drain(client: TikTokClient, handles: list[str]) -> None:
     async for _ in client.fetch_users(handles):
         pass

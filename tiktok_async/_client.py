@@ -26,6 +26,7 @@ import asyncio
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from dataclasses import dataclass, replace
@@ -181,6 +182,7 @@ class TikTokClient:
         self._stats = StatsRecorder()
         self._state = _UNOPENED
         self._loop: asyncio.AbstractEventLoop | None = None  # where it was opened
+        self._thread = 0  # the thread that opened it (its loop runs there)
         self._limiter: Limiter | None = None
         self._slots: ConcurrencyGate | None = None
 
@@ -203,6 +205,7 @@ class TikTokClient:
         self._slots = ConcurrencyGate(self._concurrency)
         self._transport.open()
         self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
         self._state = _OPEN
 
     async def __aexit__(
@@ -291,8 +294,8 @@ class TikTokClient:
         Raises a `TikTokError` with `.attempts` set. `path` is relative to the base URL and
         already percent-encoded (`user_path`, `video_path`).
         """
-        loop = asyncio.get_running_loop()
-        if self._state != _OPEN or loop is not self._loop:
+        loop = self._loop
+        if self._state != _OPEN or loop is None or not self._in_own_loop(loop):
             raise self._state_error()
         started = loop.time()
         try:  # the first attempt directly, as `Retrier.call` would: one coroutine fewer
@@ -301,6 +304,13 @@ class TikTokClient:
             first = exc
         return await self._retrier.after_first(partial(self._attempt, path, decode), first,
                                                started, path)
+
+    def _in_own_loop(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether `loop` (the client's) is the running loop, without asking for the running
+        loop: on Python 3.11 each ask is a system call (getpid), and the bulk path paid four
+        a request. A thread runs one loop at a time: in the thread that opened the client,
+        with its loop running, the running loop is the client's."""
+        return threading.get_ident() == self._thread and loop.is_running()
 
     async def _attempt(self, path: str, decode: Callable[[bytes], T]) -> T:
         limiter, slots, stats, hooks = self._limiter, self._slots, self._stats, self._hooks
@@ -312,10 +322,11 @@ class TikTokClient:
         if run is not None and run.gate is not None:  # the run's own cap, taken first
             gate = run.gate
             if not gate.try_enter():
-                await run.wait(gate.enter())
+                await run.wait(gate.enter(self._loop))
         try:
             if not slots.try_enter():
-                await (slots.enter() if run is None else run.wait(slots.enter()))
+                entered = slots.enter(self._loop)
+                await (entered if run is None else run.wait(entered))
         except BaseException:
             if gate is not None:
                 gate.leave()

@@ -464,11 +464,12 @@ class ConcurrencyGate:
             return True
         return False
 
-    async def enter(self) -> None:
-        """Wait for a slot (FIFO). Cancelled while waiting: no slot is kept."""
+    async def enter(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Wait for a slot (FIFO). Cancelled while waiting: no slot is kept. `loop`: the
+        running loop, when the caller has it (on Python 3.11 asking is a system call)."""
         if self.try_enter():
             return
-        waiter = asyncio.get_running_loop().create_future()
+        waiter = (loop or asyncio.get_running_loop()).create_future()
         self._waiters.append(waiter)
         try:
             await waiter

@@ -157,6 +157,9 @@ class _Pool(Generic[T, R]):
         self.limit: Limit | None = None
         self._busy = 0  # workers holding an item (a dynamic limit grows only when all do)
         self._ticker: asyncio.TimerHandle | None = None  # `_tick`'s timer
+        # The run's loop, kept from the start: on Python 3.11 asking for the running loop
+        # (`get_running_loop`, `current_task`) is a system call, and the waits ask often.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- the consumer -------------------------------------------------------------
 
@@ -195,7 +198,7 @@ class _Pool(Generic[T, R]):
         return pair
 
     async def _wait_for_result(self) -> None:
-        self._consumer = asyncio.get_running_loop().create_future()
+        self._consumer = self._running_loop().create_future()
         try:
             await self._consumer
         finally:
@@ -205,7 +208,11 @@ class _Pool(Generic[T, R]):
         """Every `LIMIT_TICK` s while a dynamic limit runs: wake the consumer, so that it
         asks the limit again even while no result comes (one timer a run, not a wait)."""
         self._wake_consumer()
-        self._ticker = asyncio.get_running_loop().call_later(LIMIT_TICK, self._tick)
+        self._ticker = self._running_loop().call_later(LIMIT_TICK, self._tick)
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        return asyncio.get_running_loop() if loop is None else loop
 
     def _wake_consumer(self) -> None:
         fut = self._consumer
@@ -215,6 +222,7 @@ class _Pool(Generic[T, R]):
     # -- workers --------------------------------------------------------------------
 
     def _start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         if isinstance(self._items, AsyncIterable):
             self._async_it = aiter(self._items)
             self._pull_lock = asyncio.Lock()
@@ -222,12 +230,12 @@ class _Pool(Generic[T, R]):
             self._sync_it = iter(self._items)
         start = self._concurrency if self.limit is None else self._limit_now()
         if self.limit is not None:
-            self._ticker = asyncio.get_running_loop().call_later(LIMIT_TICK, self._tick)
+            self._ticker = self._loop.call_later(LIMIT_TICK, self._tick)
         for _ in range(start):
             self._spawn()
 
     def _spawn(self) -> None:
-        task = asyncio.get_running_loop().create_task(self._run_worker())
+        task = self._running_loop().create_task(self._run_worker())
         self._alive += 1
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -360,7 +368,7 @@ class _Pool(Generic[T, R]):
     # -- backpressure ---------------------------------------------------------------
 
     async def _wait_for_space(self) -> None:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[None] = self._running_loop().create_future()
         self._space.append(fut)
         await fut
 
@@ -383,7 +391,7 @@ class _Pool(Generic[T, R]):
 
     def _cancel_workers(self) -> None:
         self._stopping = True
-        current = asyncio.current_task()
+        current = asyncio.current_task(self._running_loop())
         for task in list(self._tasks):
             if task is not current:
                 task.cancel()

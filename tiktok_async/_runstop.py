@@ -115,8 +115,8 @@ class CutShort:
 class RunStop:
     """The first error that stopped a run (None while it runs)."""
 
-    __slots__ = ("_failures", "_first_failure", "_sleepers", "_waiting", "backing_off", "error",
-                 "gate")
+    __slots__ = ("_failures", "_first_failure", "_loop", "_sleepers", "_waiting", "backing_off",
+                 "error", "gate")
 
     def __init__(self) -> None:
         self.error: TikTokError | None = None
@@ -129,11 +129,15 @@ class RunStop:
         self._first_failure = 0.0
         self._failures = 0
         self._waiting = CutShort()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the run's, once it waits
 
     async def wait(self, awaitable: Awaitable[T]) -> T:
         """Await `awaitable` (a slot, a rate token): cut short with `NotSentError` when the
         run stops meanwhile (the task waiting is cancelled, and that cancel is consumed)."""
-        task = asyncio.current_task()
+        loop = self._loop
+        if loop is None:  # asked once a run: on Python 3.11 each ask is a system call
+            loop = self._loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         self._waiting.enter(task)
         try:
             return await awaitable

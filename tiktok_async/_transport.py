@@ -163,6 +163,7 @@ class Transport:
         "_api_key",
         "_auth",
         "_base",
+        "_loop",
         "_owned",
         "_pool_size",
         "_proxy",
@@ -216,6 +217,7 @@ class Transport:
         # close drops a connection's body reader without waking it), and one timer for
         # them all ends those that outlast their timeout (`_sweep_due`).
         self._requests = CutShort()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it was opened in
         self._sweep: asyncio.TimerHandle | None = None
         self._sweep_at = math.inf
         # Our headers go with every request when a session is lent (it does not carry
@@ -226,6 +228,7 @@ class Transport:
 
     def open(self) -> None:
         """Make the session (inside the running loop), unless one was lent."""
+        self._loop = asyncio.get_running_loop()
         if self._session is None:
             connector = aiohttp.TCPConnector(
                 limit=self._pool_size, keepalive_timeout=_KEEPALIVE_SECONDS, ssl=self._ssl
@@ -300,7 +303,9 @@ class Transport:
         timer waits for the earliest deadline of all, set on a grid of `timing.grid`
         seconds (as aiohttp rounds a timeout of 5 s or more up to a whole second), so a
         request ends between `timing.total` and `timing.total + timing.grid` seconds."""
-        task = asyncio.current_task()
+        # The loop given: without it Python 3.11's `current_task` asks for the running
+        # loop, and that makes a system call (getpid) a request.
+        task = asyncio.current_task(self._loop)
         if task is None:
             return None
         loop = task.get_loop()
