@@ -39,7 +39,7 @@ from yarl import URL
 
 from ._adaptive import AdaptiveRate
 from ._bulk import Result, fetch_users, fetch_videos
-from ._concurrency import AdaptiveConcurrency, workers
+from ._concurrency import TICK, AdaptiveConcurrency, workers
 from ._exceptions import ClientStateError, RateLimitedError, TikTokError
 from ._inputs import make_video_ref, parse_handle, parse_video, user_path, video_path
 from ._limiter import ConcurrencyGate, Limiter, RateLimiter
@@ -184,6 +184,7 @@ class TikTokClient:
         self._loop: asyncio.AbstractEventLoop | None = None  # where it was opened
         self._thread = 0  # the thread that opened it (its loop runs there)
         self._limiter: Limiter | None = None
+        self._own_limiter: RateLimiter | None = None  # `_limiter` when it is ours
         self._slots: ConcurrencyGate | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -199,6 +200,8 @@ class TikTokClient:
         if self._state != _UNOPENED:
             raise ClientStateError(f"cannot open a client that is {self._state}: make a new one")
         self._limiter = self._external or self._new_limiter()
+        if isinstance(self._limiter, RateLimiter):
+            self._own_limiter = self._limiter
         self._concurrency = _open_files_allow(self._concurrency)
         if self._flow is not None:
             self._flow.ceiling = min(self._flow.ceiling, self._concurrency)
@@ -314,7 +317,9 @@ class TikTokClient:
 
     async def _attempt(self, path: str, decode: Callable[[bytes], T]) -> T:
         limiter, slots, stats, hooks = self._limiter, self._slots, self._stats, self._hooks
-        flow = self._flow
+        # A `RateLimiter` (ours) is asked for a free token without a coroutine, and told
+        # an answer directly; any other limiter is awaited and told through `_tell_limiter`.
+        flow, own = self._flow, self._own_limiter
         if limiter is None or slots is None:
             raise self._state_error()
         run = CURRENT_RUN.get()  # the bulk run this task works for, if any
@@ -332,7 +337,7 @@ class TikTokClient:
                 gate.leave()
             raise
         try:
-            if not (limiter.free or self._try_token()):
+            if not (limiter.free or (own is not None and own.try_acquire())):
                 await (limiter.acquire() if run is None else run.wait(limiter.acquire()))
             if run is not None and run.error is not None:
                 raise NotSentError("not sent: the run stopped")  # it stopped while we waited
@@ -365,7 +370,10 @@ class TikTokClient:
         if hooks is not None and hooks.on_response is not None:
             hooks.on_response(path, status, seconds)
         if status != 429:
-            self._tell_limiter(limiter, status, seconds)
+            if own is not None:
+                own.answered(seconds, round_trip=status == 200)
+            else:
+                self._tell_limiter(limiter, status, seconds)
             return decipher_response(status, answer.headers, answer.body, decode)
         try:
             return decipher_response(status, answer.headers, answer.body, decode)
@@ -395,12 +403,6 @@ class TikTokClient:
             hear = getattr(limiter, "on_round_trip", None)  # optional: see `Limiter`
             if hear is not None and status == 200:
                 hear(seconds)
-
-    def _try_token(self) -> bool:
-        """Take a rate token without a coroutine when our own limiter has one free now
-        (a limiter given to the client is always awaited)."""
-        limiter = self._limiter
-        return isinstance(limiter, RateLimiter) and limiter.try_acquire()
 
     def _on_error(self, path: str, error: TikTokError) -> None:
         self._stats.failed(retry_cause(error) or "other")
@@ -443,21 +445,30 @@ class TikTokClient:
         flow = self._flow
         if flow is None:  # the client's slots hold the requests to the limit
             fixed = self._concurrency
-            return lambda busy: workers(fixed, run.backing_off)
+            steady = workers(fixed, 0)
+            return lambda busy: workers(fixed, run.backing_off) if run.backing_off else steady
         clock = time.perf_counter
         gate = run.gate = ConcurrencyGate(flow.limit)  # the run's requests, to the limit
+        # Asked once an input: the next tick's time and the workers for the limit and the
+        # inputs backing off last seen are kept, not asked for again (calls cost here).
+        due, seen, backing, allowed = -math.inf, -1, -1, 0
 
         def limit(busy: int) -> int:
+            nonlocal due, seen, backing, allowed
             now = clock()
-            if flow.due(now):  # else asked once an input: keep it cheap
+            if now >= due:
+                due = now + TICK  # a run sharing the client may tick it first: then no-op
                 limiter = self._limiter
                 if limiter is None:
                     flow.tick(now, gate.held)
                 else:
                     flow.tick(now, gate.held, limiter.rate, queued=limiter.queued)
-            if flow.limit != gate.limit:  # a tick, or an answer (a 429, a queue) moved it
-                gate.resize(flow.limit)
-            return flow.workers(run.backing_off)
+            if flow.limit != seen or run.backing_off != backing:
+                seen, backing = flow.limit, run.backing_off  # a tick or an answer moved one
+                if gate.limit != seen:
+                    gate.resize(seen)
+                allowed = workers(seen, backing)
+            return allowed
 
         return limit
 

@@ -210,7 +210,10 @@ class RateLimiter:
             self._credit -= 1
         elif not self._take():
             return False
-        self._sent()
+        if self._adaptive is not None:  # `_sent()`, inline: this runs once a request
+            self._unreported_sent += 1
+            if self._unreported_ok + self._unreported_sent >= self._report_gate:
+                self._report()
         return True
 
     def _take(self) -> bool:
