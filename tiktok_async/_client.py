@@ -199,9 +199,8 @@ class TikTokClient:
         shutdown. Opening twice, or after closing, raises `ClientStateError`."""
         if self._state != _UNOPENED:
             raise ClientStateError(f"cannot open a client that is {self._state}: make a new one")
-        self._limiter = self._external or self._new_limiter()
-        if isinstance(self._limiter, RateLimiter):
-            self._own_limiter = self._limiter
+        limiter = self._limiter = self._external or self._new_limiter()
+        self._own_limiter = limiter if isinstance(limiter, RateLimiter) else None
         self._concurrency = _open_files_allow(self._concurrency)
         if self._flow is not None:
             self._flow.ceiling = min(self._flow.ceiling, self._concurrency)
@@ -297,8 +296,12 @@ class TikTokClient:
         Raises a `TikTokError` with `.attempts` set. `path` is relative to the base URL and
         already percent-encoded (`user_path`, `video_path`).
         """
+        # Is the client's loop the running one? Not asked (on Python 3.11 that is a system
+        # call, getpid, and the bulk path paid four a request): a thread runs one loop at a
+        # time, so in the thread that opened the client, with its loop running, it is.
         loop = self._loop
-        if self._state != _OPEN or loop is None or not self._in_own_loop(loop):
+        if (self._state != _OPEN or loop is None or threading.get_ident() != self._thread
+                or not loop.is_running()):
             raise self._state_error()
         started = loop.time()
         try:  # the first attempt directly, as `Retrier.call` would: one coroutine fewer
@@ -307,13 +310,6 @@ class TikTokClient:
             first = exc
         return await self._retrier.after_first(partial(self._attempt, path, decode), first,
                                                started, path)
-
-    def _in_own_loop(self, loop: asyncio.AbstractEventLoop) -> bool:
-        """Whether `loop` (the client's) is the running loop, without asking for the running
-        loop: on Python 3.11 each ask is a system call (getpid), and the bulk path paid four
-        a request. A thread runs one loop at a time: in the thread that opened the client,
-        with its loop running, the running loop is the client's."""
-        return threading.get_ident() == self._thread and loop.is_running()
 
     async def _attempt(self, path: str, decode: Callable[[bytes], T]) -> T:
         limiter, slots, stats, hooks = self._limiter, self._slots, self._stats, self._hooks

@@ -442,19 +442,22 @@ class ConcurrencyGate:
     handed straight to the first waiter, so a newcomer can never overtake a waiting task.
     """
 
-    __slots__ = ("_free", "_limit", "_waiters")
+    __slots__ = ("_free", "_waiters", "limit")
 
     def __init__(self, limit: int) -> None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a whole number >= 1, not {limit!r}")
-        self._free = self._limit = limit
+        #: Holders allowed at once: read it, `resize` changes it (an attribute, not a
+        #: property: the bulk path reads it once an answer, and a call costs there).
+        self.limit = limit
+        self._free = limit
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     def resize(self, limit: int) -> None:
         """Let `limit` hold slots from now on: waiters are let in at once when it grew;
         when it shrank, holders keep theirs and nobody enters until enough have left."""
-        grown = limit - self._limit
-        self._limit = limit
+        grown = limit - self.limit
+        self.limit = limit
         for _ in range(max(0, grown)):
             self.leave()  # a slot more: to the first waiter, or free
         if grown < 0:
@@ -503,12 +506,8 @@ class ConcurrencyGate:
     @property
     def held(self) -> int:
         """Slots held right now."""
-        return self._limit - self._free
+        return self.limit - self._free
 
-    @property
-    def limit(self) -> int:
-        """Holders allowed at once."""
-        return self._limit
 
 
 def _check_burst(burst: int) -> None:
