@@ -20,6 +20,7 @@ from tiktok_async._concurrency import (
     START,
     TICK,
     AdaptiveConcurrency,
+    workers,
 )
 from tiktok_async._pool import LIMIT_TICK, bounded_map
 
@@ -44,13 +45,13 @@ def test_slow_start_doubles_every_tick_while_saturated_with_tokens_to_spare() ->
     assert flow.limit == START * 16
 
 
-def test_due_says_when_tick_would_judge_again() -> None:
+def test_next_tick_says_when_tick_would_judge_again() -> None:
     flow = AdaptiveConcurrency(1000)
-    seen = [flow.due(5.0)]
+    seen = [flow.next_tick <= 5.0]
     flow.tick(5.0, flow.limit)
-    seen += [flow.due(5.0 + TICK / 2), flow.due(5.0 + TICK)]
+    seen += [flow.next_tick <= 5.0 + TICK / 2, flow.next_tick <= 5.0 + TICK]
     flow.tick(5.0 + TICK, flow.limit)
-    seen.append(flow.due(5.0 + TICK * 1.5))
+    seen.append(flow.next_tick <= 5.0 + TICK * 1.5)
     assert seen == [True, False, True, False]
 
 
@@ -134,7 +135,7 @@ def test_workers_backing_off_get_room_beside_the_limit_up_to_a_bound() -> None:
     """Beside the limit on requests: spare workers (an input ready when a slot frees) or,
     when more inputs back off, as many as those, up to a bound."""
     flow = AdaptiveConcurrency(4096, start=10)
-    assert [flow.workers(n) for n in (0, 7, 25, 10 * BACKOFF_ROOM, 10_000)] == [
+    assert [workers(flow.limit, n) for n in (0, 7, 25, 10 * BACKOFF_ROOM, 10_000)] == [
         10 + 10 * SPARE, 10 + 10 * SPARE, 35, 10 + 10 * BACKOFF_ROOM, 10 + 10 * BACKOFF_ROOM]
 
 

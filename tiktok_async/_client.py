@@ -39,7 +39,7 @@ from yarl import URL
 
 from ._adaptive import AdaptiveRate
 from ._bulk import Result, fetch_users, fetch_videos
-from ._concurrency import TICK, AdaptiveConcurrency, workers
+from ._concurrency import AdaptiveConcurrency, workers
 from ._exceptions import ClientStateError, RateLimitedError, TikTokError
 from ._inputs import make_video_ref, parse_handle, parse_video, user_path, video_path
 from ._limiter import ConcurrencyGate, Limiter, RateLimiter
@@ -445,15 +445,14 @@ class TikTokClient:
             return lambda busy: workers(fixed, run.backing_off) if run.backing_off else steady
         clock = time.perf_counter
         gate = run.gate = ConcurrencyGate(flow.limit)  # the run's requests, to the limit
-        # Asked once an input: the next tick's time and the workers for the limit and the
-        # inputs backing off last seen are kept, not asked for again (calls cost here).
-        due, seen, backing, allowed = -math.inf, -1, -1, 0
+        # Asked once an input: the tick's time read, and the workers for the limit and the
+        # inputs backing off last seen kept, rather than asked for (calls cost here).
+        seen, backing, allowed = -1, -1, 0
 
         def limit(busy: int) -> int:
-            nonlocal due, seen, backing, allowed
+            nonlocal seen, backing, allowed
             now = clock()
-            if now >= due:
-                due = now + TICK  # a run sharing the client may tick it first: then no-op
+            if now >= flow.next_tick:  # else `tick` would return the limit as is
                 limiter = self._limiter
                 if limiter is None:
                     flow.tick(now, gate.held)

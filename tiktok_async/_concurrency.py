@@ -140,7 +140,8 @@ class AdaptiveConcurrency:
 
     __slots__ = ("_answers", "_answers_then", "_base", "_cut_at", "_failing", "_grown",
                  "_history", "_hold_until", "_last_tick", "_long", "_overload_at", "_paced",
-                 "_probe", "_short", "_slow_start", "ceiling", "floor", "held_back", "limit")
+                 "_probe", "_short", "_slow_start", "ceiling", "floor", "held_back", "limit",
+                 "next_tick")
 
     def __init__(self, ceiling: int, *, start: int = START, floor: int = FLOOR) -> None:
         if ceiling < 1:
@@ -151,6 +152,9 @@ class AdaptiveConcurrency:
         self.held_back = 0.0
         self._slow_start = True
         self._last_tick: float | None = None
+        #: From when `tick` judges the limit again; before it, `tick` returns the limit as
+        #: is (the bulk path reads this once an input and skips gathering its arguments).
+        self.next_tick = -math.inf
         self._short = self._long = 0.0  # exponential means of latency, seconds
         self._base = math.inf  # the lowest long-run mean: latency without a queue
         self._answers = 0
@@ -189,27 +193,16 @@ class AdaptiveConcurrency:
             if self._probe is not None or short > QUEUE_FACTOR * self._base:
                 self._check_queueing(now)  # a cut to judge, or one to make
 
-    def workers(self, backing_off: int) -> int:
-        """Workers a bulk run may have now while `backing_off` of them wait before a
-        retry (`workers`)."""
-        return workers(self.limit, backing_off)
-
-    def due(self, now: float) -> bool:
-        """Whether `tick(now, ...)` would judge the limit again (else it returns it as is):
-        a caller can skip gathering `tick`'s arguments."""
-        last = self._last_tick
-        return last is None or now - last >= TICK
-
     def tick(self, now: float, busy: int, rate: float | None = None, *,
              queued: bool = False) -> int:
         """The limit now, given `busy` workers, the client-side `rate` (None or inf: no
         limit) and whether tasks are `queued` for it; grows at most once every `TICK` s."""
         last = self._last_tick
         if last is None:
-            self._last_tick = now
+            self._last_tick, self.next_tick = now, now + TICK
             self._history.append((now, self.limit, self._answers))
-        elif now - last >= TICK:
-            self._last_tick = now
+        elif now >= self.next_tick:
+            self._last_tick, self.next_tick = now, now + TICK
             answered = self._answered_per_second(now - last)
             trip_ago = self._at(now - self._long)  # the tick a round trip ago, if kept
             paid = self._growth_paid(now, answered) and self._round_trip_paid(now, trip_ago)
