@@ -381,15 +381,14 @@ class TikTokClient:
     def _tell_limiter(limiter: Limiter, status: int, seconds: float, sent_after: int = 0
                       ) -> None:
         """An answer with `status` came `seconds` after its attempt went out, and
-        `sent_after` attempts went out since (told with a 429). Our own adaptive limiter is
-        told when it went out too: after slow start, answers to attempts sent before its
+        `sent_after` attempts went out since (told with a 429). Our own `RateLimiter` is
+        told here of 429s only (`_attempt` tells it any other answer, `answered`), and when
+        the attempt went out too: after slow start, answers to attempts sent before its
         last cut say nothing of the rate after it, and a 429 read late (the loop stalled)
         says the bucket was empty when it went out, not when it was read."""
         throttled = status == 429
         if isinstance(limiter, RateLimiter):
-            if not throttled:
-                limiter.answered(seconds, round_trip=status == 200)
-            elif limiter.adaptive is not None:
+            if throttled and limiter.adaptive is not None:
                 sent_at = asyncio.get_running_loop().time() - seconds
                 limiter.on_rate_limited(sent_at=sent_at, sent_after=sent_after)
         elif throttled:

@@ -210,10 +210,7 @@ class RateLimiter:
             self._credit -= 1
         elif not self._take():
             return False
-        if self._adaptive is not None:  # `_sent()`, inline: this runs once a request
-            self._unreported_sent += 1
-            if self._unreported_ok + self._unreported_sent >= self._report_gate:
-                self._report()
+        self._sent()
         return True
 
     def _take(self) -> bool:
@@ -507,7 +504,6 @@ class ConcurrencyGate:
     def held(self) -> int:
         """Slots held right now."""
         return self.limit - self._free
-
 
 
 def _check_burst(burst: int) -> None:
